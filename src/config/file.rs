@@ -1,0 +1,302 @@
+//! serde mirror of `switchyard.toml`. No logic lives here: every field is optional where the file
+//! may omit it, and `deny_unknown_fields` turns a typo into an error instead of a silent default.
+//! `model.rs` turns these into validated domain types.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole file, exactly as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Expected value of the upstreams' `X-Constitutional-Hash` header.
+    pub constitutional_hash: Option<String>,
+    /// Where `state.json` and `incidents.jsonl` live.
+    pub state_dir: Option<PathBuf>,
+    /// Admin listener.
+    #[serde(default)]
+    pub admin: FileAdmin,
+    /// Measurement interval, window and rollback triggers.
+    #[serde(default)]
+    pub control: FileControl,
+    /// Progressive rollout defaults and migration order.
+    #[serde(default)]
+    pub rollout: FileRollout,
+    /// Protective limits on listeners and upstreams.
+    #[serde(default)]
+    pub limits: FileLimits,
+    /// Webhook channels per severity.
+    #[serde(default)]
+    pub alerts: FileAlerts,
+    /// One entry per proxied service.
+    #[serde(default)]
+    pub services: Vec<FileService>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// Address of the admin HTTP API.
+    pub listen: Option<String>,
+    /// File holding the bearer token (the env var `SWITCHYARD_ADMIN_TOKEN` wins).
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[control]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileControl {
+    /// How often a measurement is taken.
+    pub interval: Option<String>,
+    /// How much history a measurement covers.
+    pub window: Option<String>,
+    /// Minimum green samples for a conclusive measurement.
+    pub min_samples: Option<u64>,
+    /// Header carrying the upstream's compliance score.
+    pub compliance_header: Option<String>,
+    /// Header carrying the upstream's constitutional hash.
+    pub hash_header: Option<String>,
+    /// Global rollback triggers.
+    pub triggers: Option<FileTriggers>,
+}
+
+/// A set of triggers, global (`[control.triggers]`) or per service (`triggers = {...}`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTriggers {
+    /// Green p95 latency above a duration.
+    pub p95_latency: Option<FileDurationTrigger>,
+    /// Green error rate above a fraction.
+    pub error_rate: Option<FileAboveTrigger>,
+    /// Green availability below a fraction.
+    pub availability: Option<FileBelowTrigger>,
+    /// Green mean compliance below a fraction.
+    pub compliance: Option<FileBelowTrigger>,
+    /// Green responses whose hash header is missing or wrong.
+    pub hash_mismatch: Option<FileHashTrigger>,
+    /// Share of given statuses above a fraction.
+    pub status_rate: Option<Vec<FileStatusTrigger>>,
+}
+
+/// `{ above = "2s", consecutive = 2 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDurationTrigger {
+    /// Threshold duration.
+    pub above: String,
+    /// Consecutive bad measurements needed.
+    pub consecutive: Option<u32>,
+    /// `false` disables the trigger.
+    pub enabled: Option<bool>,
+}
+
+/// `{ above = 0.01, consecutive = 3 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAboveTrigger {
+    /// Threshold fraction.
+    pub above: f64,
+    /// Consecutive bad measurements needed.
+    pub consecutive: Option<u32>,
+    /// `false` disables the trigger.
+    pub enabled: Option<bool>,
+}
+
+/// `{ below = 0.999, consecutive = 1 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBelowTrigger {
+    /// Threshold fraction.
+    pub below: f64,
+    /// Consecutive bad measurements needed.
+    pub consecutive: Option<u32>,
+    /// `false` disables the trigger.
+    pub enabled: Option<bool>,
+}
+
+/// `{ consecutive = 1 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHashTrigger {
+    /// Mismatching green responses needed (1 = the first one trips).
+    pub consecutive: Option<u32>,
+    /// `false` disables the trigger.
+    pub enabled: Option<bool>,
+}
+
+/// `{ status = [401], above = 0.001, consecutive = 3 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStatusTrigger {
+    /// Statuses counted.
+    pub status: Vec<u16>,
+    /// Threshold fraction of green responses.
+    pub above: f64,
+    /// Consecutive bad measurements needed.
+    pub consecutive: Option<u32>,
+}
+
+/// `[rollout]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRollout {
+    /// Migration order of services.
+    pub order: Option<Vec<String>>,
+    /// Start a service's plan only when the previous one is promoted.
+    pub sequential: Option<bool>,
+    /// Default step weights in percent.
+    pub steps: Option<Vec<f64>>,
+    /// Default time at each step.
+    pub hold: Option<String>,
+    /// Healthy measurements needed at a step before advancing.
+    pub healthy_measurements: Option<u32>,
+    /// Wait for an explicit `/advance` before this weight.
+    pub manual_gate_before: Option<f64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Maximum request head size in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Time allowed to read a request head.
+    pub header_read_timeout: Option<String>,
+    /// Idle keep-alive connection timeout.
+    pub idle_timeout: Option<String>,
+    /// Optional maximum request body size in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Maximum concurrent connections per listener.
+    pub max_connections: Option<usize>,
+    /// Maximum concurrent HTTP/2 streams per connection.
+    pub max_h2_streams: Option<u32>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Option<String>,
+    /// Upstream response-head timeout.
+    pub response_timeout: Option<String>,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Option<String>,
+    /// Consecutive failures that eject an endpoint.
+    pub eject_after: Option<u32>,
+    /// How long an ejected endpoint rests.
+    pub eject_for: Option<String>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAlerts {
+    /// Webhook URLs for critical alerts.
+    pub critical: Option<Vec<String>>,
+    /// Webhook URLs for high alerts.
+    pub high: Option<Vec<String>>,
+    /// Webhook URLs for medium alerts.
+    pub medium: Option<Vec<String>>,
+    /// Per-attempt timeout.
+    pub timeout: Option<String>,
+    /// Attempts per alert and URL.
+    pub retries: Option<u32>,
+}
+
+/// `[[services]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    /// Service name, unique.
+    pub name: String,
+    /// Listener address.
+    pub listen: String,
+    /// `manual` (default) or `progressive`.
+    pub mode: Option<String>,
+    /// Percent of requests to green in manual mode.
+    pub green_weight: Option<f64>,
+    /// Blue pool.
+    pub blue: FilePool,
+    /// Green pool.
+    pub green: FilePool,
+    /// Sticky key.
+    pub sticky: Option<FileSticky>,
+    /// Header that forces a color.
+    pub force_header: Option<String>,
+    /// TLS termination.
+    pub tls: Option<FileTls>,
+    /// Active health checks.
+    pub health: Option<FileHealth>,
+    /// Per-service trigger overrides.
+    pub triggers: Option<FileTriggers>,
+    /// Step weights overriding `[rollout].steps`.
+    pub steps: Option<Vec<f64>>,
+    /// Hold overriding `[rollout].hold`.
+    pub hold: Option<String>,
+    /// Manual gate overriding `[rollout].manual_gate_before`.
+    pub manual_gate_before: Option<f64>,
+    /// Retries of failed green attempts onto blue.
+    pub retry: Option<FileRetry>,
+}
+
+/// `{ endpoints = [...], release = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePool {
+    /// `host:port` of each endpoint.
+    pub endpoints: Vec<String>,
+    /// Release label (green's change restarts the plan).
+    pub release: Option<String>,
+}
+
+/// `{ header = "..." } | { cookie = "..." } | "client_ip"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileSticky {
+    /// Hash a request header.
+    Header {
+        /// Header name.
+        header: String,
+    },
+    /// Hash a cookie.
+    Cookie {
+        /// Cookie name.
+        cookie: String,
+    },
+    /// `"client_ip"`.
+    Named(String),
+}
+
+/// `{ cert = "PATH", key = "PATH" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+}
+
+/// `{ path = "/health", interval = "5s", timeout = "1s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealth {
+    /// Probe path.
+    pub path: Option<String>,
+    /// Probe interval.
+    pub interval: Option<String>,
+    /// Probe timeout.
+    pub timeout: Option<String>,
+}
+
+/// `{ on = [502, 503], budget = 0.1, max_body_bytes = 65536 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetry {
+    /// Retry green failures onto blue.
+    pub enabled: Option<bool>,
+    /// Green statuses that are retried (transport failures always are).
+    pub on: Option<Vec<u16>>,
+    /// Retries allowed as a fraction of requests.
+    pub budget: Option<f64>,
+    /// Largest body buffered to make a request replayable.
+    pub max_body_bytes: Option<usize>,
+}

@@ -1,0 +1,89 @@
+//! Library error types. Proxy errors carry their origin so exactly one function
+//! (`proxy::respond`) maps them to statuses and only upstream-origin failures count against a color.
+
+/// How an upstream exchange failed at the transport level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamErrorKind {
+    /// Could not connect (refused, unreachable, connect timeout).
+    Connect,
+    /// No response head within the response timeout.
+    Timeout,
+    /// Connection closed or reset before the exchange completed.
+    Reset,
+    /// The upstream spoke something that is not HTTP.
+    Protocol,
+}
+
+impl UpstreamErrorKind {
+    /// All kinds, in index order.
+    pub const ALL: [UpstreamErrorKind; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Protocol];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+        }
+    }
+
+    /// Dense index for handle arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a proxied request failed, tagged by origin.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream failed; counts against its color.
+    #[error("upstream {kind:?} error: {source}")]
+    Upstream {
+        /// Classification.
+        kind: UpstreamErrorKind,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The client sent something we refuse (never counted against a color).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Body larger than `limits.max_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The service disappeared in a reload between accept and routing.
+    #[error("service is not configured")]
+    NoRoute,
+}
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Config could not be loaded.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A socket could not be bound.
+    #[error("cannot bind {addr} for {what}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Which listener.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// State directory problems.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Admin refused an unsafe bind.
+    #[error("{0}")]
+    Unsafe(String),
+}

@@ -1,0 +1,103 @@
+//! Choosing a color for one request. Pure functions over the route and the request; no I/O.
+//!
+//! Without a sticky key the split is *exact*: request n of a service maps to bucket
+//! `n × 6181 mod 10 000`, a permutation of the buckets (6181 is coprime with 10 000 and close to
+//! 10 000/φ, so consecutive requests spread evenly). Every 10 000 consecutive requests therefore
+//! send exactly `weight` of them to green, and short runs stay close to it.
+//! With a sticky key the bucket is a fixed, seedless hash of the key, so a client keeps its color
+//! across requests, restarts and replicas, and raising the weight only moves clients blue → green.
+
+use super::Weight;
+use crate::Color;
+
+const BUCKETS: u64 = 10_000;
+const STRIDE: u64 = 6_181;
+
+/// Bucket of the n-th unkeyed request.
+pub fn sequence_bucket(n: u64) -> u16 {
+    ((n % BUCKETS) * STRIDE % BUCKETS) as u16
+}
+
+/// Bucket of a sticky key: FNV-1a 64 then a murmur3 finaliser, seedless on purpose.
+pub fn key_bucket(key: &[u8]) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h % BUCKETS) as u16
+}
+
+/// Green when the bucket falls under the weight.
+pub fn color_for(bucket: u16, weight: Weight) -> Color {
+    if bucket < weight.bp() {
+        Color::Green
+    } else {
+        Color::Blue
+    }
+}
+
+/// Parses a force-header value.
+pub fn forced(value: &[u8]) -> Option<Color> {
+    if value.eq_ignore_ascii_case(b"green") {
+        Some(Color::Green)
+    } else if value.eq_ignore_ascii_case(b"blue") {
+        Some(Color::Blue)
+    } else {
+        None
+    }
+}
+
+/// Value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ten_thousand_requests_split_exactly() {
+        let w = Weight::from_percent(10.0).unwrap();
+        for start in [0u64, 17, 9_999, 123_456] {
+            let green = (start..start + 10_000).filter(|&n| color_for(sequence_bucket(n), w) == Color::Green).count();
+            assert_eq!(green, 1000);
+        }
+    }
+
+    #[test]
+    fn short_runs_stay_close_to_the_weight() {
+        let w = Weight::from_percent(10.0).unwrap();
+        let green = (0..100u64).filter(|&n| color_for(sequence_bucket(n), w) == Color::Green).count();
+        assert!((8..=12).contains(&green), "{green}");
+    }
+
+    #[test]
+    fn sticky_bucket_is_stable_and_spread() {
+        assert_eq!(key_bucket(b"user-1"), key_bucket(b"user-1"));
+        let w = Weight::from_percent(30.0).unwrap();
+        let green = (0..10_000).filter(|i| color_for(key_bucket(format!("k{i}").as_bytes()), w) == Color::Green).count();
+        assert!((2_800..=3_200).contains(&green), "{green}");
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        assert_eq!(cookie(b"a=1; sid=xyz ; b=2", b"sid"), Some(&b"xyz"[..]));
+        assert_eq!(cookie(b"a=1", b"sid"), None);
+    }
+
+    #[test]
+    fn force_values_are_case_insensitive() {
+        assert_eq!(forced(b"GREEN"), Some(Color::Green));
+        assert_eq!(forced(b"blue"), Some(Color::Blue));
+        assert_eq!(forced(b"red"), None);
+    }
+}

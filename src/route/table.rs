@@ -1,0 +1,147 @@
+//! The routing snapshot. Everything a request needs to route lives in one immutable
+//! `RouteTable` behind one `ArcSwap`: a request calls `load()` once and sees a consistent
+//! generation; the control loop, the only writer, builds a new table and stores it in one step.
+
+use super::{pick, Weight};
+use crate::config::Sticky;
+use crate::stats::ServiceStats;
+use crate::upstream::Pool;
+use crate::Color;
+use arc_swap::ArcSwap;
+use http::header::HeaderName;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Stable identity of a service for the life of the process (names may be reloaded away and
+/// back; keys are never reused), so listeners find their route without string compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey(pub u32);
+
+/// Per-request policy that comes from config rather than from routing decisions.
+#[derive(Debug)]
+pub struct Policy {
+    /// Expected constitutional hash of green responses.
+    pub expected_hash: Arc<str>,
+    /// Header carrying the hash.
+    pub hash_header: HeaderName,
+    /// Header carrying compliance.
+    pub compliance_header: HeaderName,
+    /// Retries onto blue.
+    pub retry: crate::config::RetryConfig,
+    /// Request body limit.
+    pub max_body_bytes: Option<u64>,
+    /// Upstream response-head timeout.
+    pub response_timeout: std::time::Duration,
+}
+
+/// One service's route in one generation.
+#[derive(Debug)]
+pub struct Route {
+    /// Identity.
+    pub key: ServiceKey,
+    /// Name (metrics label, logs).
+    pub name: Arc<str>,
+    /// Green share.
+    pub weight: Weight,
+    /// Sticky key.
+    pub sticky: Option<Sticky>,
+    /// Force header.
+    pub force_header: Option<HeaderName>,
+    /// Blue endpoints (shared across generations while unchanged, so ejection state survives).
+    pub blue: Arc<Pool>,
+    /// Green endpoints.
+    pub green: Arc<Pool>,
+    /// Counter behind the exact split; shared across generations so a swap does not restart it.
+    pub split: Arc<AtomicU64>,
+    /// Resolved metric handles and the sample sink.
+    pub stats: Arc<ServiceStats>,
+    /// Config-derived policy.
+    pub policy: Arc<Policy>,
+}
+
+impl Route {
+    /// Chooses blue or green for a request.
+    pub fn pick(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Color {
+        if let Some(h) = &self.force_header {
+            if let Some(c) = headers.get(h).and_then(|v| pick::forced(v.as_bytes())) {
+                return c;
+            }
+        }
+        if self.weight == Weight::ZERO {
+            return Color::Blue;
+        }
+        if self.weight == Weight::FULL {
+            return Color::Green;
+        }
+        let bucket = match &self.sticky {
+            Some(Sticky::Header(h)) => headers.get(h).map(|v| pick::key_bucket(v.as_bytes())),
+            Some(Sticky::Cookie(name)) => headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .find_map(|v| pick::cookie(v.as_bytes(), name.as_bytes()))
+                .map(pick::key_bucket),
+            Some(Sticky::ClientIp) => Some(match peer.ip() {
+                std::net::IpAddr::V4(ip) => pick::key_bucket(&ip.octets()),
+                std::net::IpAddr::V6(ip) => pick::key_bucket(&ip.octets()),
+            }),
+            None => None,
+        };
+        let bucket = bucket.unwrap_or_else(|| pick::sequence_bucket(self.split.fetch_add(1, Ordering::Relaxed)));
+        pick::color_for(bucket, self.weight)
+    }
+
+    /// The pool of a color.
+    pub fn pool(&self, c: Color) -> &Arc<Pool> {
+        match c {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+}
+
+/// All routes of one generation.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Config generation plus control changes; increases on every store.
+    pub generation: u64,
+    /// Routes, few enough that a linear scan beats hashing.
+    pub routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// The route of a service, if it still exists.
+    #[inline]
+    pub fn get(&self, key: ServiceKey) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.key == key)
+    }
+}
+
+/// The shared handle: readers `load`, the control loop `store`s.
+#[derive(Debug, Default)]
+pub struct Router {
+    table: ArcSwap<RouteTable>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current snapshot (lock-free).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
+    }
+
+    /// The current snapshot as an owned `Arc`.
+    pub fn snapshot(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+
+    /// Replaces the table. Only the control loop calls this.
+    pub fn store(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+}

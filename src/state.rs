@@ -1,0 +1,139 @@
+//! Persisted control state (`state_dir/state.json`), so a restart loses nothing: a service at
+//! step 2 resumes at step 2, a rolled-back service stays on blue. Written atomically: temp file,
+//! fsync, rename, fsync of the directory. A file that cannot be read is an error the caller
+//! reports before starting every service safe on blue.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why the state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// I/O on the state directory or file.
+    #[error("{path}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not valid state.
+    #[error("{path}: corrupt state file ({source}); starting every service safe on blue")]
+    Corrupt {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Persisted state of one service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// `manual` or `progressive` (as configured when saved).
+    pub mode: String,
+    /// `stable`, `canary`, `promoted`, `rolled_back`, `paused`.
+    pub state: String,
+    /// Current plan step index.
+    pub step: Option<usize>,
+    /// When the current step started (unix ms).
+    pub step_since_ms: Option<u64>,
+    /// Green weight in percent.
+    pub weight: f64,
+    /// Rolled back and latched on blue.
+    pub latched: bool,
+    /// Green release the state refers to.
+    pub release: Option<String>,
+    /// Weight set through the admin API (overrides the file weight).
+    pub admin_weight: Option<f64>,
+    /// Plan paused by an operator.
+    pub paused: bool,
+    /// Last incident id.
+    pub incident: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Format version.
+    pub version: u32,
+    /// Per service name.
+    pub services: BTreeMap<String, ServiceState>,
+    /// The sequence halted after a rollback.
+    pub sequence_halted: bool,
+}
+
+/// Path of the state file in `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+/// Loads state; a missing file is empty state, a corrupt one an error.
+pub fn load(dir: &Path) -> Result<StateFile, StateError> {
+    let p = path(dir);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: p, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
+        Err(source) => Err(StateError::Io { path: p, source }),
+    }
+}
+
+/// Saves state atomically.
+pub fn save(dir: &Path, state: &StateFile) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
+    write_atomic(&path(dir), &bytes)
+}
+
+/// Writes `bytes` to `target` via a temp file, fsync, rename and directory fsync.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = target.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, target).map_err(io(target))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Appends one line to a file and fsyncs it (incident log).
+pub fn append_line(target: &Path, line: &str) -> Result<(), StateError> {
+    let io = |source| StateError::Io { path: target.to_path_buf(), source };
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(target).map_err(io)?;
+    f.write_all(line.as_bytes()).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_data()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = StateFile { version: 1, ..Default::default() };
+        s.services.insert("auth".into(), ServiceState { step: Some(2), latched: true, ..Default::default() });
+        save(dir.path(), &s).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), s);
+        assert!(!dir.path().join("state.tmp").exists());
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_corrupt_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), StateFile::default());
+        std::fs::write(path(dir.path()), b"{not json").unwrap();
+        let e = load(dir.path()).unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }));
+        assert!(e.to_string().contains("state.json"));
+    }
+}

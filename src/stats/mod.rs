@@ -1,0 +1,153 @@
+//! Measurement on the data path. `ServiceStats` holds metric handles resolved once per service
+//! and color, so recording is a few atomic adds; each exchange is also sent, without waiting, to
+//! the `window::Aggregator` task that owns the hdrhistograms. A full channel drops the sample and
+//! counts the drop rather than slowing a request.
+
+pub mod names;
+pub mod window;
+
+use crate::error::UpstreamErrorKind;
+use crate::route::ServiceKey;
+use crate::Color;
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub use window::{Aggregator, Measurement, WindowHandle};
+
+/// Was this a proxied request or a health probe (probes count toward availability only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleKind {
+    /// A client request.
+    Request,
+    /// An active health probe.
+    Probe,
+}
+
+/// Result of the constitutional hash check on a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashCheck {
+    /// Not checked (blue, or no response).
+    NotChecked,
+    /// Present and equal to the expected hash.
+    Match,
+    /// Missing or different.
+    Mismatch,
+}
+
+/// One finished exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Service.
+    pub service: ServiceKey,
+    /// Color that served it.
+    pub color: Color,
+    /// Request or probe.
+    pub kind: SampleKind,
+    /// Response status, 0 when there was none.
+    pub status: u16,
+    /// Start → body end.
+    pub latency_us: u64,
+    /// Transport failure, if any.
+    pub error: Option<UpstreamErrorKind>,
+    /// Hash check.
+    pub hash: HashCheck,
+    /// Compliance header value.
+    pub compliance: Option<f32>,
+}
+
+struct ColorHandles {
+    by_class: [Counter; 6],
+    duration: Histogram,
+    errors: [Counter; 4],
+    hash_mismatch: Counter,
+}
+
+impl ColorHandles {
+    fn new(service: &str, color: Color) -> Self {
+        let (s, c) = (service.to_string(), color.as_str());
+        let class = |cl: &'static str| {
+            counter!(names::REQUESTS_TOTAL, "service" => s.clone(), "color" => c, "status_class" => cl)
+        };
+        ColorHandles {
+            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx"), class("error")],
+            duration: histogram!(names::REQUEST_DURATION, "service" => s.clone(), "color" => c),
+            errors: UpstreamErrorKind::ALL.map(|k| {
+                counter!(names::UPSTREAM_ERRORS_TOTAL, "service" => s.clone(), "color" => c, "kind" => k.as_str())
+            }),
+            hash_mismatch: counter!(names::HASH_MISMATCHES_TOTAL, "service" => s.clone(), "color" => c),
+        }
+    }
+}
+
+/// Hot-path statistics of one service; lives as long as the service exists across reloads.
+pub struct ServiceStats {
+    /// Service identity.
+    pub key: ServiceKey,
+    /// Name label.
+    pub name: Arc<str>,
+    colors: [ColorHandles; 2],
+    /// Requests currently being served.
+    pub in_flight: Gauge,
+    /// Current green weight (set by the control loop).
+    pub green_weight: Gauge,
+    /// Requests sent to green so far; incidents use it to count green requests served between
+    /// the first bad measurement and the swap, and to confirm none arrive after it.
+    pub green_started: AtomicU64,
+    /// Retries onto blue.
+    pub retries: Counter,
+    sink: mpsc::Sender<Sample>,
+    dropped: Counter,
+}
+
+impl std::fmt::Debug for ServiceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceStats").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl ServiceStats {
+    /// Resolves every handle for a service (control plane, once per service).
+    pub fn new(key: ServiceKey, name: Arc<str>, sink: mpsc::Sender<Sample>) -> Self {
+        let s = name.to_string();
+        ServiceStats {
+            key,
+            colors: [ColorHandles::new(&s, Color::Blue), ColorHandles::new(&s, Color::Green)],
+            in_flight: gauge!(names::IN_FLIGHT, "service" => s.clone()),
+            green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
+            green_started: AtomicU64::new(0),
+            retries: counter!(names::RETRIES_TOTAL, "service" => s),
+            dropped: counter!(names::STATS_DROPPED_TOTAL),
+            name,
+            sink,
+        }
+    }
+
+    /// Notes that a request was sent to `color`.
+    #[inline]
+    pub fn started(&self, color: Color) {
+        if color == Color::Green {
+            self.green_started.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a finished exchange: metrics first, then a non-blocking send to the aggregator.
+    pub fn record(&self, s: Sample) {
+        if s.kind == SampleKind::Request {
+            let h = &self.colors[s.color.index()];
+            let class = if s.error.is_some() || s.status == 0 { 5 } else { (s.status as usize / 100).clamp(1, 5) - 1 };
+            h.by_class[class].increment(1);
+            h.duration.record(s.latency_us as f64 / 1e6);
+            if let Some(k) = s.error {
+                h.errors[k.index()].increment(1);
+            }
+            if s.hash == HashCheck::Mismatch {
+                h.hash_mismatch.increment(1);
+            }
+        }
+        if self.sink.try_send(s).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+}

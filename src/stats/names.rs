@@ -1,0 +1,104 @@
+//! Every metric name and label in one place, described once at start-up. Dashboards, alert rules
+//! (`docker/prometheus`) and scripts depend on these exact names.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Requests by outcome.
+pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
+/// Exchange latency, request start → response body end.
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+/// Transport failures towards upstreams.
+pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
+/// Requests being served.
+pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
+/// Current green share.
+pub const GREEN_WEIGHT: &str = "switchyard_green_weight_percent";
+/// Green responses whose constitutional hash was missing or wrong.
+pub const HASH_MISMATCHES_TOTAL: &str = "switchyard_hash_mismatches_total";
+/// Window measurement gauges.
+pub const WINDOW_SAMPLES: &str = "switchyard_window_samples";
+/// Window p50.
+pub const WINDOW_P50: &str = "switchyard_window_p50_seconds";
+/// Window p95.
+pub const WINDOW_P95: &str = "switchyard_window_p95_seconds";
+/// Window p99.
+pub const WINDOW_P99: &str = "switchyard_window_p99_seconds";
+/// Window max.
+pub const WINDOW_MAX: &str = "switchyard_window_max_seconds";
+/// Window error rate.
+pub const WINDOW_ERROR_RATE: &str = "switchyard_window_error_rate";
+/// Window availability.
+pub const WINDOW_AVAILABILITY: &str = "switchyard_window_availability";
+/// Window mean compliance.
+pub const WINDOW_COMPLIANCE: &str = "switchyard_window_compliance";
+/// Window request rate.
+pub const WINDOW_RPS: &str = "switchyard_window_rps";
+/// 1 for the service's current state.
+pub const SERVICE_STATE: &str = "switchyard_service_state";
+/// Current plan step.
+pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
+/// 1 while any service is canary.
+pub const MIGRATION_ACTIVE: &str = "switchyard_migration_active";
+/// Rollbacks by trigger.
+pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
+/// Decision → swap time.
+pub const ROLLBACK_SWAP: &str = "switchyard_rollback_swap_seconds";
+/// Control decisions.
+pub const DECISIONS_TOTAL: &str = "switchyard_control_decisions_total";
+/// Config reloads by result.
+pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+/// Config generation.
+pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
+/// Alerts by severity and result.
+pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
+/// Retries onto blue.
+pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
+/// Samples dropped because the aggregator fell behind.
+pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
+
+/// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Registers help text for every metric (promtool warns on metrics without it).
+pub fn describe_all() {
+    describe_counter!(REQUESTS_TOTAL, "Proxied requests by service, color and status class (error = no response).");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Request start to response body end, per service and color.");
+    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Upstream transport failures by kind (connect, timeout, reset, protocol).");
+    describe_gauge!(IN_FLIGHT, "Requests currently being proxied per service.");
+    describe_gauge!(GREEN_WEIGHT, "Percent of new requests routed to green.");
+    describe_counter!(HASH_MISMATCHES_TOTAL, "Green responses with a missing or wrong constitutional hash.");
+    describe_gauge!(WINDOW_SAMPLES, "Requests in the control window per color.");
+    describe_gauge!(WINDOW_P50, Unit::Seconds, "p50 latency over the control window.");
+    describe_gauge!(WINDOW_P95, Unit::Seconds, "p95 latency over the control window.");
+    describe_gauge!(WINDOW_P99, Unit::Seconds, "p99 latency over the control window.");
+    describe_gauge!(WINDOW_MAX, Unit::Seconds, "Max latency over the control window.");
+    describe_gauge!(WINDOW_ERROR_RATE, "Share of 5xx and transport failures over the control window.");
+    describe_gauge!(WINDOW_AVAILABILITY, "Share of requests and probes answered by a live upstream.");
+    describe_gauge!(WINDOW_COMPLIANCE, "Mean constitutional compliance reported by upstreams over the window.");
+    describe_gauge!(WINDOW_RPS, "Requests per second over the control window.");
+    describe_gauge!(SERVICE_STATE, "1 for the service's current state (stable, canary, promoted, rolled_back, paused).");
+    describe_gauge!(ROLLOUT_STEP, "Current step index of the rollout plan (-1 without a plan).");
+    describe_gauge!(MIGRATION_ACTIVE, "1 while any service is in canary.");
+    describe_counter!(ROLLBACKS_TOTAL, "Rollbacks by service and trigger.");
+    describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
+    describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
+    describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
+    describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
+    describe_counter!(RETRIES_TOTAL, "Failed green attempts retried on blue.");
+    describe_counter!(STATS_DROPPED_TOTAL, "Samples dropped because the statistics aggregator was behind.");
+}
+
+/// Installs the Prometheus recorder with explicit buckets (summaries otherwise) and returns the
+/// handle the admin server renders. Call once per process.
+pub fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(ROLLBACK_SWAP.into()), &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.1, 1.0])?
+        .install_recorder()?;
+    describe_all();
+    Ok(handle)
+}

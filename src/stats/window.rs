@@ -1,0 +1,313 @@
+//! The measurement window. One task owns every hdrhistogram: it ingests samples from the data
+//! path, and when the control loop asks, closes the current interval into a ring of
+//! `window / interval` slots and returns a `Measurement` per service and color over the ring.
+//! Nothing here is shared, so nothing here locks.
+
+use super::{HashCheck, Sample, SampleKind};
+use crate::route::ServiceKey;
+use crate::Color;
+use hdrhistogram::Histogram;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Latency histogram bounds: 1 µs .. 60 s, 2 significant digits (~1 % error, ~20 KiB each).
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("static bounds are valid")
+}
+
+/// Counters of one color over one interval.
+#[derive(Default)]
+struct Acc {
+    hist: Option<Histogram<u64>>,
+    requests: u64,
+    errors: u64,
+    unavailable: u64,
+    probes: u64,
+    probes_failed: u64,
+    compliance_sum: f64,
+    compliance_n: u64,
+    hash_mismatches: u64,
+    statuses: Vec<(u16, u64)>,
+}
+
+impl Acc {
+    fn ingest(&mut self, s: &Sample) {
+        let unavailable = s.error.is_some() || matches!(s.status, 0 | 502..=504);
+        if s.kind == SampleKind::Probe {
+            self.probes += 1;
+            self.probes_failed += u64::from(unavailable || !(200..300).contains(&s.status));
+            return;
+        }
+        self.requests += 1;
+        self.hist.get_or_insert_with(new_hist).saturating_record(s.latency_us.max(1));
+        self.errors += u64::from(s.error.is_some() || s.status >= 500 || s.status == 0);
+        self.unavailable += u64::from(unavailable);
+        if let Some(c) = s.compliance {
+            self.compliance_sum += f64::from(c);
+            self.compliance_n += 1;
+        }
+        self.hash_mismatches += u64::from(s.hash == HashCheck::Mismatch);
+        if s.status != 0 {
+            match self.statuses.iter_mut().find(|(st, _)| *st == s.status) {
+                Some((_, n)) => *n += 1,
+                None => self.statuses.push((s.status, 1)),
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        if let Some(h) = &o.hist {
+            self.hist.get_or_insert_with(new_hist).add(h).expect("same bounds");
+        }
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.unavailable += o.unavailable;
+        self.probes += o.probes;
+        self.probes_failed += o.probes_failed;
+        self.compliance_sum += o.compliance_sum;
+        self.compliance_n += o.compliance_n;
+        self.hash_mismatches += o.hash_mismatches;
+        for &(st, n) in &o.statuses {
+            match self.statuses.iter_mut().find(|(s, _)| *s == st) {
+                Some((_, m)) => *m += n,
+                None => self.statuses.push((st, n)),
+            }
+        }
+    }
+
+    fn measure(&self, covered: Duration) -> Measurement {
+        let q = |p: f64| Duration::from_micros(self.hist.as_ref().map_or(0, |h| h.value_at_quantile(p)));
+        let total = self.requests + self.probes;
+        Measurement {
+            samples: self.requests,
+            p50: q(0.50),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: Duration::from_micros(self.hist.as_ref().map_or(0, |h| h.max())),
+            error_rate: ratio(self.errors, self.requests, 0.0),
+            availability: 1.0 - ratio(self.unavailable + self.probes_failed, total, 0.0),
+            compliance: (self.compliance_n > 0).then(|| self.compliance_sum / self.compliance_n as f64),
+            hash_mismatches: self.hash_mismatches,
+            statuses: self.statuses.clone(),
+            rps: if covered.is_zero() { 0.0 } else { self.requests as f64 / covered.as_secs_f64() },
+        }
+    }
+}
+
+fn ratio(n: u64, d: u64, empty: f64) -> f64 {
+    if d == 0 {
+        empty
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+/// One color of one service over the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measurement {
+    /// Requests in the window.
+    pub samples: u64,
+    /// Latency p50.
+    pub p50: Duration,
+    /// Latency p95.
+    pub p95: Duration,
+    /// Latency p99.
+    pub p99: Duration,
+    /// Latency max.
+    pub max: Duration,
+    /// (5xx + transport failures) / requests.
+    pub error_rate: f64,
+    /// Share of requests and probes that reached a live upstream without 502/503/504.
+    pub availability: f64,
+    /// Mean compliance header, `None` when no response carried one.
+    pub compliance: Option<f64>,
+    /// Green responses with a wrong or missing hash.
+    pub hash_mismatches: u64,
+    /// Count per response status.
+    pub statuses: Vec<(u16, u64)>,
+    /// Requests per second over the covered time.
+    pub rps: f64,
+}
+
+impl Measurement {
+    /// Share of requests answered with one of `statuses`.
+    pub fn status_rate(&self, statuses: &[u16]) -> f64 {
+        let n: u64 = self.statuses.iter().filter(|(s, _)| statuses.contains(s)).map(|(_, n)| n).sum();
+        ratio(n, self.samples, 0.0)
+    }
+}
+
+/// What one close returns: per service, `[blue, green]` over the window.
+pub type WindowReport = Vec<(ServiceKey, [Measurement; 2])>;
+
+/// Owner of all histograms.
+pub struct Aggregator {
+    current: HashMap<ServiceKey, [Acc; 2]>,
+    ring: VecDeque<HashMap<ServiceKey, [Acc; 2]>>,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Aggregator {
+    /// Empty aggregator.
+    pub fn new() -> Self {
+        Aggregator { current: HashMap::new(), ring: VecDeque::new() }
+    }
+
+    /// Adds one sample to the open interval.
+    pub fn ingest(&mut self, s: &Sample) {
+        self.current.entry(s.service).or_default()[s.color.index()].ingest(s);
+    }
+
+    /// Closes the open interval, keeps the last `slots` intervals and measures over them.
+    pub fn close(&mut self, slots: usize, interval: Duration) -> WindowReport {
+        self.ring.push_back(std::mem::take(&mut self.current));
+        while self.ring.len() > slots.max(1) {
+            self.ring.pop_front();
+        }
+        let mut sum: HashMap<ServiceKey, [Acc; 2]> = HashMap::new();
+        for slot in &self.ring {
+            for (k, accs) in slot {
+                let s = sum.entry(*k).or_default();
+                s[0].merge(&accs[0]);
+                s[1].merge(&accs[1]);
+            }
+        }
+        let covered = interval * self.ring.len() as u32;
+        sum.into_iter().map(|(k, [b, g])| (k, [b.measure(covered), g.measure(covered)])).collect()
+    }
+
+    /// Runs the aggregator until both channels close.
+    pub async fn run(mut self, mut samples: mpsc::Receiver<Sample>, mut closes: mpsc::Receiver<CloseRequest>) {
+        let mut buf = Vec::with_capacity(512);
+        loop {
+            tokio::select! {
+                biased;
+                req = closes.recv() => match req {
+                    Some(req) => {
+                        // Take what already arrived so the interval includes it.
+                        while let Ok(s) = samples.try_recv() {
+                            self.ingest(&s);
+                        }
+                        let _ = req.reply.send(self.close(req.slots, req.interval));
+                    }
+                    None => return,
+                },
+                n = samples.recv_many(&mut buf, 512) => {
+                    if n == 0 {
+                        return;
+                    }
+                    for s in buf.drain(..) {
+                        self.ingest(&s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request to close the interval.
+pub struct CloseRequest {
+    slots: usize,
+    interval: Duration,
+    reply: oneshot::Sender<WindowReport>,
+}
+
+/// The control loop's handle on the aggregator.
+#[derive(Clone)]
+pub struct WindowHandle {
+    tx: mpsc::Sender<CloseRequest>,
+}
+
+impl WindowHandle {
+    /// Starts an aggregator task; returns the sample sink for `ServiceStats` and this handle.
+    pub fn spawn(capacity: usize) -> (mpsc::Sender<Sample>, WindowHandle) {
+        let (stx, srx) = mpsc::channel(capacity);
+        let (ctx, crx) = mpsc::channel(4);
+        tokio::spawn(Aggregator::new().run(srx, crx));
+        (stx, WindowHandle { tx: ctx })
+    }
+
+    /// Closes the interval; `window / interval` slots are kept.
+    pub async fn close(&self, interval: Duration, window: Duration) -> Option<WindowReport> {
+        let slots = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as usize;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(CloseRequest { slots, interval, reply }).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Index helper for `[blue, green]` arrays.
+pub fn of(m: &[Measurement; 2], c: Color) -> &Measurement {
+    &m[c.index()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::UpstreamErrorKind;
+
+    fn sample(color: Color, status: u16, ms: u64) -> Sample {
+        Sample {
+            service: ServiceKey(1),
+            color,
+            kind: SampleKind::Request,
+            status,
+            latency_us: ms * 1000,
+            error: None,
+            hash: HashCheck::NotChecked,
+            compliance: Some(0.9),
+        }
+    }
+
+    #[test]
+    fn percentiles_and_rates_come_from_the_window() {
+        let mut a = Aggregator::new();
+        for i in 0..100 {
+            a.ingest(&sample(Color::Green, if i < 5 { 500 } else { 200 }, i + 1));
+        }
+        let r = a.close(3, Duration::from_secs(1));
+        let g = &r[0].1[1];
+        assert_eq!(g.samples, 100);
+        assert!((g.error_rate - 0.05).abs() < 1e-9);
+        assert!((94..=96).contains(&(g.p95.as_millis() as u64)), "{:?}", g.p95);
+        assert_eq!(g.compliance.map(|c| (c * 100.0).round()), Some(90.0));
+        assert!((g.rps - 100.0).abs() < 1e-9);
+        assert_eq!(g.status_rate(&[500]), 0.05);
+    }
+
+    #[test]
+    fn old_intervals_leave_the_window() {
+        let mut a = Aggregator::new();
+        a.ingest(&sample(Color::Blue, 500, 1));
+        assert_eq!(a.close(2, Duration::from_secs(1))[0].1[0].samples, 1);
+        a.ingest(&sample(Color::Blue, 200, 1));
+        assert_eq!(a.close(2, Duration::from_secs(1))[0].1[0].samples, 2);
+        a.ingest(&sample(Color::Blue, 200, 1));
+        let r = a.close(2, Duration::from_secs(1));
+        assert_eq!(r[0].1[0].samples, 2);
+        assert_eq!(r[0].1[0].error_rate, 0.0);
+    }
+
+    #[test]
+    fn transport_failures_and_failed_probes_cost_availability() {
+        let mut a = Aggregator::new();
+        let mut s = sample(Color::Green, 0, 1);
+        s.error = Some(UpstreamErrorKind::Connect);
+        a.ingest(&s);
+        a.ingest(&sample(Color::Green, 200, 1));
+        let mut p = sample(Color::Green, 503, 1);
+        p.kind = SampleKind::Probe;
+        a.ingest(&p);
+        a.ingest(&sample(Color::Green, 200, 1));
+        let g = &a.close(1, Duration::from_secs(1))[0].1[1];
+        assert_eq!(g.samples, 3);
+        assert!((g.availability - 0.5).abs() < 1e-9);
+        assert!((g.error_rate - 1.0 / 3.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,6 @@
+//! Upstreams: endpoint pools with ejection, the pooled client, active health checks.
+
+pub mod client;
+pub mod pool;
+
+pub use pool::{Endpoint, Pool};

@@ -1,0 +1,182 @@
+//! Endpoints of one color: round-robin over the available ones, passive ejection after
+//! consecutive failures, active health state from `health`. All state is atomics so the request
+//! path never locks; pools are shared across route generations while their endpoints are unchanged.
+
+use crate::Color;
+use http::uri::Authority;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    Instant::now().saturating_duration_since(base).as_millis() as u64 + 1
+}
+
+/// One upstream address and what we know about it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub authority: Authority,
+    /// Consecutive failed exchanges (reset by a success).
+    failures: AtomicU32,
+    /// Monotonic ms until which the endpoint is ejected (0 = not ejected).
+    ejected_until: AtomicU64,
+    /// Last active health check verdict (true until a probe says otherwise).
+    healthy: AtomicBool,
+    /// Requests currently outstanding on this endpoint.
+    pub in_flight: AtomicU32,
+}
+
+impl Endpoint {
+    fn new(authority: Authority) -> Self {
+        Endpoint {
+            authority,
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether requests may go here now.
+    pub fn available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    /// Whether passive ejection currently holds it out.
+    pub fn ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// Active health verdict.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records an active probe result; a passing probe also lifts an ejection early.
+    pub fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The endpoints of one color of one service.
+#[derive(Debug)]
+pub struct Pool {
+    /// Which color this is.
+    pub color: Color,
+    /// Endpoints, never empty (config validation guarantees it).
+    pub endpoints: Box<[Arc<Endpoint>]>,
+    /// Release label.
+    pub release: Option<Arc<str>>,
+    rr: AtomicUsize,
+    eject_after: u32,
+    eject_for: Duration,
+}
+
+impl Pool {
+    /// Builds a pool; `eject_after` consecutive failures eject an endpoint for `eject_for`.
+    pub fn new(
+        color: Color,
+        endpoints: &[Authority],
+        release: Option<Arc<str>>,
+        eject_after: u32,
+        eject_for: Duration,
+    ) -> Self {
+        Pool {
+            color,
+            endpoints: endpoints.iter().cloned().map(|a| Arc::new(Endpoint::new(a))).collect(),
+            release,
+            rr: AtomicUsize::new(0),
+            eject_after: eject_after.max(1),
+            eject_for,
+        }
+    }
+
+    /// Same endpoints (in order) as `other`: the pool can be reused across a reload.
+    pub fn same_endpoints(&self, endpoints: &[Authority]) -> bool {
+        self.endpoints.len() == endpoints.len() && self.endpoints.iter().zip(endpoints).all(|(e, a)| e.authority == *a)
+    }
+
+    /// Next available endpoint, round-robin. When none is available it still returns one
+    /// (Envoy's "panic mode"): failing fast at the proxy helps nobody when all are marked down.
+    pub fn pick(&self) -> &Arc<Endpoint> {
+        let n = self.endpoints.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        if n == 1 {
+            return &self.endpoints[0];
+        }
+        (0..n).map(|i| &self.endpoints[(start + i) % n]).find(|e| e.available()).unwrap_or(&self.endpoints[start % n])
+    }
+
+    /// Whether any endpoint is available.
+    pub fn any_available(&self) -> bool {
+        self.endpoints.iter().any(|e| e.available())
+    }
+
+    /// A successful exchange resets the failure streak.
+    pub fn report_success(&self, ep: &Endpoint) {
+        if ep.failures.load(Ordering::Relaxed) != 0 {
+            ep.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A failed exchange; the `eject_after`-th in a row ejects the endpoint. Returns true when
+    /// this call ejected it.
+    pub fn report_failure(&self, ep: &Endpoint) -> bool {
+        let f = ep.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if f >= self.eject_after && !ep.ejected() {
+            ep.ejected_until.store(now_ms() + self.eject_for.as_millis() as u64, Ordering::Relaxed);
+            ep.failures.store(0, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        let eps: Vec<Authority> = (0..n).map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap()).collect();
+        Pool::new(Color::Blue, &eps, None, 3, Duration::from_secs(10))
+    }
+
+    #[test]
+    fn round_robin_visits_every_endpoint() {
+        let p = pool(3);
+        let mut seen: Vec<u16> = (0..3).map(|_| p.pick().authority.port_u16().unwrap()).collect();
+        seen.sort();
+        assert_eq!(seen, vec![9000, 9001, 9002]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_eject_until_the_timeout_passes() {
+        let p = pool(2);
+        let bad = p.endpoints[0].clone();
+        assert!(!p.report_failure(&bad));
+        assert!(!p.report_failure(&bad));
+        assert!(p.report_failure(&bad));
+        for _ in 0..10 {
+            assert_eq!(p.pick().authority.port_u16(), Some(9001));
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(bad.available());
+    }
+
+    #[test]
+    fn a_success_resets_the_streak() {
+        let p = pool(1);
+        let ep = p.endpoints[0].clone();
+        p.report_failure(&ep);
+        p.report_failure(&ep);
+        p.report_success(&ep);
+        assert!(!p.report_failure(&ep));
+    }
+}
