@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 // pub mod admin;
+pub mod body;
 // pub mod alerts;
 // pub mod app;
 pub mod config;
@@ -26,7 +27,7 @@ pub mod config;
 pub mod error;
 // pub mod listener;
 pub mod mock_upstream;
-// pub mod proxy;
+pub mod proxy;
 // pub mod reload;
 pub mod route;
 pub mod state;

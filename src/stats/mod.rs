@@ -97,6 +97,10 @@ pub struct ServiceStats {
     pub green_started: AtomicU64,
     /// Retries onto blue.
     pub retries: Counter,
+    /// Requests seen, the base of the retry budget.
+    pub requests_seen: AtomicU64,
+    /// Retries made, withdrawn from the budget.
+    pub retries_made: AtomicU64,
     sink: mpsc::Sender<Sample>,
     dropped: Counter,
 }
@@ -118,10 +122,25 @@ impl ServiceStats {
             green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
             green_started: AtomicU64::new(0),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
+            requests_seen: AtomicU64::new(0),
+            retries_made: AtomicU64::new(0),
             dropped: counter!(names::STATS_DROPPED_TOTAL),
             name,
             sink,
         }
+    }
+
+    /// Takes one retry from the budget: `budget` × requests seen, plus ten so a quiet service
+    /// can still retry (linkerd's budget shape). Returns false when the budget is spent.
+    pub fn try_retry(&self, budget: f64) -> bool {
+        let seen = self.requests_seen.load(Ordering::Relaxed) as f64;
+        let made = self.retries_made.load(Ordering::Relaxed) as f64;
+        if made >= 10.0 + budget * seen {
+            return false;
+        }
+        self.retries_made.fetch_add(1, Ordering::Relaxed);
+        self.retries.increment(1);
+        true
     }
 
     /// Notes that a request was sent to `color`.

@@ -1,0 +1,210 @@
+//! Body types of the data path. Enums instead of boxed trait objects: no allocation per request,
+//! and the response body records the exchange exactly when it ends (or is dropped as cancelled).
+
+// pin-project-lite cannot carry doc comments on enum variant fields; the variants are documented.
+#![allow(missing_docs)]
+
+use crate::error::UpstreamErrorKind;
+use crate::stats::{Sample, ServiceStats};
+use crate::upstream::Endpoint;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::time::Instant;
+
+/// Why a request body could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    /// The client's body failed (reset, malformed chunking).
+    #[error("client body: {0}")]
+    Client(#[from] hyper::Error),
+    /// More than `limits.max_body_bytes`.
+    #[error("request body exceeds the configured limit")]
+    TooLarge,
+}
+
+pin_project! {
+    /// Body sent upstream: the client's stream (with an optional size limit) or buffered bytes
+    /// that can be replayed on a retry.
+    #[project = RequestBodyProj]
+    pub enum RequestBody {
+        /// Streamed from the client in constant memory.
+        Stream {
+            #[pin] inner: Incoming,
+            limit: u64,
+            seen: u64,
+        },
+        /// Fully buffered (replayable).
+        Full {
+            data: Option<Bytes>,
+        },
+    }
+}
+
+impl RequestBody {
+    /// A streamed body with an optional limit.
+    pub fn stream(inner: Incoming, limit: Option<u64>) -> Self {
+        RequestBody::Stream { inner, limit: limit.unwrap_or(u64::MAX), seen: 0 }
+    }
+
+    /// A buffered body.
+    pub fn full(data: Bytes) -> Self {
+        RequestBody::Full { data: (!data.is_empty()).then_some(data) }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project() {
+            RequestBodyProj::Stream { inner, limit, seen } => match ready!(inner.poll_frame(cx)) {
+                Some(Ok(f)) => {
+                    if let Some(d) = f.data_ref() {
+                        *seen += d.len() as u64;
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                None => Poll::Ready(None),
+            },
+            RequestBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.is_end_stream(),
+            RequestBody::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.size_hint(),
+            RequestBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+/// What is needed to record an exchange when its response body ends.
+pub struct Recording {
+    /// Service statistics.
+    pub stats: Arc<ServiceStats>,
+    /// Endpoint whose in-flight count to release.
+    pub endpoint: Arc<Endpoint>,
+    /// Sample, completed with the latency at the end.
+    pub sample: Sample,
+    /// Request start.
+    pub start: Instant,
+    /// Whether finishing releases the service's in-flight gauge (false for a failed attempt
+    /// that is being retried: the request is still in flight).
+    pub last_attempt: bool,
+}
+
+impl Recording {
+    /// Records the exchange now.
+    pub fn finish(mut self, error: Option<UpstreamErrorKind>) {
+        self.sample.latency_us = self.start.elapsed().as_micros() as u64;
+        if error.is_some() {
+            self.sample.error = error;
+        }
+        self.stats.record(self.sample);
+        if self.last_attempt {
+            self.stats.in_flight.decrement(1.0);
+        }
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// Body returned to the client.
+    #[project = ResponseBodyProj]
+    pub enum ResponseBody {
+        /// Streamed from the upstream; records the exchange when it ends or is dropped.
+        Upstream {
+            #[pin] inner: Incoming,
+            rec: Option<Recording>,
+        },
+        /// Synthetic (errors, admin).
+        Full {
+            data: Option<Bytes>,
+        },
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the end: the client went away; not the upstream's fault.
+            if let ResponseBodyProj::Upstream { rec, .. } = this.project() {
+                if let Some(r) = rec.take() {
+                    r.finish(None);
+                }
+            }
+        }
+    }
+}
+
+impl ResponseBody {
+    /// A synthetic body.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
+    }
+
+    /// A streamed upstream body that records on completion.
+    pub fn upstream(inner: Incoming, rec: Recording) -> Self {
+        ResponseBody::Upstream { inner, rec: Some(rec) }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Upstream { inner, rec } => {
+                let r = ready!(inner.poll_frame(cx));
+                match &r {
+                    None => {
+                        if let Some(rec) = rec.take() {
+                            rec.finish(None);
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if let Some(rec) = rec.take() {
+                            rec.finish(Some(UpstreamErrorKind::Reset));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(r)
+            }
+            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            // Report the end only through poll_frame so the recording always runs there.
+            ResponseBody::Upstream { rec, inner } => rec.is_none() && inner.is_end_stream(),
+            ResponseBody::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+            ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

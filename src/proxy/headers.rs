@@ -1,0 +1,123 @@
+//! Request and response header rewriting: pure functions over a `HeaderMap`, fuzzable.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// `Via` value added by Switchyard.
+pub const VIA: HeaderValue = HeaderValue::from_static("1.1 switchyard");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Whether the request asks for a protocol upgrade (WebSocket and friends).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade")))
+}
+
+/// Removes hop-by-hop headers, including those named by `Connection`. With `keep_upgrade`, the
+/// `Connection: upgrade` and `Upgrade` pair survives so an upgrade can be tunnelled.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    for h in &HOP_BY_HOP {
+        if headers.contains_key(h) {
+            headers.remove(h);
+        }
+    }
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+}
+
+/// Adds `X-Forwarded-For` (appending the peer), `-Proto`, `-Host` and `Via`.
+/// `peer` is the client address already rendered once per connection.
+pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, proto: &HeaderValue, host: Option<HeaderValue>) {
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone())
+        }
+        None => peer.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
+    headers.insert(X_FORWARDED_PROTO, proto.clone());
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+    headers.append(header::VIA, VIA);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn upgrade_pair_survives_when_tunnelling() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_an_existing_chain() {
+        let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
+        add_forwarded(&mut h, &"127.0.0.1".parse().unwrap(), &"http".parse().unwrap(), Some("a.example".parse().unwrap()));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+        assert_eq!(h["via"], "1.1 switchyard");
+    }
+}

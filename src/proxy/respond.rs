@@ -1,0 +1,40 @@
+//! The one place where errors become HTTP responses.
+
+use crate::body::ResponseBody;
+use crate::error::{ProxyError, UpstreamErrorKind};
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// Status for an error: connect/reset/protocol → 502, timeout → 504, client faults → 4xx.
+pub fn status_of(e: &ProxyError) -> StatusCode {
+    match e {
+        ProxyError::Upstream { kind: UpstreamErrorKind::Timeout, .. } => StatusCode::GATEWAY_TIMEOUT,
+        ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ProxyError::NoRoute => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// A short JSON error response; `close` asks the client to drop the connection.
+pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
+    let status = status_of(e);
+    let reason = match e {
+        ProxyError::Upstream { kind, .. } => kind.as_str(),
+        ProxyError::BadRequest(r) => r,
+        ProxyError::BodyTooLarge => "body too large",
+        ProxyError::NoRoute => "no route",
+    };
+    let body = serde_json::json!({
+        "error": status.canonical_reason().unwrap_or("error"),
+        "reason": reason,
+        "service": service,
+        "status": status.as_u16(),
+    });
+    let mut r = Response::new(ResponseBody::full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if matches!(e, ProxyError::BadRequest(_)) {
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
