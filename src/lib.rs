@@ -25,7 +25,7 @@ pub mod config;
 // pub mod control;
 // pub mod demo;
 pub mod error;
-// pub mod listener;
+pub mod listener;
 pub mod mock_upstream;
 pub mod proxy;
 // pub mod reload;

@@ -1,0 +1,151 @@
+//! One accept loop per service: connection limit, optional TLS, HTTP/1.1 + HTTP/2 (h2c and ALPN),
+//! header limits and timeouts, and structural draining: every connection task is tracked and told
+//! to finish gracefully when the listener stops.
+
+use crate::config::Limits;
+use crate::proxy::{self, ConnCtx, ServiceCtx};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A running listener.
+pub struct Listener {
+    /// Bound address (useful with port 0).
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` with a backlog large enough for bursts; excess connections wait there.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+        let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        sock.set_reuseaddr(true)?;
+        sock.set_nodelay(true)?;
+        sock.bind(addr)?;
+        sock.listen(4096)
+    }
+
+    /// Starts serving on an already bound socket.
+    pub fn start(listener: TcpListener, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
+        let addr = listener.local_addr().expect("bound socket has an address");
+        let stop = CancellationToken::new();
+        let done = tokio::spawn(accept_loop(listener, svc, tls, limits, stop.clone()));
+        Listener { addr, stop, done }
+    }
+
+    /// Stops accepting and waits until in-flight requests finish or `limits.drain_timeout` passes.
+    pub async fn drain(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Stop without waiting.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    svc: Arc<ServiceCtx>,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let builder = builder(&limits);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = stop.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends are transient: back off briefly and keep accepting.
+                    tracing::warn!(service = %svc.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ConnCtx::new(svc.clone(), peer));
+        let (tls, builder, stop, hs_timeout) = (tls.clone(), builder.clone(), stop.clone(), limits.header_read_timeout);
+        tracker.spawn(async move {
+            let _permit = permit;
+            serve(stream, conn, tls, builder, stop, hs_timeout).await;
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(limits.drain_timeout, tracker.wait()).await.is_err() {
+        tracing::warn!(service = %svc.name, remaining = tracker.len(), "drain timeout: closing remaining connections");
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    conn: Arc<ConnCtx>,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    stop: CancellationToken,
+    hs_timeout: Duration,
+) {
+    match tls {
+        None => serve_io(TokioIo::new(stream), conn, builder, stop).await,
+        Some(acceptor) => match tokio::time::timeout(hs_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => serve_io(TokioIo::new(s), conn, builder, stop).await,
+            Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_io<I>(io: TokioIo<I>, conn: Arc<ConnCtx>, builder: auto::Builder<TokioExecutor>, stop: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
+    let service = service_fn(move |req| proxy::handle(conn.clone(), req));
+    let c = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(c);
+    let res = tokio::select! {
+        r = c.as_mut() => r,
+        _ = stop.cancelled() => {
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
