@@ -19,10 +19,10 @@
 
 // pub mod admin;
 pub mod body;
-// pub mod alerts;
+pub mod alerts;
 // pub mod app;
 pub mod config;
-// pub mod control;
+pub mod control;
 // pub mod demo;
 pub mod error;
 pub mod listener;

@@ -1,1 +1,245 @@
-//! Control loop.
+//! The control loop: the only writer of the route table. Every interval it closes the stats
+//! window, judges each service (`decide`), advances plans and rolls back; between ticks it
+//! applies commands (admin API, reloads) and data-path hash alarms, in order, so a reload racing
+//! a rollback can never undo it. After every change it swaps the routes, persists state and
+//! publishes a status snapshot that the admin API reads without asking the loop.
+
+mod apply;
+pub mod decide;
+pub mod incident;
+mod ops;
+pub mod service;
+mod status;
+mod tick;
+
+use crate::alerts::Alerter;
+use crate::config::Config;
+use crate::route::{RouteTable, Router, ServiceKey};
+use crate::stats::{Sample, WindowHandle};
+use crate::upstream::client::UpstreamClient;
+use arc_swap::ArcSwap;
+use incident::Incident;
+use service::ServiceControl;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// An operator's action on one service.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action {
+    /// Set the green weight (overrides the plan and the file).
+    Weight(crate::route::Weight),
+    /// Roll back now (trigger `manual`).
+    Rollback,
+    /// Clear the latch and any override; a plan restarts from step 1.
+    Reset,
+    /// Hold the plan where it is.
+    Pause,
+    /// Let the plan continue.
+    Resume,
+    /// Next step now.
+    Advance,
+    /// 100 % now.
+    Promote,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// Unknown service.
+    #[error("no service named {0:?}")]
+    NoService(String),
+    /// Not applicable in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A reload failed validation or binding.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Reply channel of a command.
+pub type Reply = oneshot::Sender<Result<serde_json::Value, CommandError>>;
+
+/// Commands to the control loop.
+pub enum Command {
+    /// Apply a validated config (from the reloader).
+    ApplyConfig(Box<Config>, Reply),
+    /// A reload failed before reaching us: remember the error for `/status`.
+    ReloadFailed(String),
+    /// An operator's action.
+    Act(String, Action, Reply),
+}
+
+/// What the loop publishes for readers (admin API, demo).
+#[derive(Default)]
+pub struct Published {
+    /// The `/status` document.
+    pub status: ArcSwap<serde_json::Value>,
+    /// All incidents, oldest first.
+    pub incidents: ArcSwap<Vec<Incident>>,
+    /// Config loaded and every listener bound.
+    pub ready: AtomicBool,
+}
+
+/// Handle to send commands and read what the loop published.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Command>,
+    /// Published snapshots.
+    pub published: Arc<Published>,
+}
+
+impl ControlHandle {
+    /// Sends a command and waits for its reply.
+    pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<serde_json::Value, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?;
+        rx.await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?
+    }
+
+    /// Reports a failed reload.
+    pub async fn reload_failed(&self, err: String) {
+        let _ = self.tx.send(Command::ReloadFailed(err)).await;
+    }
+
+    /// Whether `/readyz` should answer 200.
+    pub fn ready(&self) -> bool {
+        self.published.ready.load(Ordering::Acquire)
+    }
+}
+
+/// The loop's state. Only `run` touches it.
+pub struct Controller {
+    cfg: Arc<Config>,
+    services: Vec<ServiceControl>,
+    router: Arc<Router>,
+    window: WindowHandle,
+    sink: mpsc::Sender<Sample>,
+    alerter: Alerter,
+    client: UpstreamClient,
+    alarms: mpsc::Sender<ServiceKey>,
+    published: Arc<Published>,
+    incidents: Vec<Incident>,
+    next_key: u32,
+    generation: u64,
+    config_generation: u64,
+    last_reload_error: Option<String>,
+    state_error: Option<String>,
+}
+
+/// Channels the loop reads.
+pub struct Inbox {
+    commands: mpsc::Receiver<Command>,
+    alarms: mpsc::Receiver<ServiceKey>,
+}
+
+impl Controller {
+    /// Builds the loop with its first config: binds every listener and restores persisted
+    /// state. Fails (binding nothing) if a listener cannot be bound or TLS material is bad.
+    pub async fn start(
+        cfg: Config,
+        router: Arc<Router>,
+        alerter: Alerter,
+    ) -> Result<(Controller, ControlHandle, Inbox), CommandError> {
+        let (window_sink, window) = WindowHandle::spawn(1 << 16);
+        let (tx, commands) = mpsc::channel(64);
+        let (alarms_tx, alarms) = mpsc::channel(1024);
+        let published = Arc::new(Published::default());
+        let client = crate::upstream::client::build(&cfg.limits);
+        let mut c = Controller {
+            cfg: Arc::new(cfg.clone()),
+            services: Vec::new(),
+            router,
+            window,
+            sink: window_sink,
+            alerter,
+            client,
+            alarms: alarms_tx,
+            published: published.clone(),
+            incidents: Vec::new(),
+            next_key: 1,
+            generation: 0,
+            config_generation: 0,
+            last_reload_error: None,
+            state_error: None,
+        };
+        c.incidents = incident::load(&cfg.state_dir);
+        let saved = match crate::state::load(&cfg.state_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "state file unusable; every service starts safe on blue");
+                c.state_error = Some(e.to_string());
+                None
+            }
+        };
+        c.apply(cfg, saved).await?;
+        published.ready.store(true, Ordering::Release);
+        Ok((c, ControlHandle { tx, published }, Inbox { commands, alarms }))
+    }
+
+    /// Runs until `shutdown`, then drains every listener.
+    pub async fn run(mut self, mut inbox: Inbox, shutdown: CancellationToken) {
+        let mut interval = self.cfg.control.interval;
+        let mut tick = ticker(interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.on_tick().await,
+                Some(key) = inbox.alarms.recv() => self.on_hash_alarm(key).await,
+                Some(cmd) = inbox.commands.recv() => self.on_command(cmd).await,
+                _ = shutdown.cancelled() => break,
+            }
+            if self.cfg.control.interval != interval {
+                interval = self.cfg.control.interval;
+                tick = ticker(interval);
+            }
+        }
+        self.published.ready.store(false, Ordering::Release);
+        let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.listener.take()).collect();
+        for s in &self.services {
+            s.health.cancel();
+        }
+        futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ApplyConfig(cfg, reply) => {
+                let r = self.apply(*cfg, None).await;
+                if let Err(e) = &r {
+                    self.reload_error(e.to_string());
+                }
+                let _ = reply.send(r.map(|_| serde_json::json!({"generation": self.config_generation})));
+            }
+            Command::ReloadFailed(e) => self.reload_error(e),
+            Command::Act(name, action, reply) => {
+                let r = self.act(&name, action).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn reload_error(&mut self, e: String) {
+        metrics::counter!(crate::stats::names::CONFIG_RELOADS_TOTAL, "result" => "error").increment(1);
+        tracing::error!(error = %e, "config reload rejected; keeping the running config");
+        self.last_reload_error = Some(e);
+        self.publish();
+    }
+
+    /// Builds and stores the route table from every service's current weight.
+    fn store_routes(&mut self) {
+        self.generation += 1;
+        let routes = self.services.iter().map(|s| s.route()).collect();
+        self.router.store(RouteTable { generation: self.generation, routes });
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| &*s.cfg.name == name)
+    }
+}
+
+fn ticker(every: std::time::Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub use window::{Aggregator, Measurement, WindowHandle};
+pub use window::{Aggregator, Measurement, MeasurementView, WindowHandle};
 
 /// Was this a proxied request or a health probe (probes count toward availability only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

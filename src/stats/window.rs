@@ -130,7 +130,49 @@ pub struct Measurement {
     pub rps: f64,
 }
 
+/// A measurement as shown in `/status`, incidents and the status page.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MeasurementView {
+    /// Requests.
+    pub samples: u64,
+    /// p50 in ms.
+    pub p50_ms: f64,
+    /// p95 in ms.
+    pub p95_ms: f64,
+    /// p99 in ms.
+    pub p99_ms: f64,
+    /// max in ms.
+    pub max_ms: f64,
+    /// Error rate.
+    pub error_rate: f64,
+    /// Availability.
+    pub availability: f64,
+    /// Mean compliance.
+    pub compliance: Option<f64>,
+    /// Requests per second.
+    pub rps: f64,
+    /// Hash mismatches.
+    pub hash_mismatches: u64,
+}
+
 impl Measurement {
+    /// The serialisable view.
+    pub fn view(&self) -> MeasurementView {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        MeasurementView {
+            samples: self.samples,
+            p50_ms: ms(self.p50),
+            p95_ms: ms(self.p95),
+            p99_ms: ms(self.p99),
+            max_ms: ms(self.max),
+            error_rate: self.error_rate,
+            availability: self.availability,
+            compliance: self.compliance,
+            rps: self.rps,
+            hash_mismatches: self.hash_mismatches,
+        }
+    }
+
     /// Share of requests answered with one of `statuses`.
     pub fn status_rate(&self, statuses: &[u16]) -> f64 {
         let n: u64 = self.statuses.iter().filter(|(s, _)| statuses.contains(s)).map(|(_, n)| n).sum();
@@ -182,6 +224,14 @@ impl Aggregator {
         sum.into_iter().map(|(k, [b, g])| (k, [b.measure(covered), g.measure(covered)])).collect()
     }
 
+    /// Forgets everything recorded for a service.
+    pub fn forget(&mut self, key: ServiceKey) {
+        self.current.remove(&key);
+        for slot in &mut self.ring {
+            slot.remove(&key);
+        }
+    }
+
     /// Runs the aggregator until both channels close.
     pub async fn run(mut self, mut samples: mpsc::Receiver<Sample>, mut closes: mpsc::Receiver<CloseRequest>) {
         let mut buf = Vec::with_capacity(512);
@@ -189,13 +239,14 @@ impl Aggregator {
             tokio::select! {
                 biased;
                 req = closes.recv() => match req {
-                    Some(req) => {
+                    Some(CloseRequest::Close { slots, interval, reply }) => {
                         // Take what already arrived so the interval includes it.
                         while let Ok(s) = samples.try_recv() {
                             self.ingest(&s);
                         }
-                        let _ = req.reply.send(self.close(req.slots, req.interval));
+                        let _ = reply.send(self.close(slots, interval));
                     }
+                    Some(CloseRequest::Forget(key)) => self.forget(key),
                     None => return,
                 },
                 n = samples.recv_many(&mut buf, 512) => {
@@ -211,11 +262,19 @@ impl Aggregator {
     }
 }
 
-/// A request to close the interval.
-pub struct CloseRequest {
-    slots: usize,
-    interval: Duration,
-    reply: oneshot::Sender<WindowReport>,
+/// A request from the control loop.
+pub enum CloseRequest {
+    /// Close the interval and measure.
+    Close {
+        /// Intervals kept.
+        slots: usize,
+        /// Interval length.
+        interval: Duration,
+        /// Where the report goes.
+        reply: oneshot::Sender<WindowReport>,
+    },
+    /// Drop a service's history (a new candidate gets a fresh analysis).
+    Forget(ServiceKey),
 }
 
 /// The control loop's handle on the aggregator.
@@ -237,8 +296,13 @@ impl WindowHandle {
     pub async fn close(&self, interval: Duration, window: Duration) -> Option<WindowReport> {
         let slots = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as usize;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(CloseRequest { slots, interval, reply }).await.ok()?;
+        self.tx.send(CloseRequest::Close { slots, interval, reply }).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Drops a service's history.
+    pub async fn forget(&self, key: ServiceKey) {
+        let _ = self.tx.send(CloseRequest::Forget(key)).await;
     }
 }
 

@@ -1,0 +1,90 @@
+//! Active health checks: every `health.interval`, probe each endpoint of both colors. A probe
+//! passes on 2xx and, for green, the expected constitutional hash. Results set the endpoint's
+//! health and feed availability as probe samples. Green keeps being probed after a rollback.
+
+use super::Pool;
+use crate::config::HealthConfig;
+use crate::error::UpstreamErrorKind;
+use crate::route::ServiceKey;
+use crate::stats::{HashCheck, Sample, SampleKind, ServiceStats};
+use crate::Color;
+use bytes::Bytes;
+use http::header::HeaderName;
+use http_body_util::Empty;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a health task needs.
+pub struct HealthTarget {
+    /// Service key for samples.
+    pub key: ServiceKey,
+    /// Probe settings.
+    pub cfg: HealthConfig,
+    /// Blue and green pools.
+    pub pools: [Arc<Pool>; 2],
+    /// Stats sink.
+    pub stats: Arc<ServiceStats>,
+    /// Expected hash and its header.
+    pub expected_hash: (HeaderName, Arc<str>),
+}
+
+/// Spawns the probe loop; it stops when `stop` is cancelled.
+pub fn spawn(t: HealthTarget, stop: CancellationToken) {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(t.cfg.timeout));
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(t.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {},
+                _ = stop.cancelled() => return,
+            }
+            for pool in &t.pools {
+                for ep in pool.endpoints.iter() {
+                    let s = probe(&client, &t, pool.color, &ep.authority).await;
+                    let ok = s.error.is_none()
+                        && (200..300).contains(&s.status)
+                        && (pool.color == Color::Blue || s.hash == HashCheck::Match);
+                    if ok != ep.healthy() {
+                        tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
+                    }
+                    ep.set_healthy(ok);
+                    t.stats.record(s);
+                }
+            }
+        }
+    });
+}
+
+async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, t: &HealthTarget, color: Color, ep: &http::uri::Authority) -> Sample {
+    let start = Instant::now();
+    let mut s = Sample {
+        service: t.key,
+        color,
+        kind: SampleKind::Probe,
+        status: 0,
+        latency_us: 0,
+        error: None,
+        hash: HashCheck::NotChecked,
+        compliance: None,
+    };
+    let uri = format!("http://{ep}{}", t.cfg.path);
+    let req = http::Request::get(uri).body(Empty::new()).expect("valid probe request");
+    match tokio::time::timeout(t.cfg.timeout, client.request(req)).await {
+        Ok(Ok(r)) => {
+            s.status = r.status().as_u16();
+            let ok = r.headers().get(&t.expected_hash.0).is_some_and(|v| v.as_bytes() == t.expected_hash.1.as_bytes());
+            s.hash = if ok { HashCheck::Match } else { HashCheck::Mismatch };
+        }
+        Ok(Err(e)) => s.error = Some(super::client::classify(&e)),
+        Err(_) => s.error = Some(UpstreamErrorKind::Timeout),
+    }
+    // A probe's hash verdict feeds endpoint health only; `Acc` ignores it for probes.
+    s.latency_us = start.elapsed().as_micros() as u64;
+    s
+}
