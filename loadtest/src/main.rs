@@ -78,9 +78,12 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
     let live = Arc::new(Live::default());
     let plan = Arc::new(Plan::new(args));
     let progress = (!args.quiet).then(|| tokio::spawn(progress(Arc::clone(&live), plan.start)));
-    let workers = match args.rate {
+    let schedule = args
+        .rate
+        .map(|rate| Arc::new(open::Schedule::new(rate, args.warmup)));
+    let workers = match &schedule {
         None => closed::spawn(dials, &target, &plan, &live),
-        Some(rate) => open::spawn(rate, dials, &target, &plan, &live, args.warmup),
+        Some(schedule) => open::spawn(dials, &target, &plan, &live, schedule),
     };
     let mut stats = Stats::default();
     for worker in workers {
@@ -90,7 +93,14 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
         p.abort();
     }
     let elapsed = Instant::now().saturating_duration_since(plan.measure_start);
-    Ok(Summary::new(&stats, elapsed))
+    let mut summary = Summary::new(&stats, elapsed);
+    if let Some(schedule) = schedule {
+        let run = plan
+            .end
+            .map_or(elapsed + args.warmup, |end| end - plan.start);
+        summary.missed = Some(schedule.missed(run, stats.attempts(), plan.limit()));
+    }
+    Ok(summary)
 }
 
 /// Prints elapsed time, the last second's rate and the error total once per second.

@@ -5,17 +5,26 @@
 //! connection is busy, slots are claimed late and that queueing delay lands in the latency,
 //! which is the coordinated-omission correction: a stalled target cannot hide its stall by
 //! slowing the generator down.
+//!
+//! Sending stops at the end of the run even if slots are still queued: the run must not
+//! overshoot its duration when the target is overloaded. Those slots are reported as
+//! `missed` (see [`Schedule::missed`]), because hiding them would flatter the target.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::conn::{Conn, Dial};
 use crate::plan::Plan;
 use crate::stats::{Live, Stats};
 use crate::target::Target;
+
+/// How long past the end a backlogged run may keep sending slots that were due in time, so a
+/// run at a sustainable rate finishes every slot while an overloaded one still stops promptly.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The arrival schedule: a rate and the index of the first measured slot.
 #[derive(Debug)]
@@ -48,6 +57,14 @@ impl Schedule {
         k >= self.first_measured
     }
 
+    /// Measured slots due in the first `elapsed` of the run that were never sent, given how
+    /// many measured attempts finished and the request `limit`.
+    pub fn missed(&self, elapsed: Duration, attempts: u64, limit: u64) -> u64 {
+        let due = (elapsed.as_secs_f64() * self.rate).ceil() as u64;
+        let measured_due = due.saturating_sub(self.first_measured).min(limit);
+        measured_due.saturating_sub(attempts)
+    }
+
     fn claim(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
@@ -55,19 +72,17 @@ impl Schedule {
 
 /// Starts one worker per dial, all drawing slots from one schedule.
 pub fn spawn(
-    rate: f64,
     dials: Vec<Dial>,
     target: &Arc<Target>,
     plan: &Arc<Plan>,
     live: &Arc<Live>,
-    warmup: Duration,
+    schedule: &Arc<Schedule>,
 ) -> Vec<JoinHandle<Stats>> {
-    let schedule = Arc::new(Schedule::new(rate, warmup));
     dials
         .into_iter()
         .map(|dial| {
             let ctx = (
-                Arc::clone(&schedule),
+                Arc::clone(schedule),
                 Arc::clone(target),
                 Arc::clone(plan),
                 Arc::clone(live),
@@ -85,22 +100,43 @@ async fn worker(
     loop {
         let k = schedule.claim();
         let due = plan.start + schedule.offset(k);
+        let claimed_at = Instant::now();
         let measured = schedule.is_measured(k);
-        if plan.is_over(due) || (measured && k - schedule.first_measured >= plan.limit()) {
+        let over_budget = measured && k - schedule.first_measured >= plan.limit();
+        let too_late = plan.end.is_some_and(|end| claimed_at >= end + STOP_GRACE);
+        if plan.is_over(due) || too_late || over_budget {
             break;
         }
-        tokio::time::sleep_until(due).await;
+        let start = latency_start(due, claimed_at, schedule_wait(due).await);
         let result = conn.exchange(target.request(), plan.timeout).await;
         live.finished(result.is_err());
         if !measured {
             continue;
         }
         match result {
-            Ok(answer) => stats.response(answer.status, due.elapsed(), answer.upstream.as_ref()),
+            Ok(answer) => stats.response(answer.status, start.elapsed(), answer.upstream.as_ref()),
             Err(kind) => stats.error(kind),
         }
     }
     stats
+}
+
+/// Sleeps until `due` and returns when it actually woke up.
+async fn schedule_wait(due: Instant) -> Instant {
+    tokio::time::sleep_until(due).await;
+    Instant::now()
+}
+
+/// Where a request's latency starts. A slot already overdue when claimed waited for a free
+/// connection, which the target caused: charge from `due`. A slot claimed early was sent as
+/// soon as the timer fired; tokio's timer has 1 ms granularity, and that lag is the
+/// generator's, not the target's: charge from the wake-up.
+fn latency_start(due: Instant, claimed_at: Instant, woke: Instant) -> Instant {
+    if claimed_at >= due {
+        due
+    } else {
+        woke.max(due)
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +163,31 @@ mod tests {
         assert!(!s.is_measured(100));
         assert!(s.is_measured(101));
         assert!(Schedule::new(100.0, Duration::ZERO).is_measured(0));
+    }
+
+    #[test]
+    fn unsent_slots_due_within_the_run_are_missed() {
+        let s = Schedule::new(100.0, Duration::from_secs(1));
+        // 2 s of run at 100/s = 200 slots due, 100 of them in the warmup.
+        assert_eq!(s.missed(Duration::from_secs(2), 60, u64::MAX), 40);
+        assert_eq!(s.missed(Duration::from_secs(2), 60, 70), 10);
+        assert_eq!(s.missed(Duration::from_secs(2), 100, u64::MAX), 0);
+    }
+
+    #[test]
+    fn overdue_slots_are_charged_from_their_due_time() {
+        let t0 = Instant::now();
+        let due = t0 + Duration::from_millis(5);
+        let claimed = t0 + Duration::from_millis(9);
+        assert_eq!(latency_start(due, claimed, claimed), due);
+    }
+
+    #[test]
+    fn timer_lag_on_an_early_claim_is_not_charged() {
+        let t0 = Instant::now();
+        let due = t0 + Duration::from_millis(5);
+        let woke = due + Duration::from_micros(900);
+        assert_eq!(latency_start(due, t0, woke), woke);
     }
 
     #[test]

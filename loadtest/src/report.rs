@@ -36,6 +36,11 @@ pub struct Summary {
     pub colors: BTreeMap<String, u64>,
     /// Responses per `x-switchyard-mock` value.
     pub upstreams: BTreeMap<String, u64>,
+    /// Open loop only: slots due during the run that were never sent because every
+    /// connection was busy until the end. Non-zero means the target (or this generator)
+    /// could not keep up with `--rate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -85,11 +90,16 @@ impl Summary {
             errors,
             colors,
             upstreams,
+            missed: None,
         }
     }
 
     /// A few readable lines for stderr.
     pub fn human(&self) -> String {
+        let missed = match self.missed {
+            Some(n) if n > 0 => format!("missed     {n} scheduled requests never sent\n"),
+            _ => String::new(),
+        };
         let l = &self.latency_ms;
         let join = |m: &BTreeMap<String, u64>| {
             if m.is_empty() {
@@ -103,7 +113,7 @@ impl Summary {
         format!(
             "requests   {} in {:.2}s = {:.1} req/s\n\
              latency ms p50 {:.3}  p90 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n\
-             status     {}\nerrors     {}\ncolors     {}\nupstreams  {}\n",
+             status     {}\nerrors     {}\ncolors     {}\nupstreams  {}\n{}",
             self.requests,
             self.duration_s,
             self.rps,
@@ -117,6 +127,7 @@ impl Summary {
             join(&self.errors),
             join(&self.colors),
             join(&self.upstreams),
+            missed,
         )
     }
 }
