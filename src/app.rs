@@ -1,0 +1,120 @@
+//! Wiring: config → control loop (routes, listeners, health) → admin API → reload watcher.
+//! Owns shutdown: cancelling stops accepting everywhere and drains in-flight requests.
+
+use crate::admin::{self, Admin, Token};
+use crate::alerts::Alerter;
+use crate::config::Config;
+use crate::control::{ControlHandle, Controller};
+use crate::error::ServeError;
+use crate::route::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Config file (for reloads and `/status`).
+    pub config_path: PathBuf,
+    /// Watch the config file and SIGHUP.
+    pub watch: bool,
+    /// Admin token.
+    pub token: Option<Token>,
+    /// Debounce of file events.
+    pub debounce: Duration,
+}
+
+impl AppOptions {
+    /// Options for a config file, watching it, without a token.
+    pub fn new(config_path: impl Into<PathBuf>) -> Self {
+        AppOptions { config_path: config_path.into(), watch: true, token: None, debounce: Duration::from_millis(200) }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use (the `metrics` facade is global).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let h = crate::stats::names::install_recorder().expect("first and only recorder install");
+            let up = h.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    up.run_upkeep();
+                })
+                .expect("spawn upkeep thread");
+            h
+        })
+        .clone()
+}
+
+/// A running Switchyard.
+pub struct App {
+    /// Control loop handle.
+    pub control: ControlHandle,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    stop: CancellationToken,
+    control_task: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Starts everything; returns once every listener is bound.
+    pub async fn start(cfg: Config, opts: AppOptions) -> Result<App, ServeError> {
+        crate::tls::install_provider();
+        let metrics = prometheus();
+        if !cfg.admin.listen.ip().is_loopback() && opts.token.is_none() {
+            return Err(ServeError::Unsafe(format!(
+                "admin.listen {} is not loopback and no admin token is set (SWITCHYARD_ADMIN_TOKEN or admin.token_file)",
+                cfg.admin.listen
+            )));
+        }
+        let admin_listener = tokio::net::TcpListener::bind(cfg.admin.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: cfg.admin.listen, what: "admin".into(), source })?;
+        let admin_addr = admin_listener.local_addr()?;
+        let alerter = Alerter::spawn(cfg.alerts.clone());
+        let router = Arc::new(Router::new());
+        let (controller, control, inbox) =
+            Controller::start(cfg, router, alerter).await.map_err(|e| ServeError::Start(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let control_task = tokio::spawn(controller.run(inbox, stop.clone()));
+        let reload: admin::ReloadFn = {
+            let (path, control) = (opts.config_path.clone(), control.clone());
+            Arc::new(move || {
+                let (path, control) = (path.clone(), control.clone());
+                Box::pin(async move { crate::reload::reload_once(&path, &control).await })
+            })
+        };
+        let admin = Arc::new(Admin { control: control.clone(), metrics, token: opts.token.clone(), reload });
+        tokio::spawn(admin::serve(admin_listener, admin, stop.clone()));
+        if opts.watch {
+            if let Err(e) = crate::reload::spawn(opts.config_path.clone(), control.clone(), opts.debounce, stop.clone()) {
+                tracing::warn!(error = %e, "config watcher unavailable; reload with SIGHUP or POST /reload");
+            }
+        }
+        tracing::info!(admin = %admin_addr, "switchyard ready");
+        Ok(App { control, admin_addr, stop, control_task })
+    }
+
+    /// The published `/status` document.
+    pub fn status(&self) -> Arc<serde_json::Value> {
+        self.control.published.status.load_full()
+    }
+
+    /// Bound address of a service's listener.
+    pub fn service_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.status()["services"].as_array()?.iter().find(|s| s["name"] == name)?["listen"].as_str()?.parse().ok()
+    }
+
+    /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`), stops the loop.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.control_task.await;
+    }
+}

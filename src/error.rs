@@ -86,4 +86,7 @@ pub enum ServeError {
     /// Admin refused an unsafe bind.
     #[error("{0}")]
     Unsafe(String),
+    /// The first config could not be applied (bind or TLS failure).
+    #[error("{0}")]
+    Start(String),
 }

@@ -17,18 +17,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// pub mod admin;
+pub mod admin;
 pub mod body;
 pub mod alerts;
-// pub mod app;
+pub mod app;
 pub mod config;
 pub mod control;
-// pub mod demo;
+pub mod demo;
 pub mod error;
 pub mod listener;
 pub mod mock_upstream;
 pub mod proxy;
-// pub mod reload;
+pub mod reload;
 pub mod route;
 pub mod state;
 pub mod stats;

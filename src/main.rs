@@ -1,1 +1,122 @@
-fn main() {}
+//! The `switchyard` binary: parse the command line, install logging, hand off to the library.
+
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Blue/green reverse proxy with in-process automatic rollback")]
+struct Args {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "SWITCHYARD_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy.
+    Run {
+        /// Config file.
+        #[arg(long, default_value = "config/switchyard.toml")]
+        config: PathBuf,
+        /// Worker threads (default: number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file and print a summary.
+    Check {
+        /// Config file.
+        #[arg(long, default_value = "config/switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Run a mock upstream (demo, tests, load tests, docker).
+    MockUpstream {
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Name returned in the body and `x-switchyard-mock`.
+        #[arg(long)]
+        name: String,
+        /// Added latency.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Exact share of 500 responses.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// X-Constitutional-Hash value (omitted when not set).
+        #[arg(long)]
+        hash: Option<String>,
+        /// X-Constitutional-Compliance value.
+        #[arg(long)]
+        compliance: Option<f64>,
+    },
+    /// The newcomer's tour: seven services, mock upstreams, traffic, a rollout and a rollback.
+    Demo {
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Operator commands against a running proxy's admin API.
+    #[command(flatten)]
+    Ops(cli::Ops),
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build().context("cannot start the tokio runtime")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Check { config } => {
+            if let Err(e) = cli::check(&config) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Run { config, threads } => {
+            init_logging(args.log_json);
+            runtime(threads)?.block_on(cli::run(config))
+        }
+        Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
+            init_logging(args.log_json);
+            let mut cfg = switchyard::mock_upstream::MockConfig::new(name);
+            cfg.latency_ms = latency_ms;
+            cfg.error_rate = error_rate;
+            cfg.hash = hash;
+            cfg.compliance = compliance;
+            runtime(None)?.block_on(async move {
+                switchyard::mock_upstream::run(listen, cfg, cli::shutdown_signal()).await.context("mock upstream failed")
+            })
+        }
+        Cmd::Demo { duration } => {
+            if std::env::var_os("RUST_LOG").is_none() {
+                std::env::set_var("RUST_LOG", "warn,switchyard::control=warn");
+            }
+            init_logging(args.log_json);
+            runtime(None)?.block_on(switchyard::demo::run(duration.map(std::time::Duration::from_secs)))
+        }
+        Cmd::Ops(ops) => runtime(Some(1))?.block_on(cli::ops(ops)),
+    }
+}

@@ -1,0 +1,223 @@
+//! Command implementations at the binary's edge (anyhow lives here, not in the library).
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::path::{Path, PathBuf};
+use switchyard::app::{App, AppOptions};
+use switchyard::config;
+
+/// `switchyard check`.
+pub fn check(path: &Path) -> anyhow::Result<()> {
+    match config::load(path) {
+        Ok(c) => {
+            println!("{}: OK", path.display());
+            println!(
+                "control: interval {} window {} min_samples {}   admin: {}   state_dir: {}",
+                humantime::format_duration(c.control.interval),
+                humantime::format_duration(c.control.window),
+                c.control.min_samples,
+                c.admin.listen,
+                c.state_dir.display()
+            );
+            println!("rollout order: {}  (sequential: {})", c.rollout.order.join(" → "), c.rollout.sequential);
+            println!("{:<10} {:<22} {:<12} {:>7}  {:<28} {:<28} release", "service", "listen", "mode", "green", "blue", "green endpoints");
+            for s in &c.services {
+                let eps = |p: &config::PoolConfig| p.endpoints.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
+                let mode = match s.mode {
+                    config::Mode::Manual => "manual".to_string(),
+                    config::Mode::Progressive => format!(
+                        "steps {}",
+                        s.plan.steps.iter().map(|w| w.percent().to_string()).collect::<Vec<_>>().join("/")
+                    ),
+                };
+                println!(
+                    "{:<10} {:<22} {:<12} {:>6}%  {:<28} {:<28} {}",
+                    s.name,
+                    s.listen,
+                    mode,
+                    s.green_weight.percent(),
+                    eps(&s.blue),
+                    eps(&s.green),
+                    s.green.release.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            bail!("{} has {} problem(s)", path.display(), e.problems.len())
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `switchyard run`.
+pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = switchyard::admin::Token::from_env_or_file(
+        std::env::var("SWITCHYARD_ADMIN_TOKEN").ok(),
+        cfg.admin.token_file.as_deref(),
+    )
+    .context("cannot read admin.token_file")?;
+    let mut opts = AppOptions::new(&path);
+    opts.token = token;
+    let app = App::start(cfg, opts).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    app.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Operator commands.
+#[derive(Subcommand)]
+pub enum Ops {
+    /// Show every service's state, weight and window.
+    Status(Common),
+    /// List incidents.
+    Incidents(Common),
+    /// Roll a service back to blue now.
+    Rollback(Named),
+    /// Clear a rollback latch.
+    Reset(Named),
+    /// Pause a service's plan.
+    Pause(Named),
+    /// Resume a service's plan.
+    Resume(Named),
+    /// Advance a service's plan one step.
+    Advance(Named),
+    /// Send all of a service's traffic to green.
+    Promote(Named),
+    /// Set a service's green weight in percent.
+    Weight {
+        /// Service.
+        service: String,
+        /// Percent.
+        percent: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options shared by operator commands.
+#[derive(Args)]
+pub struct Common {
+    /// Admin API base URL.
+    #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "http://127.0.0.1:9900")]
+    admin: String,
+    /// Print raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A command on one service.
+#[derive(Args)]
+pub struct Named {
+    /// Service.
+    service: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+async fn call(common: &Common, method: &str, path: &str, body: Option<String>) -> anyhow::Result<serde_json::Value> {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = http::Request::builder().method(method).uri(format!("{}{}", common.admin.trim_end_matches('/'), path));
+    if let Ok(t) = std::env::var("SWITCHYARD_ADMIN_TOKEN") {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.header("content-type", "application/json").body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", common.admin))?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        bail!("{status}: {}", v["error"].as_str().unwrap_or("request failed"));
+    }
+    Ok(v)
+}
+
+fn print_status(v: &serde_json::Value) {
+    println!("config generation {}  sequence: {}{}", v["config"]["generation"], v["sequence"]["current"].as_str().unwrap_or("-"),
+        if v["sequence"]["halted"] == true { "  (HALTED)" } else { "" });
+    if let Some(e) = v["config"]["last_reload_error"].as_str() {
+        println!("last reload error: {e}");
+    }
+    println!("{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident", "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl");
+    for s in v["services"].as_array().into_iter().flatten() {
+        let w = &s["window"];
+        println!(
+            "{:<10} {:<12} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8}  {}",
+            s["name"].as_str().unwrap_or(""),
+            s["state"].as_str().unwrap_or(""),
+            s["green_weight"],
+            w["blue"]["p95_ms"].as_f64().unwrap_or(0.0),
+            w["green"]["p95_ms"].as_f64().unwrap_or(0.0),
+            w["blue"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            w["green"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            w["green"]["compliance"].as_f64().map_or("-".into(), |c| format!("{c:.3}")),
+            s["incident"].as_str().unwrap_or("-")
+        );
+    }
+}
+
+/// Runs an operator command.
+pub async fn ops(op: Ops) -> anyhow::Result<()> {
+    let (common, v) = match &op {
+        Ops::Status(c) => (c, call(c, "GET", "/status", None).await?),
+        Ops::Incidents(c) => (c, call(c, "GET", "/incidents", None).await?),
+        Ops::Weight { service, percent, common } => {
+            (common, call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}"))).await?)
+        }
+        Ops::Rollback(n) | Ops::Reset(n) | Ops::Pause(n) | Ops::Resume(n) | Ops::Advance(n) | Ops::Promote(n) => {
+            let verb = match op {
+                Ops::Rollback(_) => "rollback",
+                Ops::Reset(_) => "reset",
+                Ops::Pause(_) => "pause",
+                Ops::Resume(_) => "resume",
+                Ops::Advance(_) => "advance",
+                _ => "promote",
+            };
+            (&n.common, call(&n.common, "POST", &format!("/services/{}/{verb}", n.service), None).await?)
+        }
+    };
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    match op {
+        Ops::Status(_) => print_status(&v),
+        Ops::Incidents(_) => {
+            println!("{:<32} {:<10} {:<14} {:<26} {:>8}  report", "id", "service", "trigger", "decided_at", "swap_us");
+            for i in v.as_array().into_iter().flatten() {
+                println!(
+                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {}",
+                    i["id"].as_str().unwrap_or(""),
+                    i["service"].as_str().unwrap_or(""),
+                    i["trigger"].as_str().unwrap_or(""),
+                    i["decided_at"].as_str().unwrap_or(""),
+                    i["decision_to_swap_us"],
+                    i["report"]["summary"].as_str().unwrap_or("pending")
+                );
+            }
+        }
+        _ => println!("{}: state {}, green {}%", v["name"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or(""), v["green_weight"]),
+    }
+    Ok(())
+}
