@@ -17,3 +17,5 @@ mod routing;
 #[allow(dead_code)]
 #[path = "data_plane/support.rs"]
 mod support;
+#[path = "data_plane/wire.rs"]
+mod wire;
