@@ -12,6 +12,8 @@ mod common;
 
 #[path = "data_plane/failures.rs"]
 mod failures;
+#[path = "data_plane/protocols.rs"]
+mod protocols;
 #[path = "data_plane/routing.rs"]
 mod routing;
 #[allow(dead_code)]
