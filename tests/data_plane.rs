@@ -12,11 +12,12 @@ mod common;
 
 #[path = "data_plane/failures.rs"]
 mod failures;
+#[path = "data_plane/lifecycle.rs"]
+mod lifecycle;
 #[path = "data_plane/protocols.rs"]
 mod protocols;
 #[path = "data_plane/routing.rs"]
 mod routing;
-#[allow(dead_code)]
 #[path = "data_plane/support.rs"]
 mod support;
 #[path = "data_plane/wire.rs"]

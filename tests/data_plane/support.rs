@@ -19,7 +19,8 @@ pub const FORCE: &str = "x-switchyard-color";
 /// A service with real mocks behind a real in-process app.
 pub struct Fixture {
     pub mocks: Mocks,
-    pub env: Env,
+    /// Holds the temp dir (config and state) for the fixture's lifetime.
+    pub _env: Env,
     pub app: App,
     pub addr: SocketAddr,
 }
@@ -46,7 +47,7 @@ impl Fixture {
             Env::new(control, &format!("[limits]\n{limits}\n{}", service_toml(name, "127.0.0.1:0", extra, pools)));
         let app = env.start().await;
         let addr = app.service_addr(name).expect("service is listening");
-        Fixture { mocks, env, app, addr }
+        Fixture { mocks, _env: env, app, addr }
     }
 
     /// Sets the green weight through the admin API and checks it was accepted.

@@ -1,0 +1,111 @@
+//! Process-level behaviour: the real binary drains in-flight requests on SIGTERM and exits 0;
+//! `/metrics` counts exactly what was sent.
+
+use crate::common::{client, Env, Mocks};
+use crate::support::*;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Kills the child if the test fails before it exits by itself.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Polls for the child's exit for at most `limit`.
+async fn exit_status(p: &mut Proc, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            return Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_in_flight_request_refuses_new_connections_and_exits_0() {
+    let m = Mocks::start("dp_drain").await;
+    let addr: SocketAddr = closed_port();
+    let env = Env::new(QUIET, &service_toml("dp_drain", &addr.to_string(), "", &m.pools("r1")));
+    let log = std::fs::File::create(env.dir.path().join("switchyard.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "--config"])
+        .arg(&env.path)
+        .env("RUST_LOG", "info")
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut p = Proc(child);
+    let logs = || std::fs::read_to_string(env.dir.path().join("switchyard.log")).unwrap_or_default();
+
+    let c = client();
+    let up = eventually_async(Duration::from_secs(15), || async { get_with(&c, addr, "/", &[]).await.0 == 200 }).await;
+    assert!(up, "the binary never served; log:\n{}", logs());
+
+    let served = m.blue.requests();
+    let slow = tokio::spawn(async move {
+        let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        c.get(format!("http://{addr}/__sleep?ms=1000")).send().await.map(|r| r.status().as_u16())
+    });
+    assert!(eventually_async(Duration::from_secs(5), || async { m.blue.requests() > served }).await);
+    let sent = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+
+    let refused =
+        eventually_async(Duration::from_millis(700), || async { tokio::net::TcpStream::connect(addr).await.is_err() })
+            .await;
+    assert!(refused, "new connections are still accepted after SIGTERM");
+    assert!(!slow.is_finished(), "the slow request should still be in flight when new ones are refused");
+    assert_eq!(slow.await.unwrap().expect("the in-flight request completes"), 200);
+    let status = exit_status(&mut p, Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}; log:\n{}", logs());
+    m.blue.shutdown().await;
+    m.green.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_was_sent() {
+    let name = "dp_metrics";
+    let f = Fixture::start(name, QUIET, "", &format!("force_header = \"{FORCE}\"")).await;
+    let c = client();
+    for _ in 0..37 {
+        assert_eq!(get_with(&c, f.addr, "/", &[]).await.0, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(get_with(&c, f.addr, "/", &[(FORCE, "green")]).await.0, 200);
+    }
+    let count = |text: &str, color: &str, class: &str| {
+        let labels = [("service", name), ("color", color), ("status_class", class)];
+        metric(text, "switchyard_requests_total", &labels).unwrap_or(0.0)
+    };
+    // Recorded when each response body ends, which may trail the client's read by a moment.
+    let settled = eventually_async(Duration::from_secs(5), || async {
+        let t = scrape(&f.app).await;
+        count(&t, "blue", "2xx") >= 37.0 && count(&t, "green", "2xx") >= 5.0
+    })
+    .await;
+    let text = scrape(&f.app).await;
+    assert!(settled, "counts never arrived:\n{text}");
+    assert_eq!(count(&text, "blue", "2xx"), 37.0);
+    assert_eq!(count(&text, "green", "2xx"), 5.0);
+    for class in ["4xx", "5xx", "error"] {
+        assert_eq!(count(&text, "blue", class) + count(&text, "green", class), 0.0, "{class}");
+    }
+    let weight = |t: &str| metric(t, "switchyard_green_weight_percent", &[("service", name)]);
+    assert_eq!(weight(&text), Some(0.0));
+    f.set_weight(name, 25.0).await;
+    assert_eq!(weight(&scrape(&f.app).await), Some(25.0));
+    f.stop().await;
+}
