@@ -66,6 +66,8 @@ impl Controller {
                     return Err(CommandError::Conflict(format!("{name} is rolled back")));
                 }
                 if progressive {
+                    // Nothing is left to hold: a pause would only mislabel a finished plan.
+                    s.paused = false;
                     s.step = Some(s.cfg.plan.steps.len() - 1);
                     s.enter_step();
                 } else {
