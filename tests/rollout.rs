@@ -624,3 +624,16 @@ async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_
     assert!((share - 0.5).abs() < 0.1, "adda's split changed: {share}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_paused_plan_ends_the_pause() {
+    let m = Mocks::start("pprom").await;
+    let plan = rollout(&["pprom"], "steps = [10, 50, 100]\nhold = \"1h\"");
+    let env = Env::new(QUICK, &format!("{plan}{}", svc("pprom", &m, "r1", "mode = \"progressive\"")));
+    let app = env.start().await;
+    let (s, v) = admin_post(&app, "/services/pprom/pause", "").await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("paused")));
+    let (s, v) = admin_post(&app, "/services/pprom/promote", "").await;
+    assert_eq!((s, v["green_weight"].as_f64(), v["state"].as_str(), v["paused"].as_bool()), (200, Some(100.0), Some("promoted"), Some(false)), "{v:#}");
+    app.shutdown().await;
+}
