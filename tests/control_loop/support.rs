@@ -191,6 +191,19 @@ pub fn green_history(svc: &Value) -> Vec<Value> {
     svc["history"]["green"].as_array().cloned().unwrap_or_default()
 }
 
+/// Green's history accumulated over many `/status` snapshots, so a test that polls more often
+/// than every 30 intervals sees every measurement even though `/status` keeps only the last 30.
+#[derive(Default)]
+pub struct History(pub Vec<Value>);
+
+impl History {
+    /// Appends the points of `svc` newer than the last one held.
+    pub fn absorb(&mut self, svc: &Value) {
+        let last = self.0.last().and_then(|p| p["at"].as_str()).unwrap_or("").to_string();
+        self.0.extend(green_history(svc).into_iter().filter(|p| p["at"].as_str().is_some_and(|at| at > last.as_str())));
+    }
+}
+
 /// Replays the rule of `decide::evaluate` for one trigger over published measurements: a
 /// measurement with fewer than `min` samples is inconclusive and leaves the streak alone, a
 /// conclusive bad one extends it, a conclusive healthy one resets it. Replay starts after the
