@@ -49,6 +49,9 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
         }
     })?;
     debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+    // The baseline is taken now, after the watch is armed and before we return: taken later in
+    // the task, a change made in between would become the baseline and never be applied.
+    let mut last = content_hash(&path);
     #[cfg(unix)]
     {
         let (tx, stop) = (tx.clone(), stop.clone());
@@ -64,7 +67,6 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
     }
     tokio::spawn(async move {
         let _keep = debouncer;
-        let mut last = content_hash(&path);
         loop {
             let forced = tokio::select! {
                 Some(f) = rx.recv() => f,
