@@ -637,3 +637,37 @@ async fn promoting_a_paused_plan_ends_the_pause() {
     assert_eq!((s, v["green_weight"].as_f64(), v["state"].as_str(), v["paused"].as_bool()), (200, Some(100.0), Some("promoted"), Some(false)), "{v:#}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known limitation: the new name's listener is bound before the old one is released, so the reload fails with EADDRINUSE"]
+async fn renaming_a_service_on_a_fixed_port_moves_the_port_to_the_new_name() {
+    let m = Mocks::start("ren").await;
+    let port = free_port();
+    let table = |name: &str| format!("[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{}", m.pools("r1"));
+    let env = Env::new(QUICK, &table("renold"));
+    let app = env.start().await;
+    let state = env.dir.path().join("state");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    replace(&env.path, &config_text(&state, QUICK, &table("rennew")));
+    let ok = eventually(Duration::from_secs(3), || app.service_addr("rennew").is_some()).await;
+    let st = app.status();
+    assert!(ok, "rename not applied: {:#}", st["config"]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(get(&client(), addr, "/").await, (200, "ren-blue".to_string()));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_right_after_start_is_not_missed() {
+    let m = Mocks::start("early").await;
+    let env = Env::new(QUICK, &svc("early", &m, "r1", "green_weight = 0"));
+    let app = env.start().await;
+    // No pause: the watcher must already know what the running config was read from.
+    replace(&env.path, &config_text(&env.dir.path().join("state"), QUICK, &svc("early", &m, "r1", "green_weight = 40")));
+    assert!(
+        eventually(Duration::from_secs(2), || weight(&app, "early") == 40.0).await,
+        "the change was not picked up: {:#}",
+        app.status()["config"]
+    );
+    app.shutdown().await;
+}
