@@ -32,11 +32,8 @@ async fn exit_status(p: &mut Proc, limit: Duration) -> Option<std::process::Exit
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_the_in_flight_request_refuses_new_connections_and_exits_0() {
-    let m = Mocks::start("dp_drain").await;
-    let addr: SocketAddr = closed_port();
-    let env = Env::new(QUIET, &service_toml("dp_drain", &addr.to_string(), "", &m.pools("r1")));
+/// Starts `switchyard run --config ENV` with stderr to `switchyard.log` in the env's dir.
+fn spawn_binary(env: &Env) -> Proc {
     let log = std::fs::File::create(env.dir.path().join("switchyard.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["run", "--config"])
@@ -47,32 +44,76 @@ async fn sigterm_drains_the_in_flight_request_refuses_new_connections_and_exits_
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut p = Proc(child);
+    Proc(child)
+}
+
+/// Sends SIGTERM to the child.
+fn sigterm(p: &Proc) {
+    let sent = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_in_flight_request_refuses_new_connections_and_exits_0() {
+    // No in-process app here, so nothing else installs the provider reqwest needs.
+    switchyard::tls::install_provider();
+    let m = Mocks::start("dp_drain").await;
+    let addr: SocketAddr = closed_port();
+    let env = Env::new(QUIET, &service_toml("dp_drain", &addr.to_string(), "", &m.pools("r1")));
+    let mut p = spawn_binary(&env);
     let logs = || std::fs::read_to_string(env.dir.path().join("switchyard.log")).unwrap_or_default();
 
     let c = client();
     let up = eventually_async(Duration::from_secs(15), || async { get_with(&c, addr, "/", &[]).await.0 == 200 }).await;
     assert!(up, "the binary never served; log:\n{}", logs());
 
+    // The in-flight request sleeps 2.5 s upstream: wide enough that a loaded machine still sees
+    // the listener close while it is in flight.
     let served = m.blue.requests();
     let slow = tokio::spawn(async move {
         let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        c.get(format!("http://{addr}/__sleep?ms=1000")).send().await.map(|r| r.status().as_u16())
+        c.get(format!("http://{addr}/__sleep?ms=2500")).send().await.map(|r| r.status().as_u16())
     });
     assert!(eventually_async(Duration::from_secs(5), || async { m.blue.requests() > served }).await);
-    let sent = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap();
-    assert!(sent.success());
+    sigterm(&p);
+    let signalled = Instant::now();
 
     let refused =
-        eventually_async(Duration::from_millis(700), || async { tokio::net::TcpStream::connect(addr).await.is_err() })
+        eventually_async(Duration::from_secs(2), || async { tokio::net::TcpStream::connect(addr).await.is_err() })
             .await;
-    assert!(refused, "new connections are still accepted after SIGTERM");
-    assert!(!slow.is_finished(), "the slow request should still be in flight when new ones are refused");
-    assert_eq!(slow.await.unwrap().expect("the in-flight request completes"), 200);
+    let refused_after = signalled.elapsed();
+    let in_flight = !slow.is_finished();
+    let outcome = slow.await.unwrap();
+    assert!(refused, "new connections are still accepted 2 s after SIGTERM; log:\n{}", logs());
+    assert!(
+        in_flight,
+        "refused only after {refused_after:?}, slow request already ended: {outcome:?}; log:\n{}",
+        logs()
+    );
+    assert_eq!(outcome.expect("the in-flight request completes"), 200);
     let status = exit_status(&mut p, Duration::from_secs(10)).await;
     assert!(status.is_some_and(|s| s.success()), "exit {status:?}; log:\n{}", logs());
     m.blue.shutdown().await;
     m.green.shutdown().await;
+}
+
+/// Regression: the signal handlers used to be installed only after start-up finished, so a
+/// SIGTERM arriving once the listener accepted connections killed the process undrained (143).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_as_soon_as_the_listener_accepts_still_exits_0() {
+    let addr = closed_port();
+    let pools = "blue = { endpoints = [\"127.0.0.1:1\"] }\ngreen = { endpoints = [\"127.0.0.1:1\"] }";
+    let env = Env::new(QUIET, &service_toml("dp_early_term", &addr.to_string(), "", pools));
+    let mut p = spawn_binary(&env);
+    let end = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < end, "the listener never opened");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    sigterm(&p);
+    let status = exit_status(&mut p, Duration::from_secs(10)).await;
+    let log = std::fs::read_to_string(env.dir.path().join("switchyard.log")).unwrap_or_default();
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}; log:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,9 +85,9 @@ async fn the_force_header_overrides_the_weight_only_when_configured() {
     plain.stop().await;
 }
 
-/// What one client saw: status, green?, and the phase when the request was sent
-/// (0 = before the admin call, 1 = during it, 2 = after its response).
-type Seen = Vec<(u16, bool, u8)>;
+/// What one client saw: status, green?, and the phase when the request was sent and when its
+/// response arrived (0 = before the admin call, 1 = during it, 2 = after its response).
+type Seen = Vec<(u16, bool, u8, u8)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weight_change_under_load_fails_nothing_and_the_next_request_obeys() {
@@ -105,7 +105,7 @@ async fn a_weight_change_under_load_fails_nothing_and_the_next_request_obeys() {
             while !stop.load(Ordering::Acquire) && seen.len() < 5_000 {
                 let p = phase.load(Ordering::Acquire);
                 let (s, who) = get_with(&c, addr, "/", &[]).await;
-                seen.push((s, is_green(&who), p));
+                seen.push((s, is_green(&who), p, phase.load(Ordering::Acquire)));
                 done.fetch_add(1, Ordering::Relaxed);
             }
             seen
@@ -124,11 +124,13 @@ async fn a_weight_change_under_load_fails_nothing_and_the_next_request_obeys() {
         seen.extend(r.unwrap());
     }
     assert!(ran, "load stalled after the change");
-    let failed = seen.iter().filter(|(s, _, _)| *s != 200).count();
+    let failed = seen.iter().filter(|r| r.0 != 200).count();
     assert_eq!(failed, 0, "{failed} of {} requests failed", seen.len());
-    assert!(seen.iter().filter(|(_, _, p)| *p == 0).all(|(_, g, _)| !g), "green before the change");
-    let late: Vec<_> = seen.iter().filter(|(_, _, p)| *p == 2).collect();
+    // Answered before the admin call started: must be blue (weight 0).
+    assert!(seen.iter().filter(|r| r.3 == 0).all(|r| !r.1), "green before the change");
+    // Sent after the admin call answered: must be green (weight 100), with no grace period.
+    let late: Vec<_> = seen.iter().filter(|r| r.2 == 2).collect();
     assert!(late.len() >= 400);
-    assert!(late.iter().all(|(_, g, _)| *g), "a request sent after the change's response went blue");
+    assert!(late.iter().all(|r| r.1), "a request sent after the change's response went blue");
     f.stop().await;
 }
