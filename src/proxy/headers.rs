@@ -59,17 +59,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Adds `X-Forwarded-For` (appending the peer), `-Proto`, `-Host` and `Via`.
-/// `peer` is the client address already rendered once per connection.
+/// `peer` is the client address already rendered once per connection. Several incoming
+/// `X-Forwarded-For` lines are one list (RFC 9110 §5.3), so every line is kept, in order.
 pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, proto: &HeaderValue, host: Option<HeaderValue>) {
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut v = Vec::with_capacity(64);
+        for prev in headers.get_all(&X_FORWARDED_FOR) {
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(peer.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone())
         }
-        None => peer.clone(),
+        v.extend_from_slice(peer.as_bytes());
+        HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone())
+    } else {
+        peer.clone()
     };
     headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_FORWARDED_PROTO, proto.clone());
@@ -109,6 +111,16 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_keeps_every_incoming_line() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, "10.0.0.1".parse().unwrap());
+        h.append(X_FORWARDED_FOR, "10.0.0.2, 10.0.0.3".parse().unwrap());
+        add_forwarded(&mut h, &"127.0.0.1".parse().unwrap(), &"http".parse().unwrap(), None);
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1");
     }
 
     #[test]
