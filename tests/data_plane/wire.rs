@@ -32,6 +32,17 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_added() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_incoming_forwarded_for_line_is_kept_in_the_chain() {
+    let f = Fixture::start("dp_xff", QUIET, "", "").await;
+    let request = "GET /__echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\
+                   X-Forwarded-For: 10.0.0.2, 10.0.0.3\r\n\r\n";
+    let (_s, r) = raw_exchange(f.addr, request).await;
+    let echo: serde_json::Value = serde_json::from_slice(&r.expect("a response").body).unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_connection_close_does_not_reach_the_client() {
     let f = Fixture::start("dp_hopresp", QUIET, "", "").await;
     f.mocks.blue.set(MockPatch { fault: Some(Fault::CloseAfterResponse), ..Default::default() });
