@@ -115,7 +115,7 @@ fn main() -> anyhow::Result<()> {
                 std::env::set_var("RUST_LOG", "warn,switchyard::control=warn");
             }
             init_logging(args.log_json);
-            runtime(None)?.block_on(switchyard::demo::run(duration.map(std::time::Duration::from_secs)))
+            Ok(runtime(None)?.block_on(switchyard::demo::run(duration.map(std::time::Duration::from_secs)))?)
         }
         Cmd::Ops(ops) => runtime(Some(1))?.block_on(cli::ops(ops)),
     }
