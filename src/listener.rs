@@ -20,6 +20,10 @@ use tokio_util::task::TaskTracker;
 pub struct Listener {
     /// Bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The bound socket, shared so a reload can hand it to a new accept loop (a service renamed
+    /// on the same port, TLS switched on) without closing the port: both loops may accept for a
+    /// moment, each connection is served by exactly one of them.
+    socket: Arc<TcpListener>,
     stop: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
@@ -35,11 +39,16 @@ impl Listener {
     }
 
     /// Starts serving on an already bound socket.
-    pub fn start(listener: TcpListener, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
-        let addr = listener.local_addr().expect("bound socket has an address");
+    pub fn start(socket: Arc<TcpListener>, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
+        let addr = socket.local_addr().expect("bound socket has an address");
         let stop = CancellationToken::new();
-        let done = tokio::spawn(accept_loop(listener, svc, tls, limits, stop.clone()));
-        Listener { addr, stop, done }
+        let done = tokio::spawn(accept_loop(socket.clone(), svc, tls, limits, stop.clone()));
+        Listener { addr, socket, stop, done }
+    }
+
+    /// The bound socket, for handing over to a new accept loop on reload.
+    pub fn socket(&self) -> Arc<TcpListener> {
+        self.socket.clone()
     }
 
     /// Stops accepting and waits until in-flight requests finish or `limits.drain_timeout` passes.
@@ -71,7 +80,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     svc: Arc<ServiceCtx>,
     tls: Option<TlsAcceptor>,
     limits: Limits,

@@ -52,7 +52,8 @@ impl Traffic {
         let deadline = Instant::now() + limit;
         let c = client();
         for _ in 0..workers {
-            let (c, stop, ok, green, failures) = (c.clone(), t.stop.clone(), t.ok.clone(), t.green.clone(), t.failures.clone());
+            let (c, stop, ok, green, failures) =
+                (c.clone(), t.stop.clone(), t.ok.clone(), t.green.clone(), t.failures.clone());
             let first_green = t.first_green.clone();
             tasks.spawn(async move {
                 for _ in 0..200_000 {
@@ -182,7 +183,9 @@ async fn inconclusive_measurements_hold_a_step() {
     let app = env.start().await;
     let traffic = Traffic::start(app.service_addr("inconc").unwrap(), 2, Duration::from_secs(10));
 
-    let decisions = |text: &str| metric(text, "switchyard_control_decisions_total", &["service=\"inconc\"", "decision=\"inconclusive\""]);
+    let decisions = |text: &str| {
+        metric(text, "switchyard_control_decisions_total", &["service=\"inconc\"", "decision=\"inconclusive\""])
+    };
     let start = decisions(&scrape(&app).await);
     // 15 intervals, far beyond hold and healthy_measurements, sampled every 20 ms.
     let end = Instant::now() + Duration::from_millis(1500);
@@ -205,7 +208,11 @@ async fn inconclusive_measurements_hold_a_step() {
 async fn the_sequence_waits_for_the_previous_promotion() {
     let (ma, mb) = (Mocks::start("seqa").await, Mocks::start("seqb").await);
     let plan = rollout(&["seqa", "seqb"], "steps = [10, 50, 100]\nhold = \"200ms\"");
-    let services = format!("{}{}", svc("seqa", &ma, "r1", "mode = \"progressive\""), svc("seqb", &mb, "r1", "mode = \"progressive\""));
+    let services = format!(
+        "{}{}",
+        svc("seqa", &ma, "r1", "mode = \"progressive\""),
+        svc("seqb", &mb, "r1", "mode = \"progressive\"")
+    );
     let env = Env::new(QUICK, &format!("{plan}{services}"));
     let app = env.start().await;
     let ta = Traffic::start(app.service_addr("seqa").unwrap(), 2, Duration::from_secs(25));
@@ -235,9 +242,16 @@ async fn the_sequence_waits_for_the_previous_promotion() {
 
     // Then b starts its own plan and goes all the way.
     assert!(eventually(Duration::from_secs(1), || step_index(&app, "seqb") == Some(0)).await);
-    assert!(eventually(Duration::from_secs(15), || service(&app, "seqb")["state"] == "promoted").await, "{:#}", service(&app, "seqb"));
+    assert!(
+        eventually(Duration::from_secs(15), || service(&app, "seqb")["state"] == "promoted").await,
+        "{:#}",
+        service(&app, "seqb")
+    );
     let b_first_green = tb.first_green().expect("b's plan sent traffic to green");
-    assert!(b_first_green >= promoted_at, "b's green answered at {b_first_green:?}, before a was promoted at {promoted_at:?}");
+    assert!(
+        b_first_green >= promoted_at,
+        "b's green answered at {b_first_green:?}, before a was promoted at {promoted_at:?}"
+    );
     assert_eq!(service(&app, "seqa")["state"], "promoted");
     assert_eq!(app.status()["sequence"]["halted"], false);
     for t in [ta, tb] {
@@ -252,7 +266,11 @@ async fn a_rollback_halts_the_sequence_and_later_services_stay_on_blue() {
     let (ma, mb) = (Mocks::start("halta").await, Mocks::start("haltb").await);
     ma.green.set(serde_json::from_str(r#"{"error_rate": 0.2}"#).unwrap());
     let plan = rollout(&["halta", "haltb"], "steps = [10, 50, 100]\nhold = \"200ms\"");
-    let services = format!("{}{}", svc("halta", &ma, "r1", "mode = \"progressive\""), svc("haltb", &mb, "r1", "mode = \"progressive\""));
+    let services = format!(
+        "{}{}",
+        svc("halta", &ma, "r1", "mode = \"progressive\""),
+        svc("haltb", &mb, "r1", "mode = \"progressive\"")
+    );
     let env = Env::new(QUICK, &format!("{plan}{services}"));
     let app = env.start().await;
     let ta = Traffic::start(app.service_addr("halta").unwrap(), 2, Duration::from_secs(20));
@@ -297,13 +315,21 @@ async fn operators_pause_resume_advance_and_promote_and_the_gate_waits_for_advan
     // Paused: healthy traffic for many holds changes nothing.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let s = service(&app, "ops");
-    assert_eq!((s["state"].as_str(), s["step"]["index"].as_u64(), s["green_weight"].as_f64()), (Some("paused"), Some(0), Some(10.0)), "{s:#}");
+    assert_eq!(
+        (s["state"].as_str(), s["step"]["index"].as_u64(), s["green_weight"].as_f64()),
+        (Some("paused"), Some(0), Some(10.0)),
+        "{s:#}"
+    );
     assert!(traffic.ok() > 100, "traffic too thin to prove anything: {}", traffic.ok());
 
     // Resumed: the plan continues to 50 %, then the gate before 100 % holds it.
     let (s, v) = admin_post(&app, "/services/ops/resume", "").await;
     assert_eq!((s, v["state"].as_str()), (200, Some("canary")));
-    assert!(eventually(Duration::from_secs(5), || step_index(&app, "ops") == Some(1)).await, "{:#}", service(&app, "ops"));
+    assert!(
+        eventually(Duration::from_secs(5), || step_index(&app, "ops") == Some(1)).await,
+        "{:#}",
+        service(&app, "ops")
+    );
     assert_eq!(weight(&app, "ops"), 50.0);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let s = service(&app, "ops");
@@ -312,7 +338,11 @@ async fn operators_pause_resume_advance_and_promote_and_the_gate_waits_for_advan
 
     // Advance opens the gate: 100 %, promoted.
     let (s, v) = admin_post(&app, "/services/ops/advance", "").await;
-    assert_eq!((s, v["step"]["index"].as_u64(), v["green_weight"].as_f64(), v["state"].as_str()), (200, Some(2), Some(100.0), Some("promoted")), "{v:#}");
+    assert_eq!(
+        (s, v["step"]["index"].as_u64(), v["green_weight"].as_f64(), v["state"].as_str()),
+        (200, Some(2), Some(100.0), Some("promoted")),
+        "{v:#}"
+    );
     let (s, _) = admin_post(&app, "/services/ops/advance", "").await;
     assert_eq!(s, 409, "no step after the last");
 
@@ -335,7 +365,10 @@ async fn a_new_release_clears_the_rollback_latch_and_restarts_the_plan() {
     let m = Mocks::start("rel").await;
     let plan = rollout(&["rel"], "steps = [10, 50, 100]\nhold = \"1h\"");
     let body = |release: &str, min: u32| {
-        (format!("interval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = {min}"), format!("{plan}{}", svc("rel", &m, release, "mode = \"progressive\"")))
+        (
+            format!("interval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = {min}"),
+            format!("{plan}{}", svc("rel", &m, release, "mode = \"progressive\"")),
+        )
     };
     let (c, b) = body("r1", 3);
     let env = Env::new(&c, &b);
@@ -351,13 +384,18 @@ async fn a_new_release_clears_the_rollback_latch_and_restarts_the_plan() {
     let generation = app.status()["config"]["generation"].as_u64().unwrap();
     let (c, b) = body("r1", 4);
     env.write(&c, &b);
-    assert!(eventually(Duration::from_secs(3), || app.status()["config"]["generation"].as_u64() > Some(generation)).await);
+    assert!(
+        eventually(Duration::from_secs(3), || app.status()["config"]["generation"].as_u64() > Some(generation)).await
+    );
     assert_eq!(service(&app, "rel")["state"], "rolled_back");
 
     // A new release clears it; the plan restarts from step 0.
     let (c, b) = body("r2", 4);
     env.write(&c, &b);
-    assert!(eventually(Duration::from_secs(3), || service(&app, "rel")["release"] == "r2").await, "watcher missed the new release");
+    assert!(
+        eventually(Duration::from_secs(3), || service(&app, "rel")["release"] == "r2").await,
+        "watcher missed the new release"
+    );
     let s = service(&app, "rel");
     assert_eq!((s["state"].as_str(), s["latched"].as_bool()), (Some("canary"), Some(false)), "{s:#}");
     assert_eq!((s["step"]["index"].as_u64(), s["green_weight"].as_f64()), (Some(0), Some(10.0)), "{s:#}");
@@ -451,7 +489,11 @@ async fn reloads_under_steady_load_fail_no_request_and_keep_the_last_good_config
         current = w;
     }
     let out = traffic.finish().await;
-    assert!(out.failures.is_empty(), "failed requests during reloads: {:?}", &out.failures[..out.failures.len().min(5)]);
+    assert!(
+        out.failures.is_empty(),
+        "failed requests during reloads: {:?}",
+        &out.failures[..out.failures.len().min(5)]
+    );
     assert!(out.ok > 500, "traffic too thin: {out:?}");
 
     // The last weight (60 %) is the share green actually gets.
@@ -506,7 +548,8 @@ async fn run_binary(config: &Path, log: &Path, admin: SocketAddr) -> Proc {
 }
 
 async fn remote_status(admin: SocketAddr, name: &str) -> serde_json::Value {
-    let st: serde_json::Value = client().get(format!("http://{admin}/status")).send().await.unwrap().json().await.unwrap();
+    let st: serde_json::Value =
+        client().get(format!("http://{admin}/status")).send().await.unwrap().json().await.unwrap();
     st["services"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
 }
 
@@ -561,7 +604,11 @@ async fn kill_9_mid_plan_and_restart_resumes_at_the_same_step() {
 async fn a_corrupt_state_file_starts_safe_with_a_clear_error() {
     let (mp, mm) = (Mocks::start("corp").await, Mocks::start("corm").await);
     let plan = rollout(&["corp"], "steps = [10, 50, 100]\nhold = \"1h\"");
-    let body = format!("{plan}{}{}", svc("corp", &mp, "r1", "mode = \"progressive\""), svc("corm", &mm, "r1", "green_weight = 50"));
+    let body = format!(
+        "{plan}{}{}",
+        svc("corp", &mp, "r1", "mode = \"progressive\""),
+        svc("corm", &mm, "r1", "green_weight = 50")
+    );
     let env = Env::new(QUICK, &body);
     let state = env.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -591,7 +638,8 @@ async fn a_corrupt_state_file_starts_safe_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_others() {
     let (ma, mb, mc) = (Mocks::start("adda").await, Mocks::start("addb").await, Mocks::start("addc").await);
-    let (a, b, c) = (svc("adda", &ma, "r1", "green_weight = 50"), svc("addb", &mb, "r1", ""), svc("addc", &mc, "r1", ""));
+    let (a, b, c) =
+        (svc("adda", &ma, "r1", "green_weight = 50"), svc("addb", &mb, "r1", ""), svc("addc", &mc, "r1", ""));
     let env = Env::new(QUICK, &format!("{a}{b}"));
     let app = env.start().await;
     let (a_addr, b_addr) = (app.service_addr("adda").unwrap(), app.service_addr("addb").unwrap());
@@ -603,7 +651,8 @@ async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_
     tokio::time::sleep(Duration::from_millis(300)).await;
     replace(&env.path, &config_text(&env.dir.path().join("state"), QUICK, &format!("{a}{c}")));
     assert!(
-        eventually(Duration::from_secs(3), || app.service_addr("addc").is_some() && app.service_addr("addb").is_none()).await,
+        eventually(Duration::from_secs(3), || app.service_addr("addc").is_some() && app.service_addr("addb").is_none())
+            .await,
         "reload did not add addc / remove addb"
     );
 
@@ -611,7 +660,12 @@ async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_
     assert_eq!(get(&client(), c_addr, "/").await, (200, "addc-blue".to_string()));
     assert_eq!(slow.await.unwrap(), (200, "addb-blue".to_string()), "the in-flight request finishes");
     assert!(
-        eventually(Duration::from_secs(3), || std::net::TcpStream::connect_timeout(&b_addr, Duration::from_millis(200)).is_err()).await,
+        eventually(Duration::from_secs(3), || std::net::TcpStream::connect_timeout(
+            &b_addr,
+            Duration::from_millis(200)
+        )
+        .is_err())
+        .await,
         "addb's listener still accepts"
     );
 
@@ -634,16 +688,20 @@ async fn promoting_a_paused_plan_ends_the_pause() {
     let (s, v) = admin_post(&app, "/services/pprom/pause", "").await;
     assert_eq!((s, v["state"].as_str()), (200, Some("paused")));
     let (s, v) = admin_post(&app, "/services/pprom/promote", "").await;
-    assert_eq!((s, v["green_weight"].as_f64(), v["state"].as_str(), v["paused"].as_bool()), (200, Some(100.0), Some("promoted"), Some(false)), "{v:#}");
+    assert_eq!(
+        (s, v["green_weight"].as_f64(), v["state"].as_str(), v["paused"].as_bool()),
+        (200, Some(100.0), Some("promoted"), Some(false)),
+        "{v:#}"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known limitation: the new name's listener is bound before the old one is released, so the reload fails with EADDRINUSE"]
 async fn renaming_a_service_on_a_fixed_port_moves_the_port_to_the_new_name() {
     let m = Mocks::start("ren").await;
     let port = free_port();
-    let table = |name: &str| format!("[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{}", m.pools("r1"));
+    let table =
+        |name: &str| format!("[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{}", m.pools("r1"));
     let env = Env::new(QUICK, &table("renold"));
     let app = env.start().await;
     let state = env.dir.path().join("state");
@@ -663,7 +721,10 @@ async fn a_config_change_right_after_start_is_not_missed() {
     let env = Env::new(QUICK, &svc("early", &m, "r1", "green_weight = 0"));
     let app = env.start().await;
     // No pause: the watcher must already know what the running config was read from.
-    replace(&env.path, &config_text(&env.dir.path().join("state"), QUICK, &svc("early", &m, "r1", "green_weight = 40")));
+    replace(
+        &env.path,
+        &config_text(&env.dir.path().join("state"), QUICK, &svc("early", &m, "r1", "green_weight = 40")),
+    );
     assert!(
         eventually(Duration::from_secs(2), || weight(&app, "early") == 40.0).await,
         "the change was not picked up: {:#}",

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 /// I/O prepared for one service before the commit.
 struct Prepared {
-    socket: Option<TcpListener>,
+    socket: Option<Arc<TcpListener>>,
     tls: Option<TlsAcceptor>,
 }
 
@@ -81,12 +81,15 @@ impl Controller {
             };
             let existing = self.services.iter().find(|s| s.cfg.name == sc.name);
             let rebind = existing.is_none_or(|s| s.cfg.listen != sc.listen || s.cfg.tls != sc.tls);
-            let socket = if rebind {
-                Some(Listener::bind(sc.listen).map_err(|e| {
+            // A socket already bound at this address (by this service before a TLS change, or by
+            // a service renamed or moved in this reload) is handed over rather than re-bound.
+            let bound = self.services.iter().filter_map(|s| s.listener.as_ref()).find(|l| l.addr == sc.listen);
+            let socket = match (rebind, bound) {
+                (false, _) => None,
+                (true, Some(l)) => Some(l.socket()),
+                (true, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|e| {
                     CommandError::Invalid(format!("services.{}.listen: cannot bind {}: {e}", sc.name, sc.listen))
-                })?)
-            } else {
-                None
+                })?)),
             };
             out.push(Prepared { socket, tls });
         }
@@ -164,7 +167,13 @@ impl Controller {
         svc
     }
 
-    async fn update(&mut self, mut svc: ServiceControl, sc: &ServiceConfig, cfg: &Config, prep: Prepared) -> ServiceControl {
+    async fn update(
+        &mut self,
+        mut svc: ServiceControl,
+        sc: &ServiceConfig,
+        cfg: &Config,
+        prep: Prepared,
+    ) -> ServiceControl {
         let new_release = svc.cfg.green.release != sc.green.release;
         svc.blue = Self::pool(Color::Blue, sc, cfg, Some(&svc.blue));
         svc.green = Self::pool(Color::Green, sc, cfg, Some(&svc.green));
