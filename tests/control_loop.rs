@@ -12,6 +12,8 @@
 //! `cargo test --release --test control_loop -- --ignored --nocapture`.
 
 mod common;
+#[path = "control_loop/decide_cases.rs"]
+mod decide_cases;
 #[path = "control_loop/measure.rs"]
 mod measure;
 #[path = "control_loop/support.rs"]
@@ -63,13 +65,23 @@ impl Tripped {
 /// Starts `name` at 50 % green with `triggers`, loads it with `conc` workers, waits for a
 /// baseline, applies `fault` to green and waits for the rollback. The baseline must contain two conclusive measurements that are not `bad`, so the replay has a
 /// healthy start (a loaded machine can make a healthy p95 look slow).
-async fn trip(name: &str, control: &str, min: u64, triggers: &str, fault: &str, conc: usize, bad: fn(&Value) -> bool) -> Tripped {
+async fn trip(
+    name: &str,
+    control: &str,
+    min: u64,
+    triggers: &str,
+    fault: &str,
+    conc: usize,
+    bad: fn(&Value) -> bool,
+) -> Tripped {
     let m = Mocks::start(name).await;
     let env = Env::new(control, &service_toml(name, &m, 50.0, triggers));
     let app = env.start().await;
     let load = Load::closed(app.service_addr(name).unwrap(), conc, Duration::from_secs(40));
     let healthy = |p: &&Value| p["samples"].as_u64().unwrap_or(0) >= min && !bad(p);
-    let baseline = eventually(Duration::from_secs(15), || green_history(&service(&app, name)).iter().filter(healthy).count() >= 2).await;
+    let baseline =
+        eventually(Duration::from_secs(15), || green_history(&service(&app, name)).iter().filter(healthy).count() >= 2)
+            .await;
     assert!(baseline, "{name}: no conclusive baseline; status {}", service(&app, name));
     assert!(!is_rolled_back(&app, name), "{name}: rolled back before the fault: {}", service(&app, name));
     let mut history = History::default();
@@ -103,7 +115,16 @@ async fn p95_latency_trips_exactly_on_its_second_consecutive_slow_measurement() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_rate_trips_exactly_on_its_third_consecutive_bad_measurement() {
     let bad = |p: &Value| p["error_rate"].as_f64().unwrap() > 0.05;
-    let t = trip("cl-err", ONE, ONE_MIN, &only("error_rate", "{ above = 0.05, consecutive = 3 }"), r#"{"error_rate": 0.3}"#, 4, bad).await;
+    let t = trip(
+        "cl-err",
+        ONE,
+        ONE_MIN,
+        &only("error_rate", "{ above = 0.05, consecutive = 3 }"),
+        r#"{"error_rate": 0.3}"#,
+        4,
+        bad,
+    )
+    .await;
     assert_eq!(t.incident["trigger"], "error_rate");
     t.assert_trips_at_count(ONE_MIN, 3, bad);
     t.app.shutdown().await;
@@ -112,7 +133,16 @@ async fn error_rate_trips_exactly_on_its_third_consecutive_bad_measurement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compliance_trips_exactly_on_its_third_consecutive_low_measurement() {
     let low = |p: &Value| p["compliance"].as_f64().is_some_and(|c| c < 0.95);
-    let t = trip("cl-comp", ONE, ONE_MIN, &only("compliance", "{ below = 0.95, consecutive = 3 }"), r#"{"compliance": 0.5}"#, 4, low).await;
+    let t = trip(
+        "cl-comp",
+        ONE,
+        ONE_MIN,
+        &only("compliance", "{ below = 0.95, consecutive = 3 }"),
+        r#"{"compliance": 0.5}"#,
+        4,
+        low,
+    )
+    .await;
     assert_eq!(t.incident["trigger"], "compliance");
     t.assert_trips_at_count(ONE_MIN, 3, low);
     t.app.shutdown().await;
@@ -120,7 +150,16 @@ async fn compliance_trips_exactly_on_its_third_consecutive_low_measurement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn availability_trips_on_connection_resets() {
-    let t = trip("cl-avail", ONE, ONE_MIN, &only("availability", "{ below = 0.99, consecutive = 1 }"), r#"{"fault": "reset"}"#, 4, |_| false).await;
+    let t = trip(
+        "cl-avail",
+        ONE,
+        ONE_MIN,
+        &only("availability", "{ below = 0.99, consecutive = 1 }"),
+        r#"{"fault": "reset"}"#,
+        4,
+        |_| false,
+    )
+    .await;
     assert_eq!(t.incident["trigger"], "availability");
     assert!(t.incident["value"].as_f64().unwrap() < 0.99, "{}", t.incident);
     t.app.shutdown().await;
@@ -144,7 +183,10 @@ async fn bad_measurements_short_of_the_count_never_trip() {
     m.green.set(patch(r#"{"error_rate": 0.3}"#));
     let load = Load::closed(app.service_addr(name).unwrap(), 4, Duration::from_secs(30));
     let bad = |p: &Value| p["samples"].as_u64().unwrap_or(0) >= ONE_MIN && p["error_rate"].as_f64().unwrap() > 0.05;
-    let seen = eventually(Duration::from_secs(20), || green_history(&service(&app, name)).iter().filter(|p| bad(p)).count() >= 5).await;
+    let seen = eventually(Duration::from_secs(20), || {
+        green_history(&service(&app, name)).iter().filter(|p| bad(p)).count() >= 5
+    })
+    .await;
     load.stop().await;
     let svc = service(&app, name);
     assert!(seen, "fewer than 5 conclusive bad measurements: {svc}");
@@ -175,7 +217,8 @@ async fn one_bad_interval_does_not_trip_a_two_in_a_row_trigger() {
     let name = "cl-pulse";
     let m = Mocks::start(name).await;
     let control = "interval = \"200ms\"\nwindow = \"200ms\"\nmin_samples = 20";
-    let env = Env::new(control, &service_toml(name, &m, 50.0, &only("error_rate", "{ above = 0.01, consecutive = 2 }")));
+    let env =
+        Env::new(control, &service_toml(name, &m, 50.0, &only("error_rate", "{ above = 0.01, consecutive = 2 }")));
     let app = env.start().await;
     let load = Load::closed(app.service_addr(name).unwrap(), 4, Duration::from_secs(60));
     assert!(eventually(Duration::from_secs(15), || conclusive(&green_history(&service(&app, name)), 20) >= 2).await);
@@ -227,7 +270,8 @@ async fn min_samples_makes_thin_windows_inconclusive() {
     assert!(m.green.requests() >= 2, "green saw {} requests, so none failed", m.green.requests());
     assert_eq!(svc["state"], "canary", "a thin window rolled back: {svc}");
     assert!(green_history(&svc).iter().all(|p| p["samples"].as_u64().unwrap() < 10), "{svc}");
-    let inconclusive = metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "inconclusive")]).await;
+    let inconclusive =
+        metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "inconclusive")]).await;
     assert!(inconclusive.unwrap_or(0.0) > 0.0, "{inconclusive:?}");
     // Enough traffic for ten green samples per window: the same fault now rolls back.
     let load = Load::closed(addr, 8, Duration::from_secs(30));
@@ -302,7 +346,11 @@ async fn a_healthy_green_under_steady_load_never_trips() {
     let env = Env::new(FAST, &service_toml(name, &m, 30.0, ""));
     let app = env.start().await;
     let load = Load::closed(app.service_addr(name).unwrap(), 4, Duration::from_secs(60));
-    let holds = || async { metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "hold")]).await.unwrap_or(0.0) };
+    let holds = || async {
+        metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "hold")])
+            .await
+            .unwrap_or(0.0)
+    };
     let end = Instant::now() + Duration::from_secs(40);
     while holds().await < 50.0 && Instant::now() < end && !is_rolled_back(&app, name) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -312,7 +360,10 @@ async fn a_healthy_green_under_steady_load_never_trips() {
     assert_eq!(svc["state"], "canary", "false rollback: {:#}", admin_get(&app, "/incidents").await);
     assert_eq!(admin_get(&app, "/incidents").await, serde_json::json!([]));
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
-    let (h, inconclusive) = (holds().await, metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "inconclusive")]).await);
+    let (h, inconclusive) = (
+        holds().await,
+        metric(&app, "switchyard_control_decisions_total", &[("service", name), ("decision", "inconclusive")]).await,
+    );
     println!("steady: {sent} requests, {h} conclusive measurements held, {inconclusive:?} inconclusive");
     assert!(h >= 50.0, "only {h} conclusive measurements");
     app.shutdown().await;
@@ -320,7 +371,16 @@ async fn a_healthy_green_under_steady_load_never_trips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_rollback_latch_until_reset() {
-    let t = trip("cl-restart", ONE, ONE_MIN, &only("error_rate", "{ above = 0.05, consecutive = 1 }"), r#"{"error_rate": 0.5}"#, 4, |_| false).await;
+    let t = trip(
+        "cl-restart",
+        ONE,
+        ONE_MIN,
+        &only("error_rate", "{ above = 0.05, consecutive = 1 }"),
+        r#"{"error_rate": 0.5}"#,
+        4,
+        |_| false,
+    )
+    .await;
     let (name, m, env) = ("cl-restart", t.m, t.env);
     t.app.shutdown().await;
     m.green.set(patch(r#"{"error_rate": 0.0}"#));
@@ -442,7 +502,16 @@ async fn a_manual_rollback_is_an_incident_with_trigger_manual() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_to_swap_time_and_the_rollback_counter_are_recorded() {
     let name = "cl-swap";
-    let t = trip(name, ONE, ONE_MIN, &only("error_rate", "{ above = 0.05, consecutive = 1 }"), r#"{"error_rate": 0.5}"#, 4, |_| false).await;
+    let t = trip(
+        name,
+        ONE,
+        ONE_MIN,
+        &only("error_rate", "{ above = 0.05, consecutive = 1 }"),
+        r#"{"error_rate": 0.5}"#,
+        4,
+        |_| false,
+    )
+    .await;
     let us = t.incident["decision_to_swap_us"].as_u64().unwrap();
     println!("decision → swap: {us} µs (incident {})", t.incident["id"]);
     assert!(us < 100_000, "{}", t.incident);

@@ -2,6 +2,9 @@
 //! 5 % errors at 10 % weight under ~1000 RPS, and how many failed responses clients saw.
 //! Spec triggers (error_rate > 1 % for 3 measurements), `min_samples = 20`.
 //!
+//! The fault starts within ~20 ms after a measurement (the warm-up waits for one), so the first
+//! bad interval is a whole one and fault→swap is about `3 × interval`: the case to plan for.
+//!
 //! Run: `cargo test --release --test control_loop -- --ignored --nocapture`
 
 use crate::common::*;
@@ -60,11 +63,15 @@ async fn run(label: &str, interval: &'static str, window: &'static str) -> Row {
 #[ignore = "a measurement; run with --release -- --ignored --nocapture"]
 async fn detection_time_and_client_failures() {
     let mut rows = Vec::new();
-    for (label, interval, window) in [("a", "250ms", "250ms"), ("b", "250ms", "1s"), ("c", "1s", "1s"), ("d", "1s", "5s")] {
+    for (label, interval, window) in
+        [("a", "250ms", "250ms"), ("b", "250ms", "1s"), ("c", "1s", "1s"), ("d", "1s", "5s")]
+    {
         rows.push(run(label, interval, window).await);
     }
     println!("\ngreen 10 %, 5 % errors, ~1000 RPS open loop, error_rate > 1 % x3, min_samples 20");
-    println!("interval window  rps    fault→swap  first-bad→swap  client 5xx  green reqs first-bad→swap  decision→swap");
+    println!(
+        "interval window  rps    fault→swap  first-bad→swap  client 5xx  green reqs first-bad→swap  decision→swap"
+    );
     for r in rows {
         println!(
             "{:>8} {:>6} {:>6.0} {:>9.0} ms {:>12} {:>11} {:>26} {:>11} µs",
