@@ -8,6 +8,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -130,21 +131,33 @@ async fn serve(
     hs_timeout: Duration,
 ) {
     match tls {
-        None => serve_io(TokioIo::new(stream), conn, builder, stop).await,
+        None => serve_io(TokioIo::new(stream), conn, builder, stop, hs_timeout).await,
         Some(acceptor) => match tokio::time::timeout(hs_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(TokioIo::new(s), conn, builder, stop).await,
+            Ok(Ok(s)) => serve_io(TokioIo::new(s), conn, builder, stop, hs_timeout).await,
             Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
         },
     }
 }
 
-async fn serve_io<I>(io: TokioIo<I>, conn: Arc<ConnCtx>, builder: auto::Builder<TokioExecutor>, stop: CancellationToken)
-where
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    conn: Arc<ConnCtx>,
+    builder: auto::Builder<TokioExecutor>,
+    stop: CancellationToken,
+    head_timeout: Duration,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let service = service_fn(move |req| proxy::handle(conn.clone(), req));
+    let first = Arc::new(AtomicBool::new(false));
+    let seen = first.clone();
+    let service = service_fn(move |req| {
+        if !seen.load(Ordering::Relaxed) {
+            seen.store(true, Ordering::Relaxed);
+        }
+        proxy::handle(conn.clone(), req)
+    });
     let c = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(c);
     let res = tokio::select! {
@@ -153,8 +166,26 @@ where
             c.as_mut().graceful_shutdown();
             c.await
         }
+        _ = first_request_deadline(&first, head_timeout) => {
+            tracing::debug!(%peer, "no request head within the header read timeout: closing");
+            return;
+        }
     };
     if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Completes when `timeout` passes without a first request; pends forever once one arrived.
+///
+/// hyper's `header_read_timeout` only runs inside its HTTP/1 parser, but hyper-util's auto
+/// builder first reads bytes to tell HTTP/1 from an HTTP/2 preface, without a timeout: a client
+/// that connects and sends nothing (or a partial preface) would hold a connection slot forever.
+/// This closes that gap for the first request; later ones are covered by hyper (HTTP/1) and the
+/// HTTP/2 keep-alive pings.
+async fn first_request_deadline(first: &AtomicBool, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if first.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
     }
 }

@@ -80,7 +80,9 @@ fn admit(req: &Request<Incoming>, route: &Route) -> Result<(), ProxyError> {
     if req.version() <= Version::HTTP_11 {
         if let Some(auth) = req.uri().authority() {
             let host = req.headers().get(header::HOST).map(|h| h.as_bytes());
-            if host.is_some_and(|h| !h.eq_ignore_ascii_case(auth.as_str().as_bytes())) {
+            // Without a Host line there is nothing to check the authority against (and HTTP/1.1
+            // requires one): only a forward-proxy client sends that, so refuse it too.
+            if host.is_none_or(|h| !h.eq_ignore_ascii_case(auth.as_str().as_bytes())) {
                 return Err(ProxyError::BadRequest("absolute-form URI names another host"));
             }
         }

@@ -33,7 +33,9 @@ pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(body.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if matches!(e, ProxyError::BadRequest(_)) {
+    // Closing after a refused request or an unread oversized body leaves nothing of it on the
+    // connection to be parsed as a next request.
+    if matches!(e, ProxyError::BadRequest(_) | ProxyError::BodyTooLarge) {
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
