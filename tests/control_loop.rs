@@ -63,8 +63,9 @@ impl Tripped {
 }
 
 /// Starts `name` at 50 % green with `triggers`, loads it with `conc` workers, waits for a
-/// baseline, applies `fault` to green and waits for the rollback. The baseline must contain two conclusive measurements that are not `bad`, so the replay has a
-/// healthy start (a loaded machine can make a healthy p95 look slow).
+/// baseline, applies `fault` to green and waits for the rollback. The baseline must contain two
+/// conclusive measurements that are not `bad`, so the replay has a healthy start (a loaded
+/// machine can make a healthy p95 look slow).
 async fn trip(
     name: &str,
     control: &str,

@@ -24,7 +24,14 @@ fn healthy() -> Measurement {
 }
 
 fn none() -> Triggers {
-    Triggers { p95_latency: None, error_rate: None, availability: None, compliance: None, hash_mismatch: None, status_rate: vec![] }
+    Triggers {
+        p95_latency: None,
+        error_rate: None,
+        availability: None,
+        compliance: None,
+        hash_mismatch: None,
+        status_rate: vec![],
+    }
 }
 
 /// Triggers with only `id` enabled at `n` in a row (spec thresholds), and a measurement that is
@@ -57,8 +64,13 @@ fn only(id: TriggerId, n: u32) -> (Triggers, Measurement) {
     (t, m)
 }
 
-const RATE_TRIGGERS: [TriggerId; 5] =
-    [TriggerId::P95Latency, TriggerId::ErrorRate, TriggerId::Availability, TriggerId::Compliance, TriggerId::StatusRate(0)];
+const RATE_TRIGGERS: [TriggerId; 5] = [
+    TriggerId::P95Latency,
+    TriggerId::ErrorRate,
+    TriggerId::Availability,
+    TriggerId::Compliance,
+    TriggerId::StatusRate(0),
+];
 
 /// Every sequence of 7 measurements over {healthy, bad, thin-and-bad}, for every rate trigger and
 /// `consecutive` 1..=4: the verdict matches a model where thin windows leave the streak alone,
@@ -88,7 +100,10 @@ fn every_rate_trigger_trips_exactly_when_its_streak_reaches_the_count() {
                         _ => {
                             streak += 1;
                             if streak >= n {
-                                assert!(matches!(&v, Verdict::Tripped(tr) if tr.trigger == id), "{id:?} n={n} code={code} step={step}: {v:?}");
+                                assert!(
+                                    matches!(&v, Verdict::Tripped(tr) if tr.trigger == id),
+                                    "{id:?} n={n} code={code} step={step}: {v:?}"
+                                );
                                 break; // the loop stops judging a rolled-back service
                             }
                             Verdict::Bad(vec![id])
@@ -109,8 +124,10 @@ fn a_value_exactly_at_the_threshold_is_not_bad() {
     m.availability = 0.999;
     m.compliance = Some(0.95);
     m.statuses = vec![(200, 999), (401, 1)];
-    let mut t = Triggers::default();
-    t.status_rate = vec![StatusTrigger { statuses: vec![401], above: 0.001, consecutive: 1 }];
+    let mut t = Triggers {
+        status_rate: vec![StatusTrigger { statuses: vec![401], above: 0.001, consecutive: 1 }],
+        ..Triggers::default()
+    };
     t.p95_latency.as_mut().unwrap().consecutive = 1;
     t.error_rate.as_mut().unwrap().consecutive = 1;
     t.compliance.as_mut().unwrap().consecutive = 1;

@@ -20,7 +20,10 @@ const MAX_REQUESTS: u64 = 2_000_000;
 
 /// A `[[services]]` table for `name` in manual mode at `weight` percent, plus `extra` lines.
 pub fn service_toml(name: &str, m: &crate::common::Mocks, weight: f64, extra: &str) -> String {
-    format!("[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {weight}\n{}{extra}\n", m.pools("r1"))
+    format!(
+        "[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {weight}\n{}{extra}\n",
+        m.pools("r1")
+    )
 }
 
 /// Trigger lines that disable every trigger except `key`, which gets `spec`
@@ -33,10 +36,8 @@ pub fn only(key: &str, spec: &str) -> String {
         ("compliance", "{ below = 0.95, enabled = false }"),
         ("hash_mismatch", "{ enabled = false }"),
     ];
-    let mut out: String = off
-        .iter()
-        .map(|(k, v)| format!("triggers.{k} = {}\n", if *k == key { spec } else { v }))
-        .collect();
+    let mut out: String =
+        off.iter().map(|(k, v)| format!("triggers.{k} = {}\n", if *k == key { spec } else { v })).collect();
     if key == "status_rate" {
         out.push_str(&format!("triggers.status_rate = {spec}\n"));
     }
@@ -92,7 +93,10 @@ impl Load {
                     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                     t
                 });
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end && tally.sent.load(Ordering::Relaxed) < MAX_REQUESTS {
+                while !stop.load(Ordering::Relaxed)
+                    && Instant::now() < end
+                    && tally.sent.load(Ordering::Relaxed) < MAX_REQUESTS
+                {
                     if let Some(t) = tick.as_mut() {
                         t.tick().await;
                     }
