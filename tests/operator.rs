@@ -1,0 +1,24 @@
+//! Operator experience (issue #7): the status page in headless Chromium matches `/status`, a live
+//! `/metrics` scrape passes `promtool check metrics` and names exactly `docker/metric-names.txt`,
+//! the shipped configs are valid, and the operator CLI against the real binary.
+//!
+//! Chromium and promtool are required: a test fails with a clear message when one is missing,
+//! unless `SWITCHYARD_SKIP_BROWSER=1` / `SWITCHYARD_SKIP_PROMTOOL=1` says to skip it. `.ci/run`
+//! installs both before `cargo test --workspace`.
+
+mod common;
+
+#[path = "operator/support.rs"]
+mod support;
+
+#[path = "operator/page.rs"]
+mod page;
+
+#[path = "operator/metrics.rs"]
+mod metrics;
+
+#[path = "operator/configs.rs"]
+mod configs;
+
+#[path = "operator/cli.rs"]
+mod cli;
