@@ -24,7 +24,10 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
                 c.state_dir.display()
             );
             println!("rollout order: {}  (sequential: {})", c.rollout.order.join(" → "), c.rollout.sequential);
-            println!("{:<10} {:<22} {:<12} {:>7}  {:<28} {:<28} release", "service", "listen", "mode", "green", "blue", "green endpoints");
+            println!(
+                "{:<10} {:<22} {:<12} {:>7}  {:<28} {:<28} release",
+                "service", "listen", "mode", "green", "blue", "green endpoints"
+            );
             for s in &c.services {
                 let eps = |p: &config::PoolConfig| p.endpoints.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
                 let mode = match s.mode {
@@ -148,35 +151,53 @@ pub struct Named {
 
 async fn call(common: &Common, method: &str, path: &str, body: Option<String>) -> anyhow::Result<serde_json::Value> {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req = http::Request::builder().method(method).uri(format!("{}{}", common.admin.trim_end_matches('/'), path));
-    if let Ok(t) = std::env::var("SWITCHYARD_ADMIN_TOKEN") {
-        req = req.header("authorization", format!("Bearer {t}"));
+    let mut req =
+        http::Request::builder().method(method).uri(format!("{}{}", common.admin.trim_end_matches('/'), path));
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    if let Some(t) = &token {
+        req = req.header("authorization", format!("Bearer {}", t.trim()));
     }
     let req = req.header("content-type", "application/json").body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", common.admin))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let msg = v["error"].as_str().unwrap_or("request failed");
+    if status == http::StatusCode::UNAUTHORIZED && token.is_none() {
+        bail!("SWITCHYARD_ADMIN_TOKEN is not set: {method} {path} needs the admin token ({status}: {msg})");
+    }
     if !status.is_success() {
-        bail!("{status}: {}", v["error"].as_str().unwrap_or("request failed"));
+        bail!("{status}: {msg}");
     }
     Ok(v)
 }
 
+/// A weight as operators write it: `25`, `0.5` (not JSON's `25.0`).
+fn percent(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("-".into(), |p| p.to_string())
+}
+
 fn print_status(v: &serde_json::Value) {
-    println!("config generation {}  sequence: {}{}", v["config"]["generation"], v["sequence"]["current"].as_str().unwrap_or("-"),
-        if v["sequence"]["halted"] == true { "  (HALTED)" } else { "" });
+    println!(
+        "config generation {}  sequence: {}{}",
+        v["config"]["generation"],
+        v["sequence"]["current"].as_str().unwrap_or("-"),
+        if v["sequence"]["halted"] == true { "  (HALTED)" } else { "" }
+    );
     if let Some(e) = v["config"]["last_reload_error"].as_str() {
         println!("last reload error: {e}");
     }
-    println!("{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident", "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl");
+    println!(
+        "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
+        "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
+    );
     for s in v["services"].as_array().into_iter().flatten() {
         let w = &s["window"];
         println!(
             "{:<10} {:<12} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8}  {}",
             s["name"].as_str().unwrap_or(""),
             s["state"].as_str().unwrap_or(""),
-            s["green_weight"],
+            percent(&s["green_weight"]),
             w["blue"]["p95_ms"].as_f64().unwrap_or(0.0),
             w["green"]["p95_ms"].as_f64().unwrap_or(0.0),
             w["blue"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
@@ -192,9 +213,11 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
     let (common, v) = match &op {
         Ops::Status(c) => (c, call(c, "GET", "/status", None).await?),
         Ops::Incidents(c) => (c, call(c, "GET", "/incidents", None).await?),
-        Ops::Weight { service, percent, common } => {
-            (common, call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}"))).await?)
-        }
+        Ops::Weight { service, percent, common } => (
+            common,
+            call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}")))
+                .await?,
+        ),
         Ops::Rollback(n) | Ops::Reset(n) | Ops::Pause(n) | Ops::Resume(n) | Ops::Advance(n) | Ops::Promote(n) => {
             let verb = match op {
                 Ops::Rollback(_) => "rollback",
@@ -227,7 +250,12 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
                 );
             }
         }
-        _ => println!("{}: state {}, green {}%", v["name"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or(""), v["green_weight"]),
+        _ => println!(
+            "{}: state {}, green {}%",
+            v["name"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or(""),
+            percent(&v["green_weight"])
+        ),
     }
     Ok(())
 }
