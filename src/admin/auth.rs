@@ -48,8 +48,9 @@ pub fn check(token: Option<&Token>, headers: &HeaderMap) -> Result<(), Response<
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
     if bool::from(given.as_bytes().ct_eq(token.0.as_bytes())) {
         Ok(())
     } else {

@@ -83,7 +83,7 @@ impl Controller {
     /// Starts the plans the migration sequence allows. A rollback anywhere in the order halts it.
     pub(super) fn sequence(&mut self) {
         let order = self.cfg.rollout.order.clone();
-        let halted = order.iter().any(|n| self.index(n).is_some_and(|i| self.services[i].latched));
+        let halted = self.halted();
         let mut previous_promoted = true;
         for name in &order {
             let Some(i) = self.index(name) else { continue };
@@ -100,15 +100,23 @@ impl Controller {
         }
         for s in &mut self.services {
             let in_order = order.contains(&s.cfg.name);
-            if !in_order && s.cfg.mode == Mode::Progressive && s.step.is_none() && !s.latched && s.admin_weight.is_none() {
+            if !in_order
+                && s.cfg.mode == Mode::Progressive
+                && s.step.is_none()
+                && !s.latched
+                && s.admin_weight.is_none()
+            {
                 s.start_plan();
             }
         }
     }
 
-    /// Whether the sequence is halted by a rollback.
+    /// Whether the sequence is halted: a progressive service in the order is rolled back.
+    /// (Manual services are driven by hand; their rollbacks do not stop other plans.)
     pub(super) fn halted(&self) -> bool {
-        self.cfg.rollout.order.iter().any(|n| self.index(n).is_some_and(|i| self.services[i].latched))
+        self.cfg.rollout.order.iter().any(|n| {
+            self.index(n).is_some_and(|i| self.services[i].latched && self.services[i].cfg.mode == Mode::Progressive)
+        })
     }
 
     /// After any state change: sequence, weights, swap, persist, publish.
@@ -133,7 +141,9 @@ impl Controller {
                     },
                     state: s.state().as_str().into(),
                     step: s.step,
-                    step_since_ms: s.step.map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
+                    step_since_ms: s
+                        .step
+                        .map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
                     weight: s.weight.percent(),
                     latched: s.latched,
                     release: s.cfg.green.release.as_deref().map(String::from),

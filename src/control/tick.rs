@@ -91,7 +91,8 @@ impl Controller {
             (Decision::Hold, Verdict::Inconclusive) => "inconclusive",
             (Decision::Hold, _) => "hold",
         };
-        metrics::counter!(names::DECISIONS_TOTAL, "service" => s.cfg.name.to_string(), "decision" => label).increment(1);
+        metrics::counter!(names::DECISIONS_TOTAL, "service" => s.cfg.name.to_string(), "decision" => label)
+            .increment(1);
         tracing::debug!(service = %s.cfg.name, ?verdict, decision = label, generation = self.generation, "decision");
         match decision {
             Decision::Rollback(trip) => {
@@ -143,10 +144,15 @@ impl Controller {
         let s = &mut self.services[i];
         let name = s.cfg.name.to_string();
         metrics::histogram!(names::ROLLBACK_SWAP).record(swap.as_secs_f64());
-        metrics::counter!(names::ROLLBACKS_TOTAL, "service" => name.clone(), "trigger" => trip.trigger.as_str()).increment(1);
+        metrics::counter!(names::ROLLBACKS_TOTAL, "service" => name.clone(), "trigger" => trip.trigger.as_str())
+            .increment(1);
         let started = s.stats.green_started.load(Ordering::Relaxed);
         let inc = Incident {
-            id: format!("inc-{}-{}", swapped_wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis(), name),
+            id: format!(
+                "inc-{}-{}",
+                swapped_wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis(),
+                name
+            ),
             service: name.clone(),
             trigger: trip.trigger.as_str().into(),
             value: trip.value,
@@ -160,7 +166,12 @@ impl Controller {
             green_requests_between: s.first_bad.map_or(0, |(_, n)| started.saturating_sub(n)),
             measurements: vec![s.last[0].view(), s.last[1].view()],
             report: Report {
-                green_in_flight_at_swap: s.green.endpoints.iter().map(|e| u64::from(e.in_flight.load(Ordering::Relaxed))).sum(),
+                green_in_flight_at_swap: s
+                    .green
+                    .endpoints
+                    .iter()
+                    .map(|e| u64::from(e.in_flight.load(Ordering::Relaxed)))
+                    .sum(),
                 ..Default::default()
             },
         };
@@ -172,12 +183,17 @@ impl Controller {
         self.alerter.send(Alert {
             severity: Severity::Critical,
             alert: "rollback".into(),
-            text: format!("Switchyard rolled back {name} to blue: {} {} (observed {:.4}); incident {}",
-                trip.trigger.as_str(), trip.threshold, trip.value, inc.id),
+            text: format!(
+                "Switchyard rolled back {name} to blue: {} {} (observed {:.4}); incident {}",
+                trip.trigger.as_str(),
+                trip.threshold,
+                trip.value,
+                inc.id
+            ),
             service: Some(name.clone()),
             fields: serde_json::to_value(&inc).unwrap_or_default(),
         });
-        if self.cfg.rollout.order.iter().any(|n| **n == *name) {
+        if s.cfg.mode == crate::config::Mode::Progressive && self.cfg.rollout.order.iter().any(|n| **n == *name) {
             self.alerter.send(Alert {
                 severity: Severity::Critical,
                 alert: "sequence_halted".into(),
@@ -233,7 +249,8 @@ impl Controller {
         let name = self.services[i].cfg.name.to_string();
         for c in [Color::Blue, Color::Green] {
             let x = &m[c.index()];
-            let g = |n: &'static str, v: f64| metrics::gauge!(n, "service" => name.clone(), "color" => c.as_str()).set(v);
+            let g =
+                |n: &'static str, v: f64| metrics::gauge!(n, "service" => name.clone(), "color" => c.as_str()).set(v);
             g(names::WINDOW_SAMPLES, x.samples as f64);
             g(names::WINDOW_P50, x.p50.as_secs_f64());
             g(names::WINDOW_P95, x.p95.as_secs_f64());
@@ -272,7 +289,12 @@ impl Controller {
                     self.alerter.send(Alert {
                         severity: *sev,
                         alert: (*alert).into(),
-                        text: format!("{} {} {alert} for {}", s.cfg.name, c.as_str(), humantime::format_duration(*hold)),
+                        text: format!(
+                            "{} {} {alert} for {}",
+                            s.cfg.name,
+                            c.as_str(),
+                            humantime::format_duration(*hold)
+                        ),
                         service: Some(s.cfg.name.to_string()),
                         fields: serde_json::json!({"color": c.as_str(), "measurement": x.view()}),
                     });
