@@ -1,0 +1,276 @@
+//! Upstream faults and retries onto blue (issue #6, points 3 and 4). Green is killed under
+//! load, hangs, resets, returns garbage, or closes keep-alive connections; the proxy keeps
+//! serving, idempotent requests are retried on blue within the budget so users see no failure,
+//! the failed green attempts still count against green (scraped from `/metrics`), and the
+//! control loop still rolls back.
+
+mod common;
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchyard::app::App;
+use switchyard::mock_upstream::{Fault, MockPatch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const LIMITS: &str =
+    "[limits]\nresponse_timeout = \"300ms\"\nconnect_timeout = \"200ms\"\neject_after = 3\neject_for = \"500ms\"";
+const RETRY: &str = "retry = { on = [502, 503], budget = 0.2 }";
+
+struct Fx {
+    mocks: Mocks,
+    _env: Env,
+    app: App,
+    addr: SocketAddr,
+}
+
+impl Fx {
+    async fn start(name: &str, control: &str, weight: f64, extra: &str) -> Fx {
+        let mocks = Mocks::start(name).await;
+        let pools = mocks.pools("r1");
+        Fx::with_pools(mocks, name, control, weight, extra, &pools).await
+    }
+
+    async fn with_pools(mocks: Mocks, name: &str, control: &str, weight: f64, extra: &str, pools: &str) -> Fx {
+        let body = format!(
+            "{LIMITS}\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {weight}\n\
+             health = {{ interval = \"100ms\", timeout = \"200ms\" }}\n{extra}\n{pools}"
+        );
+        let env = Env::new(control, &body);
+        let app = env.start().await;
+        let addr = app.service_addr(name).unwrap();
+        Fx { mocks, _env: env, app, addr }
+    }
+
+    /// Sum of the samples of `metric` whose labels contain every `labels` pair.
+    async fn metric(&self, metric: &str, labels: &[&str]) -> f64 {
+        let text =
+            client().get(format!("http://{}/metrics", self.app.admin_addr)).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))
+            .filter(|l| labels.iter().all(|p| l.contains(p)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn stop(self) {
+        self.app.shutdown().await;
+        self.mocks.blue.shutdown().await;
+        self.mocks.green.shutdown().await;
+    }
+}
+
+fn fault(f: Fault) -> MockPatch {
+    MockPatch { fault: Some(f), ..Default::default() }
+}
+
+fn failed(results: &[(u16, String)]) -> Vec<u16> {
+    results.iter().map(|r| r.0).filter(|&s| s != 200).collect()
+}
+
+/// Runs `n` GETs with `conc` concurrency while `during` breaks green after `after`.
+async fn load_while(
+    addr: SocketAddr,
+    n: usize,
+    conc: usize,
+    after: Duration,
+    during: impl std::future::Future<Output = ()>,
+) -> Vec<(u16, String)> {
+    let load = tokio::spawn(burst(addr, n, conc));
+    tokio::time::sleep(after).await;
+    during.await;
+    load.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_green_under_load_loses_no_get_and_still_rolls_back() {
+    let name = "flt_kill";
+    let fx = Fx::start(name, FAST, 10.0, RETRY).await;
+    let Fx { mocks, _env, app, addr } = fx;
+    let green = mocks.green;
+    let results = load_while(addr, 3000, 4, Duration::from_millis(300), green.shutdown()).await;
+    assert_eq!(failed(&results), Vec::<u16>::new(), "users saw failures");
+    assert!(eventually(Duration::from_secs(10), || service(&app, name)["state"] == "rolled_back").await);
+    let inc = admin_get(&app, "/incidents").await;
+    assert!(["error_rate", "availability"].contains(&inc[0]["trigger"].as_str().unwrap_or("")), "{inc}");
+    let fx = Fx {
+        mocks: Mocks {
+            blue: mocks.blue,
+            green: switchyard::mock_upstream::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                switchyard::mock_upstream::MockConfig::new("spare"),
+            )
+            .await
+            .unwrap(),
+        },
+        _env,
+        app,
+        addr,
+    };
+    let svc = format!("service=\"{name}\"");
+    assert!(
+        fx.metric("switchyard_upstream_errors_total", &[&svc, "color=\"green\""]).await > 0.0,
+        "green's failures are counted"
+    );
+    assert!(fx.metric("switchyard_retries_total", &[&svc]).await > 0.0);
+    fx.stop().await;
+}
+
+/// Hang, reset before the response, garbage bytes: each green attempt fails before any byte
+/// reached the client, so every GET is retried on blue; green's errors of the right kind count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_hang_reset_and_garbage_are_retried_on_blue() {
+    for (i, (f, kind)) in
+        [(Fault::Hang, "timeout"), (Fault::Reset, "reset"), (Fault::Garbage, "protocol")].into_iter().enumerate()
+    {
+        let name = format!("flt_kind{i}");
+        // A 1 s window: a hanging green slows the load, so 200 ms windows would hold too few
+        // green samples to be conclusive.
+        let control = "interval = \"100ms\"\nwindow = \"1s\"\nmin_samples = 10";
+        let fx = Fx::start(&name, control, 10.0, RETRY).await;
+        fx.mocks.green.set(fault(f));
+        // Load until the loop rolls back (bounded): a window needs `min_samples` green samples.
+        let mut results = Vec::new();
+        for _ in 0..40 {
+            results.extend(burst(fx.addr, 400, 8).await);
+            if service(&fx.app, &name)["state"] == "rolled_back" {
+                break;
+            }
+        }
+        assert_eq!(failed(&results), Vec::<u16>::new(), "{f:?}: users saw failures");
+        let svc = format!("service=\"{name}\"");
+        let errs = fx
+            .metric("switchyard_upstream_errors_total", &[&svc, "color=\"green\"", &format!("kind=\"{kind}\"")])
+            .await;
+        assert!(errs > 0.0, "{f:?}: green's {kind} errors are counted");
+        assert!(
+            eventually(Duration::from_secs(10), || service(&fx.app, &name)["state"] == "rolled_back").await,
+            "{f:?}: rolled back"
+        );
+        fx.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_keep_alive_connections_loses_nothing() {
+    let fx = Fx::start("flt_close", "", 50.0, RETRY).await;
+    fx.mocks.green.set(fault(Fault::CloseAfterResponse));
+    fx.mocks.blue.set(fault(Fault::CloseAfterResponse));
+    let results = burst(fx.addr, 600, 6).await;
+    assert_eq!(failed(&results), Vec::<u16>::new());
+    assert_eq!(fx.metric("switchyard_upstream_errors_total", &["service=\"flt_close\""]).await, 0.0);
+    fx.stop().await;
+}
+
+/// A raw upstream that answers every request with a 200 head and then misbehaves: `mid_reset`
+/// sends half the body and resets; otherwise it answers fully but closes the connection
+/// silently (no `Connection: close`), so the proxy's pooled connection dies under it.
+async fn raw_upstream(mid_reset: bool) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..10_000 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\nx-constitutional-hash: cdd01ef066bc6cf2\r\ncontent-length: 10\r\n\r\n";
+                let _ = if mid_reset {
+                    s.write_all(format!("{head}12345").as_bytes()).await
+                } else {
+                    s.write_all(format!("{head}1234567890").as_bytes()).await
+                };
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if mid_reset {
+                    let _ = s.set_zero_linger();
+                }
+                drop(s);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silently_closed_keep_alive_connections_are_retried() {
+    let mocks = Mocks::start("flt_silent").await;
+    let green = raw_upstream(false).await;
+    let pools = format!(
+        "blue = {{ endpoints = [\"{}\"] }}\ngreen = {{ endpoints = [\"{green}\"], release = \"r1\" }}\n",
+        mocks.blue.addr()
+    );
+    let fx = Fx::with_pools(mocks, "flt_silent", "", 50.0, RETRY, &pools).await;
+    let c = client();
+    let mut bad = Vec::new();
+    for _ in 0..200 {
+        let (s, _) = get(&c, fx.addr, "/").await;
+        if s != 200 {
+            bad.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(bad, Vec::<u16>::new());
+    fx.stop().await;
+}
+
+/// Once response bytes reached the client nothing can be retried: the client sees a truncated
+/// body, green is charged with a reset, and the proxy and other requests are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_mid_response_is_charged_to_green_and_nothing_else_breaks() {
+    let mocks = Mocks::start("flt_mid").await;
+    let green = raw_upstream(true).await;
+    let pools = format!(
+        "blue = {{ endpoints = [\"{}\"] }}\ngreen = {{ endpoints = [\"{green}\"], release = \"r1\" }}\n",
+        mocks.blue.addr()
+    );
+    let fx = Fx::with_pools(mocks, "flt_mid", "", 100.0, RETRY, &pools).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = c.get(format!("http://{}/", fx.addr)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.is_err(), "the body must fail, not end short silently");
+    }
+    let errs = fx
+        .metric("switchyard_upstream_errors_total", &["service=\"flt_mid\"", "color=\"green\"", "kind=\"reset\""])
+        .await;
+    assert!(errs >= 3.0, "{errs}");
+    let (s, _) = admin_post(&fx.app, "/services/flt_mid/weight", "{\"green\":0}").await;
+    assert_eq!(s, 200);
+    assert_eq!(get(&c, fx.addr, "/").await.0, 200);
+    fx.stop().await;
+}
+
+/// Without a retry (POST, or retries off) the client gets the status of the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_that_cannot_be_retried_get_the_right_status() {
+    let fx = Fx::start("flt_status", "", 100.0, RETRY).await;
+    let c = client();
+    let post = |c: &reqwest::Client| c.post(format!("http://{}/", fx.addr)).body("x").send();
+    fx.mocks.green.set(fault(Fault::Hang));
+    assert_eq!(post(&c).await.unwrap().status(), 504);
+    fx.mocks.green.set(fault(Fault::Garbage));
+    assert_eq!(post(&c).await.unwrap().status(), 502);
+    fx.mocks.green.set(fault(Fault::Reset));
+    assert_eq!(post(&c).await.unwrap().status(), 502);
+    fx.mocks.green.set(MockPatch { fault: Some(Fault::None), error_rate: Some(1.0), ..Default::default() });
+    assert_eq!(post(&c).await.unwrap().status(), 500, "an upstream's own 500 is passed through");
+    fx.stop().await;
+}
+
+/// A dead green at 50 % with a 20 % budget: retries stay within `budget × requests + 10`, so
+/// blue never takes double load; the rest are reported as 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_bounds_retries() {
+    let fx = Fx::start("flt_budget", "", 50.0, RETRY).await;
+    fx.mocks.green.set(fault(Fault::Reset));
+    let results = burst(fx.addr, 1000, 4).await;
+    let retries = fx.metric("switchyard_retries_total", &["service=\"flt_budget\""]).await;
+    let failed = failed(&results);
+    assert!(retries <= 0.2 * 1000.0 + 10.0 + 1.0, "retries {retries}");
+    assert!(retries >= 0.2 * 1000.0 - 20.0, "the budget is used: {retries}");
+    assert!(failed.iter().all(|&s| s == 502), "{failed:?}");
+    assert_eq!(failed.len() as f64 + retries, 500.0, "every green request was either retried or reported");
+    fx.stop().await;
+}
