@@ -11,7 +11,7 @@ use std::time::Duration;
 use switchyard::app::App;
 use switchyard::mock_upstream::{Fault, MockPatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const LIMITS: &str =
     "[limits]\nresponse_timeout = \"300ms\"\nconnect_timeout = \"200ms\"\neject_after = 3\neject_for = \"500ms\"";

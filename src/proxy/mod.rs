@@ -108,7 +108,7 @@ struct Head {
 async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>) -> Response<ResponseBody> {
     let start = Instant::now();
     let stats = &route.stats;
-    stats.requests_seen.fetch_add(1, Ordering::Relaxed);
+    stats.budget.deposit();
     stats.in_flight.increment(1.0);
     let color = route.pick(req.headers(), conn.peer);
     let upgrade = headers::is_upgrade(req.headers());

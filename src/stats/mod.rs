@@ -3,6 +3,7 @@
 //! the `window::Aggregator` task that owns the hdrhistograms. A full channel drops the sample and
 //! counts the drop rather than slowing a request.
 
+pub mod budget;
 pub mod names;
 pub mod window;
 
@@ -97,10 +98,8 @@ pub struct ServiceStats {
     pub green_started: AtomicU64,
     /// Retries onto blue.
     pub retries: Counter,
-    /// Requests seen, the base of the retry budget.
-    pub requests_seen: AtomicU64,
-    /// Retries made, withdrawn from the budget.
-    pub retries_made: AtomicU64,
+    /// Requests and retries over the last seconds: the retry budget.
+    pub budget: budget::RetryBudget,
     sink: mpsc::Sender<Sample>,
     dropped: Counter,
 }
@@ -122,23 +121,19 @@ impl ServiceStats {
             green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
             green_started: AtomicU64::new(0),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
-            requests_seen: AtomicU64::new(0),
-            retries_made: AtomicU64::new(0),
+            budget: budget::RetryBudget::default(),
             dropped: counter!(names::STATS_DROPPED_TOTAL),
             name,
             sink,
         }
     }
 
-    /// Takes one retry from the budget: `budget` × requests seen, plus ten so a quiet service
-    /// can still retry (linkerd's budget shape). Returns false when the budget is spent.
+    /// Takes one retry from the budget: `budget` × requests plus ten over a sliding window
+    /// (linkerd's budget shape, see `budget`). Returns false when the budget is spent.
     pub fn try_retry(&self, budget: f64) -> bool {
-        let seen = self.requests_seen.load(Ordering::Relaxed) as f64;
-        let made = self.retries_made.load(Ordering::Relaxed) as f64;
-        if made >= 10.0 + budget * seen {
+        if !self.budget.withdraw(budget) {
             return false;
         }
-        self.retries_made.fetch_add(1, Ordering::Relaxed);
         self.retries.increment(1);
         true
     }

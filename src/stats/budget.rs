@@ -1,0 +1,136 @@
+//! The retry budget: retries allowed are `ratio × requests + MIN_RETRIES` over a sliding window
+//! of `WINDOW_SLOTS` one-second slots (linkerd's shape: 20 % and 10 per second over 10 s by
+//! default there). A budget over the whole life of the process would not bound anything: after
+//! an hour of healthy traffic a failing green could have every one of its requests retried on
+//! blue for as long again.
+//!
+//! Lock-free: each slot packs its epoch (seconds, mod 2^24) and its count in one `AtomicU64`, so
+//! a slot is recycled and counted with one compare-and-swap and never loses a count to a reset.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use tokio::time::Instant;
+
+/// Slots in the window; each covers one second.
+pub const WINDOW_SLOTS: u64 = 10;
+/// Retries always allowed per window, so a quiet service can still retry.
+pub const MIN_RETRIES: u64 = 10;
+
+const EPOCH_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << (64 - EPOCH_BITS)) - 1;
+
+fn now_epoch() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    // +WINDOW_SLOTS so that the first seconds never look like "stale slot 0".
+    Instant::now().saturating_duration_since(base).as_secs() + WINDOW_SLOTS
+}
+
+/// Counts per second over the last `WINDOW_SLOTS` seconds.
+#[derive(Debug)]
+struct Window([AtomicU64; WINDOW_SLOTS as usize]);
+
+impl Window {
+    fn new() -> Self {
+        Window(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    fn add(&self, epoch: u64) {
+        let slot = &self.0[(epoch % WINDOW_SLOTS) as usize];
+        let tag = (epoch & ((1 << EPOCH_BITS) - 1)) << (64 - EPOCH_BITS);
+        let mut cur = slot.load(Ordering::Relaxed);
+        loop {
+            let next = if cur & !COUNT_MASK == tag { cur + 1 } else { tag | 1 };
+            match slot.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    fn sum(&self, epoch: u64) -> u64 {
+        let live = |e: u64| (e & ((1 << EPOCH_BITS) - 1)) << (64 - EPOCH_BITS);
+        (0..WINDOW_SLOTS)
+            .filter_map(|back| epoch.checked_sub(back))
+            .map(|e| {
+                let v = self.0[(e % WINDOW_SLOTS) as usize].load(Ordering::Relaxed);
+                if v & !COUNT_MASK == live(e) {
+                    v & COUNT_MASK
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+}
+
+/// Requests and retries of one service over the window.
+#[derive(Debug)]
+pub struct RetryBudget {
+    requests: Window,
+    retries: Window,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget { requests: Window::new(), retries: Window::new() }
+    }
+}
+
+impl RetryBudget {
+    /// Counts a request (the base of the budget).
+    #[inline]
+    pub fn deposit(&self) {
+        self.requests.add(now_epoch());
+    }
+
+    /// Takes one retry if `ratio × requests + MIN_RETRIES` over the window allows it.
+    pub fn withdraw(&self, ratio: f64) -> bool {
+        let e = now_epoch();
+        let allowed = MIN_RETRIES as f64 + ratio * self.requests.sum(e) as f64;
+        if self.retries.sum(e) as f64 >= allowed {
+            return false;
+        }
+        self.retries.add(e);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded_by_the_ratio_plus_the_minimum() {
+        let b = RetryBudget::default();
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        let granted = (0..1000).filter(|_| b.withdraw(0.2)).count();
+        assert_eq!(granted, 210);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_traffic_does_not_fund_retries_forever() {
+        let b = RetryBudget::default();
+        for _ in 0..100_000 {
+            b.deposit();
+        }
+        tokio::time::advance(Duration::from_secs(WINDOW_SLOTS + 1)).await;
+        let granted = (0..1000).filter(|_| b.withdraw(0.2)).count();
+        assert_eq!(granted, MIN_RETRIES as usize, "only the minimum is left once the window has passed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_slides_one_second_at_a_time() {
+        let b = RetryBudget::default();
+        for _ in 0..100 {
+            b.deposit();
+        }
+        tokio::time::advance(Duration::from_secs(WINDOW_SLOTS - 1)).await;
+        assert_eq!(b.requests.sum(now_epoch()), 100);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.requests.sum(now_epoch()), 0);
+    }
+}
