@@ -56,6 +56,7 @@ async fn status_page_in_chromium_matches_status() {
         assert_eq!(got("state"), want["state"].as_str().unwrap(), "{name}: state");
         assert_eq!(got("release"), want["release"].as_str().unwrap_or(""), "{name}: release");
         assert_eq!(got("mode"), want["mode"].as_str().unwrap(), "{name}: mode");
+        assert_eq!(got("listen"), want["listen"].as_str().unwrap(), "{name}: listen");
         assert_eq!(got("incident"), want["incident"].as_str().unwrap_or(""), "{name}: incident");
     }
     assert_eq!(field_value(service_block(&dom, &a).unwrap(), "green_weight").as_deref(), Some("25"));
