@@ -263,7 +263,7 @@ pub enum FileSticky {
     Named(String),
 }
 
-/// `{ cert = "PATH", key = "PATH" }`.
+/// `{ cert = "PATH", key = "PATH", min_version = "1.3", client_ca = "PATH" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
@@ -273,6 +273,8 @@ pub struct FileTls {
     pub key: PathBuf,
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
+    /// PEM CA bundle; when set, client certificates are required and verified against it.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `{ path = "/health", interval = "5s", timeout = "1s" }`.

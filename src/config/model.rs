@@ -210,6 +210,8 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Only TLS 1.3 when true.
     pub tls13_only: bool,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Active health checking.

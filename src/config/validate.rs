@@ -309,6 +309,7 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
                 false
             }
         },
+        client_ca: t.client_ca.clone(),
     });
     let h = f.health.as_ref();
     let health = HealthConfig {

@@ -74,7 +74,7 @@ impl Controller {
         for sc in &cfg.services {
             let tls = match &sc.tls {
                 Some(t) => Some(TlsAcceptor::from(
-                    crate::tls::server_config(&t.cert, &t.key, t.tls13_only)
+                    crate::tls::server_config(t)
                         .map_err(|e| CommandError::Invalid(format!("services.{}.tls: {e}", sc.name)))?,
                 )),
                 None => None,
