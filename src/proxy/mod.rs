@@ -142,11 +142,14 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
         (RequestBody::stream(body, policy.max_body_bytes), None)
     };
 
-    let first = attempt(conn, route, color, &head, body, start, replay.is_none()).await;
+    // Only a retry needs the headers again; without one the first attempt takes them.
+    let headers = if replay.is_some() { head.headers.clone() } else { std::mem::take(&mut head.headers) };
+    let first = attempt(conn, route, color, &head, headers, body, start, replay.is_none()).await;
     let out = match (first, replay) {
         (Attempt::Retryable(rec), Some(bytes)) if stats.try_retry(policy.retry.budget) => {
             rec.finish(None);
-            attempt(conn, route, Color::Blue, &head, RequestBody::full(bytes), start, true).await
+            let headers = std::mem::take(&mut head.headers);
+            attempt(conn, route, Color::Blue, &head, headers, RequestBody::full(bytes), start, true).await
         }
         (first, _) => first,
     };
@@ -193,6 +196,7 @@ async fn attempt(
     route: &Arc<Route>,
     color: Color,
     head: &Head,
+    headers: http::HeaderMap,
     body: RequestBody,
     start: Instant,
     last: bool,
@@ -220,7 +224,7 @@ async fn attempt(
     let mut up = Request::new(body);
     *up.method_mut() = head.method.clone();
     *up.uri_mut() = upstream_uri(&ep, &head.uri);
-    *up.headers_mut() = head.headers.clone();
+    *up.headers_mut() = headers;
     let pool = route.pool(color);
     let result = tokio::time::timeout(route.policy.response_timeout, conn.svc.client.request(up)).await;
     let mut resp = match result {
@@ -288,8 +292,13 @@ fn inspect_constitutional(conn: &ConnCtx, route: &Route, color: Color, h: &http:
 }
 
 fn upstream_uri(ep: &Endpoint, orig: &Uri) -> Uri {
-    let pq = orig.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    Uri::builder().scheme("http").authority(ep.authority.clone()).path_and_query(pq).build().expect("valid parts")
+    // From parts rather than the builder: no scheme string to parse, no re-validation.
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(ep.authority.clone());
+    parts.path_and_query =
+        Some(orig.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).expect("scheme, authority and path are all set")
 }
 
 /// Splices the client's and the upstream's upgraded connections together.
