@@ -78,10 +78,17 @@ fn init_logging(json: bool) {
 }
 
 fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n.max(1));
-    }
+    // One thread asked for: a current-thread runtime runs the same tasks without the
+    // work-stealing scheduler's cross-thread wake-ups and run-queue atomics (loadtest/RESULTS.md).
+    let mut b = match threads {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     b.enable_all().build().context("cannot start the tokio runtime")
 }
 
