@@ -105,7 +105,13 @@ async fn deliver_all(mut rx: mpsc::Receiver<Alert>, cfg: Arc<ArcSwap<AlertConfig
     }
 }
 
-async fn deliver(client: &Client<HttpConnector, Full<Bytes>>, url: &str, body: Bytes, timeout: Duration, tries: u32) -> bool {
+async fn deliver(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+    tries: u32,
+) -> bool {
     for attempt in 0..tries.max(1) {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;

@@ -94,7 +94,8 @@ impl App {
         let admin = Arc::new(Admin { control: control.clone(), metrics, token: opts.token.clone(), reload });
         tokio::spawn(admin::serve(admin_listener, admin, stop.clone()));
         if opts.watch {
-            if let Err(e) = crate::reload::spawn(opts.config_path.clone(), control.clone(), opts.debounce, stop.clone()) {
+            if let Err(e) = crate::reload::spawn(opts.config_path.clone(), control.clone(), opts.debounce, stop.clone())
+            {
                 tracing::warn!(error = %e, "config watcher unavailable; reload with SIGHUP or POST /reload");
             }
         }

@@ -96,7 +96,9 @@ pub async fn run(duration: Option<Duration>) -> Result<(), ServeError> {
         if !injected && ac["step"]["index"] == 1 {
             injected = true;
             mocks[1].1.set(MockPatch { latency_ms: Some(2500), ..Default::default() });
-            println!(">>> fault injected: ac green now answers 2.5 s slower (spec trigger: p95 > 2 s for 2 measurements)\n");
+            println!(
+                ">>> fault injected: ac green now answers 2.5 s slower (spec trigger: p95 > 2 s for 2 measurements)\n"
+            );
         }
         if !reported {
             if let Some(inc) = app.control.published.incidents.load().iter().find(|i| i.report.completed_at.is_some()) {

@@ -18,9 +18,9 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod body;
 pub mod alerts;
 pub mod app;
+pub mod body;
 pub mod config;
 pub mod control;
 pub mod demo;

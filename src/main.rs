@@ -114,7 +114,9 @@ fn main() -> anyhow::Result<()> {
             cfg.hash = hash;
             cfg.compliance = compliance;
             runtime(None)?.block_on(async move {
-                switchyard::mock_upstream::run(listen, cfg, cli::shutdown_signal()).await.context("mock upstream failed")
+                switchyard::mock_upstream::run(listen, cfg, cli::shutdown_signal())
+                    .await
+                    .context("mock upstream failed")
             })
         }
         Cmd::Demo { duration } => {

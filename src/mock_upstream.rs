@@ -165,20 +165,11 @@ pub async fn spawn(listen: SocketAddr, cfg: MockConfig) -> std::io::Result<MockH
     let task = tokio::spawn(conn::serve(listener, Arc::clone(&shared), async move {
         let _ = stopped.await;
     }));
-    Ok(MockHandle {
-        addr,
-        shared,
-        stop,
-        task,
-    })
+    Ok(MockHandle { addr, shared, stop, task })
 }
 
 /// Binds `listen` and serves until `shutdown` completes; the entry point of the CLI subcommand.
-pub async fn run(
-    listen: SocketAddr,
-    cfg: MockConfig,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+pub async fn run(listen: SocketAddr, cfg: MockConfig, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let shared = Arc::new(Shared::new(cfg)?);
     let listener = TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, name = %shared.settings.load().cfg.name, "mock upstream listening");

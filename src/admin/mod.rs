@@ -25,7 +25,8 @@ pub use auth::Token;
 const PAGE: &str = include_str!("status.html");
 
 /// Reloads the config on demand (`POST /reload`); implemented by `reload`.
-pub type ReloadFn = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>;
+pub type ReloadFn =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>;
 
 /// What the admin server needs.
 pub struct Admin {
@@ -92,7 +93,9 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
         (&Method::GET, ["readyz"]) if admin.control.ready() => text(StatusCode::OK, "text/plain", "ready\n"),
         (&Method::GET, ["readyz"]) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
         (&Method::GET, ["status"]) => json(StatusCode::OK, &p.status.load()),
-        (&Method::GET, ["incidents"]) => json(StatusCode::OK, &serde_json::to_value(&**p.incidents.load()).unwrap_or_default()),
+        (&Method::GET, ["incidents"]) => {
+            json(StatusCode::OK, &serde_json::to_value(&**p.incidents.load()).unwrap_or_default())
+        }
         (&Method::GET, ["incidents", id]) => match p.incidents.load().iter().find(|i| i.id == *id) {
             Some(i) => json(StatusCode::OK, &serde_json::to_value(i).unwrap_or_default()),
             None => error(StatusCode::NOT_FOUND, format!("no incident {id}")),

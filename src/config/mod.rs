@@ -102,13 +102,15 @@ fn locate(source: &str, key: &str) -> Option<usize> {
         let (idx, rest) = r.split_once(']')?;
         let idx: usize = idx.parse().ok()?;
         let start = lines.iter().enumerate().filter(|(_, l)| l.trim().starts_with("[[services]]")).nth(idx)?.0;
-        let end = lines[start + 1..].iter().position(|l| l.trim().starts_with('[')).map_or(lines.len(), |p| start + 1 + p);
+        let end =
+            lines[start + 1..].iter().position(|l| l.trim().starts_with('[')).map_or(lines.len(), |p| start + 1 + p);
         (start, end, rest.trim_start_matches('.'))
     } else {
         let (table, rest) = best_table(&lines, key);
         match table {
             Some(s) => {
-                let end = lines[s + 1..].iter().position(|l| l.trim().starts_with('[')).map_or(lines.len(), |p| s + 1 + p);
+                let end =
+                    lines[s + 1..].iter().position(|l| l.trim().starts_with('[')).map_or(lines.len(), |p| s + 1 + p);
                 (s, end, rest)
             }
             None => (0, lines.iter().position(|l| l.trim().starts_with('[')).unwrap_or(lines.len()), rest),

@@ -79,10 +79,7 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
     let limits = limits(&mut p, &file.limits);
     let alerts = alerts(&mut p, &file.alerts);
     let admin_listen = file.admin.listen.as_deref().unwrap_or("127.0.0.1:9900");
-    let admin = AdminConfig {
-        listen: p.addr("admin.listen", admin_listen),
-        token_file: file.admin.token_file.clone(),
-    };
+    let admin = AdminConfig { listen: p.addr("admin.listen", admin_listen), token_file: file.admin.token_file.clone() };
     let mut services = Vec::with_capacity(file.services.len());
     for (i, s) in file.services.iter().enumerate() {
         services.push(service(&mut p, i, s, &control.triggers, &rollout_defaults));
@@ -106,7 +103,11 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         state_dir: file.state_dir.clone().unwrap_or_else(|| "var/switchyard".into()),
         admin,
         control,
-        rollout: RolloutConfig { order, sequential: file.rollout.sequential.unwrap_or(true), healthy_measurements: healthy.max(1) },
+        rollout: RolloutConfig {
+            order,
+            sequential: file.rollout.sequential.unwrap_or(true),
+            healthy_measurements: healthy.max(1),
+        },
         limits,
         alerts,
         services,
@@ -125,7 +126,10 @@ fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
         window,
         min_samples: f.min_samples.unwrap_or(100),
         compliance_header: p
-            .header("control.compliance_header", f.compliance_header.as_deref().unwrap_or("x-constitutional-compliance"))
+            .header(
+                "control.compliance_header",
+                f.compliance_header.as_deref().unwrap_or("x-constitutional-compliance"),
+            )
             .unwrap_or(HeaderName::from_static("x-constitutional-compliance")),
         hash_header: p
             .header("control.hash_header", f.hash_header.as_deref().unwrap_or("x-constitutional-hash"))
@@ -144,19 +148,19 @@ fn triggers(p: &mut Problems, key: &str, f: Option<&FileTriggers>, base: &Trigge
         let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 2);
         t.p95_latency = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
     }
-    let above = |p: &mut Problems, name: &str, x: &Option<FileAboveTrigger>, slot: &mut Option<Trigger<f64>>, d: u32| {
-        if let Some(x) = x {
-            let k = format!("{key}.{name}");
-            let threshold = p.fraction(&format!("{k}.above"), x.above);
-            let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
-            *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
-        }
-    };
+    let above =
+        |p: &mut Problems, name: &str, x: &Option<FileAboveTrigger>, slot: &mut Option<Trigger<f64>>, d: u32| {
+            if let Some(x) = x {
+                let k = format!("{key}.{name}");
+                let threshold = p.fraction(&format!("{k}.above"), x.above);
+                let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
+                *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
+            }
+        };
     above(p, "error_rate", &f.error_rate, &mut t.error_rate, 3);
-    for (name, x, slot, d) in [
-        ("availability", &f.availability, &mut t.availability, 1),
-        ("compliance", &f.compliance, &mut t.compliance, 3),
-    ] {
+    for (name, x, slot, d) in
+        [("availability", &f.availability, &mut t.availability, 1), ("compliance", &f.compliance, &mut t.compliance, 3)]
+    {
         if let Some(x) = x {
             let k = format!("{key}.{name}");
             let threshold = p.fraction(&format!("{k}.below"), x.below);
@@ -192,12 +196,24 @@ fn plan(p: &mut Problems, key: &str, f: &FileRollout, base: Option<&Plan>) -> Pl
     steps_plan(p, key, f.steps.as_deref(), f.hold.as_deref(), f.manual_gate_before, base)
 }
 
-fn steps_plan(p: &mut Problems, key: &str, steps: Option<&[f64]>, hold: Option<&str>, gate: Option<f64>, base: Option<&Plan>) -> Plan {
+fn steps_plan(
+    p: &mut Problems,
+    key: &str,
+    steps: Option<&[f64]>,
+    hold: Option<&str>,
+    gate: Option<f64>,
+    base: Option<&Plan>,
+) -> Plan {
     let default_steps = || [1.0, 10.0, 50.0, 100.0].iter().map(|&s| Weight::from_percent(s).expect("valid")).collect();
     let steps: Vec<Weight> = match steps {
         Some(s) => {
-            let w: Vec<Weight> = s.iter().enumerate().map(|(i, &v)| p.weight(&format!("{key}.steps[{i}]"), v)).collect();
-            if w.is_empty() || w.windows(2).any(|x| x[0] >= x[1]) || w.last() != Some(&Weight::FULL) || w[0] == Weight::ZERO {
+            let w: Vec<Weight> =
+                s.iter().enumerate().map(|(i, &v)| p.weight(&format!("{key}.steps[{i}]"), v)).collect();
+            if w.is_empty()
+                || w.windows(2).any(|x| x[0] >= x[1])
+                || w.last() != Some(&Weight::FULL)
+                || w[0] == Weight::ZERO
+            {
                 p.push(format!("{key}.steps"), "must be strictly increasing percentages above 0 ending at 100");
             }
             w
@@ -213,7 +229,9 @@ fn steps_plan(p: &mut Problems, key: &str, steps: Option<&[f64]>, hold: Option<&
 }
 
 fn limits(p: &mut Problems, f: &FileLimits) -> Limits {
-    let d = |p: &mut Problems, k: &str, v: &Option<String>, def: u64| p.duration(&format!("limits.{k}"), v.as_deref(), Duration::from_millis(def));
+    let d = |p: &mut Problems, k: &str, v: &Option<String>, def: u64| {
+        p.duration(&format!("limits.{k}"), v.as_deref(), Duration::from_millis(def))
+    };
     let l = Limits {
         max_header_bytes: f.max_header_bytes.unwrap_or(64 * 1024),
         header_read_timeout: d(p, "header_read_timeout", &f.header_read_timeout, 10_000),
@@ -294,7 +312,10 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         FileSticky::Cookie { cookie } => Some(Sticky::Cookie(cookie.as_str().into())),
         FileSticky::Named(n) if n == "client_ip" => Some(Sticky::ClientIp),
         FileSticky::Named(n) => {
-            p.push(format!("{k}.sticky"), format!("{n:?} is not \"client_ip\", {{ header = ... }} or {{ cookie = ... }}"));
+            p.push(
+                format!("{k}.sticky"),
+                format!("{n:?} is not \"client_ip\", {{ header = ... }} or {{ cookie = ... }}"),
+            );
             None
         }
     });
@@ -314,8 +335,16 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
     let h = f.health.as_ref();
     let health = HealthConfig {
         path: h.and_then(|h| h.path.as_deref()).unwrap_or("/health").into(),
-        interval: p.duration(&format!("{k}.health.interval"), h.and_then(|h| h.interval.as_deref()), Duration::from_secs(5)),
-        timeout: p.duration(&format!("{k}.health.timeout"), h.and_then(|h| h.timeout.as_deref()), Duration::from_secs(1)),
+        interval: p.duration(
+            &format!("{k}.health.interval"),
+            h.and_then(|h| h.interval.as_deref()),
+            Duration::from_secs(5),
+        ),
+        timeout: p.duration(
+            &format!("{k}.health.timeout"),
+            h.and_then(|h| h.timeout.as_deref()),
+            Duration::from_secs(1),
+        ),
     };
     let r = f.retry.as_ref();
     let retry = RetryConfig {

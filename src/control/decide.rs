@@ -106,17 +106,45 @@ pub fn evaluate(m: &Measurement, t: &Triggers, min_samples: u64, s: &mut Streaks
     };
     if let Some(tr) = t.p95_latency {
         let v = m.p95.as_secs_f64();
-        judge(TriggerId::P95Latency, &mut s.p95, m.p95 > tr.threshold, tr.consecutive, v, format!("> {}", fmt_dur(tr.threshold)));
+        judge(
+            TriggerId::P95Latency,
+            &mut s.p95,
+            m.p95 > tr.threshold,
+            tr.consecutive,
+            v,
+            format!("> {}", fmt_dur(tr.threshold)),
+        );
     }
     if let Some(tr) = t.error_rate {
-        judge(TriggerId::ErrorRate, &mut s.error, m.error_rate > tr.threshold, tr.consecutive, m.error_rate, format!("> {}", tr.threshold));
+        judge(
+            TriggerId::ErrorRate,
+            &mut s.error,
+            m.error_rate > tr.threshold,
+            tr.consecutive,
+            m.error_rate,
+            format!("> {}", tr.threshold),
+        );
     }
     if let Some(tr) = t.availability {
         let v = m.availability;
-        judge(TriggerId::Availability, &mut s.availability, v < tr.threshold, tr.consecutive, v, format!("< {}", tr.threshold));
+        judge(
+            TriggerId::Availability,
+            &mut s.availability,
+            v < tr.threshold,
+            tr.consecutive,
+            v,
+            format!("< {}", tr.threshold),
+        );
     }
     if let (Some(tr), Some(c)) = (t.compliance, m.compliance) {
-        judge(TriggerId::Compliance, &mut s.compliance, c < tr.threshold, tr.consecutive, c, format!("< {}", tr.threshold));
+        judge(
+            TriggerId::Compliance,
+            &mut s.compliance,
+            c < tr.threshold,
+            tr.consecutive,
+            c,
+            format!("< {}", tr.threshold),
+        );
     }
     s.status.resize(t.status_rate.len(), 0);
     for (i, st) in t.status_rate.iter().enumerate() {

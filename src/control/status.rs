@@ -20,10 +20,12 @@ impl Controller {
             }),
             _ => Value::Null,
         };
-        let history = |c: usize| s.history.iter().map(|h| {
+        let history = |c: usize| {
+            s.history.iter().map(|h| {
             let m = &h.colors[c];
             json!({"at": h.at, "p95_ms": m.p95_ms, "error_rate": m.error_rate, "compliance": m.compliance, "samples": m.samples})
-        }).collect::<Vec<_>>();
+        }).collect::<Vec<_>>()
+        };
         json!({
             "name": s.cfg.name,
             "listen": s.listener.as_ref().map_or(s.cfg.listen, |l| l.addr).to_string(),

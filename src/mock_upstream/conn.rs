@@ -40,12 +40,7 @@ pub(crate) struct ConnFault(AtomicU8);
 impl ConnFault {
     /// Replace the next response bytes on this connection with [`GARBAGE`], then close.
     pub(crate) fn garbage(&self) {
-        let _ = self.0.compare_exchange(
-            HEALTHY,
-            GARBAGE_PENDING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ = self.0.compare_exchange(HEALTHY, GARBAGE_PENDING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Fail all further IO and close this connection with a TCP RST.
@@ -71,11 +66,7 @@ fn reset_error() -> io::Error {
 }
 
 impl AsyncRead for FaultIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.fault.get() {
             RESET => Poll::Ready(Err(reset_error())),
             // After the garbage, pretend the peer is gone so hyper ends the connection.
@@ -86,11 +77,7 @@ impl AsyncRead for FaultIo {
 }
 
 impl AsyncWrite for FaultIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match this.fault.get() {
             RESET => Poll::Ready(Err(reset_error())),
@@ -158,10 +145,7 @@ pub(crate) async fn serve(
     }
     drop(listener);
     shared.close_tunnels();
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::debug!("mock upstream: drain timed out, closing remaining connections");
     }
     conns.shutdown().await;
@@ -176,11 +160,7 @@ fn serve_connection(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let _ = tcp.set_nodelay(true);
     let fault = Arc::new(ConnFault::default());
-    let io = TokioIo::new(FaultIo {
-        tcp,
-        fault: Arc::clone(&fault),
-        garbage_written: 0,
-    });
+    let io = TokioIo::new(FaultIo { tcp, fault: Arc::clone(&fault), garbage_written: 0 });
     let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&fault), req));
     let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
     let conn = graceful.watch(conn);

@@ -21,8 +21,7 @@ pub(crate) const MOCK_HEADER: HeaderName = HeaderName::from_static("x-switchyard
 /// Checked by the proxy's health checks before a color is considered green.
 pub(crate) const HASH_HEADER: HeaderName = HeaderName::from_static("x-constitutional-hash");
 /// Reported compliance score of the upstream.
-pub(crate) const COMPLIANCE_HEADER: HeaderName =
-    HeaderName::from_static("x-constitutional-compliance");
+pub(crate) const COMPLIANCE_HEADER: HeaderName = HeaderName::from_static("x-constitutional-compliance");
 
 /// Response body type: every mock answer is small and fully built before it is sent.
 type MockResponse = Response<Full<Bytes>>;
@@ -230,8 +229,7 @@ fn identify(resp: &mut MockResponse, shared: &Shared, settings: &Settings) {
 /// `Connection: close` is HTTP/1 only; HTTP/2 forbids connection-specific headers.
 fn close_after(resp: &mut MockResponse, version: Version) {
     if version < Version::HTTP_2 {
-        resp.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
@@ -245,8 +243,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> MockResponse {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut resp = plain(status, body);
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),

@@ -35,16 +35,9 @@ impl Settings {
     pub(crate) fn build(mut cfg: MockConfig) -> Self {
         cfg.error_rate = clamp_rate(cfg.error_rate);
         let hash = cfg.hash.as_deref().and_then(|h| header_value("hash", h));
-        let compliance = cfg
-            .compliance
-            .and_then(|c| header_value("compliance", &c.to_string()));
+        let compliance = cfg.compliance.and_then(|c| header_value("compliance", &c.to_string()));
         let error_ppm = (cfg.error_rate * PPM as f64).round() as u64;
-        Self {
-            cfg,
-            hash,
-            compliance,
-            error_ppm,
-        }
+        Self { cfg, hash, compliance, error_ppm }
     }
 }
 
@@ -60,11 +53,7 @@ fn header_value(what: &str, value: &str) -> Option<HeaderValue> {
     match HeaderValue::from_str(value) {
         Ok(v) => Some(v),
         Err(_) => {
-            tracing::warn!(
-                what,
-                value,
-                "mock upstream: not a valid header value, omitting it"
-            );
+            tracing::warn!(what, value, "mock upstream: not a valid header value, omitting it");
             None
         }
     }
@@ -170,11 +159,7 @@ mod tests {
     use super::*;
 
     fn failures(n: u64, rate: f64) -> usize {
-        let ppm = Settings::build(MockConfig {
-            error_rate: rate,
-            ..MockConfig::new("t")
-        })
-        .error_ppm;
+        let ppm = Settings::build(MockConfig { error_rate: rate, ..MockConfig::new("t") }).error_ppm;
         (0..n).filter(|&i| fails(i, ppm)).count()
     }
 

@@ -21,17 +21,12 @@ async fn start(cfg: MockConfig) -> MockHandle {
 
 async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
     send
 }
 
-async fn call(
-    send: &mut SendRequest<Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> (Response<()>, Bytes) {
+async fn call(send: &mut SendRequest<Full<Bytes>>, req: Request<Full<Bytes>>) -> (Response<()>, Bytes) {
     let resp = send.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -39,28 +34,19 @@ async fn call(
 }
 
 fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .header("host", "mock")
-        .body(Full::default())
-        .unwrap()
+    Request::get(path).header("host", "mock").body(Full::default()).unwrap()
 }
 
 fn post(path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    Request::post(path)
-        .header("host", "mock")
-        .body(Full::new(body.into()))
-        .unwrap()
+    Request::post(path).header("host", "mock").body(Full::new(body.into())).unwrap()
 }
 
 /// Sends one raw HTTP/1.1 GET and returns everything the server writes until it closes.
 async fn raw_get(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
     let mut tcp = TcpStream::connect(addr).await?;
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: mock\r\n\r\n")
-        .await?;
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: mock\r\n\r\n").await?;
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out))
-        .await
-        .expect("server should close")?;
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await.expect("server should close")?;
     Ok(out)
 }
 
@@ -80,11 +66,7 @@ async fn plain_request_carries_name_and_identity_headers() {
 
 #[tokio::test]
 async fn absent_hash_and_compliance_omit_the_headers() {
-    let cfg = MockConfig {
-        hash: None,
-        compliance: None,
-        ..MockConfig::new("m")
-    };
+    let cfg = MockConfig { hash: None, compliance: None, ..MockConfig::new("m") };
     let mock = start(cfg).await;
     let mut send = connect(mock.addr()).await;
     let (resp, _) = call(&mut send, get("/")).await;
@@ -95,10 +77,7 @@ async fn absent_hash_and_compliance_omit_the_headers() {
 
 #[tokio::test]
 async fn error_rate_fails_exactly_five_of_a_hundred() {
-    let cfg = MockConfig {
-        error_rate: 0.05,
-        ..MockConfig::new("m")
-    };
+    let cfg = MockConfig { error_rate: 0.05, ..MockConfig::new("m") };
     let mock = start(cfg).await;
     let mut send = connect(mock.addr()).await;
     let mut errors = 0;
@@ -113,10 +92,7 @@ async fn error_rate_fails_exactly_five_of_a_hundred() {
 
 #[tokio::test]
 async fn health_is_not_counted_and_ignores_errors() {
-    let cfg = MockConfig {
-        error_rate: 1.0,
-        ..MockConfig::new("m")
-    };
+    let cfg = MockConfig { error_rate: 1.0, ..MockConfig::new("m") };
     let mock = start(cfg).await;
     let mut send = connect(mock.addr()).await;
     let (resp, body) = call(&mut send, get("/health")).await;
@@ -202,11 +178,9 @@ async fn sleep_path_waits_the_requested_time() {
 async fn upgrade_answers_101_and_echoes_bytes() {
     let mock = start(MockConfig::new("m")).await;
     let mut tcp = TcpStream::connect(mock.addr()).await.unwrap();
-    tcp.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: mock\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: mock\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -226,10 +200,7 @@ async fn upgrade_answers_101_and_echoes_bytes() {
 #[tokio::test]
 async fn hang_fault_never_answers() {
     let mock = start(MockConfig::new("m")).await;
-    mock.set(MockPatch {
-        fault: Some(Fault::Hang),
-        ..MockPatch::default()
-    });
+    mock.set(MockPatch { fault: Some(Fault::Hang), ..MockPatch::default() });
     let mut send = connect(mock.addr()).await;
     let pending = send.send_request(get("/"));
     let res = tokio::time::timeout(Duration::from_millis(200), pending).await;
@@ -240,10 +211,7 @@ async fn hang_fault_never_answers() {
 #[tokio::test]
 async fn reset_fault_closes_without_a_response() {
     let mock = start(MockConfig::new("m")).await;
-    mock.set(MockPatch {
-        fault: Some(Fault::Reset),
-        ..MockPatch::default()
-    });
+    mock.set(MockPatch { fault: Some(Fault::Reset), ..MockPatch::default() });
     match raw_get(mock.addr()).await {
         Ok(bytes) => assert!(bytes.is_empty(), "got {bytes:?}"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
@@ -254,10 +222,7 @@ async fn reset_fault_closes_without_a_response() {
 #[tokio::test]
 async fn garbage_fault_writes_non_http_bytes() {
     let mock = start(MockConfig::new("m")).await;
-    mock.set(MockPatch {
-        fault: Some(Fault::Garbage),
-        ..MockPatch::default()
-    });
+    mock.set(MockPatch { fault: Some(Fault::Garbage), ..MockPatch::default() });
     let bytes = raw_get(mock.addr()).await.unwrap();
     assert_eq!(bytes, conn::GARBAGE);
     mock.shutdown().await;
@@ -266,10 +231,7 @@ async fn garbage_fault_writes_non_http_bytes() {
 #[tokio::test]
 async fn close_after_response_sets_connection_close() {
     let mock = start(MockConfig::new("m")).await;
-    mock.set(MockPatch {
-        fault: Some(Fault::CloseAfterResponse),
-        ..MockPatch::default()
-    });
+    mock.set(MockPatch { fault: Some(Fault::CloseAfterResponse), ..MockPatch::default() });
     let bytes = raw_get(mock.addr()).await.unwrap();
     let text = String::from_utf8(bytes).unwrap().to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 200"), "{text}");
@@ -282,13 +244,9 @@ async fn h2c_prior_knowledge_is_served() {
     let mock = start(MockConfig::new("auth-green")).await;
     let tcp = TcpStream::connect(mock.addr()).await.unwrap();
     let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
-    let req = Request::get("http://mock/")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
+    let req = Request::get("http://mock/").body(Empty::<Bytes>::new()).unwrap();
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.headers()["x-switchyard-mock"], "auth-green");

@@ -131,7 +131,12 @@ mod tests {
     #[test]
     fn forwarded_for_appends_to_an_existing_chain() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(&mut h, &"127.0.0.1".parse().unwrap(), &"http".parse().unwrap(), Some("a.example".parse().unwrap()));
+        add_forwarded(
+            &mut h,
+            &"127.0.0.1".parse().unwrap(),
+            &"http".parse().unwrap(),
+            Some("a.example".parse().unwrap()),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example");

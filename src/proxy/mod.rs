@@ -234,7 +234,8 @@ async fn attempt(
                 // The client's fault, not the upstream's: do not count it against the color.
                 rec.sample.status = if too_large { 413 } else { 400 };
                 rec.finish(None);
-                let err = if too_large { ProxyError::BodyTooLarge } else { ProxyError::BadRequest("request body failed") };
+                let err =
+                    if too_large { ProxyError::BodyTooLarge } else { ProxyError::BadRequest("request body failed") };
                 return Attempt::Done(respond::error_response(&err, &route.name), None);
             }
             let kind = client::classify(&e);
@@ -266,7 +267,14 @@ async fn attempt(
     Attempt::Done(Response::from_parts(parts, ResponseBody::upstream(incoming, rec)), None)
 }
 
-fn fail(route: &Route, pool: &crate::upstream::Pool, mut rec: Recording, kind: UpstreamErrorKind, msg: &str, last: bool) -> Attempt {
+fn fail(
+    route: &Route,
+    pool: &crate::upstream::Pool,
+    mut rec: Recording,
+    kind: UpstreamErrorKind,
+    msg: &str,
+    last: bool,
+) -> Attempt {
     pool.report_failure(&rec.endpoint);
     rec.sample.error = Some(kind);
     tracing::debug!(service = %route.name, color = rec.sample.color.as_str(), endpoint = %rec.endpoint.authority, error = msg, "upstream attempt failed");

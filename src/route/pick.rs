@@ -84,7 +84,8 @@ mod tests {
     fn sticky_bucket_is_stable_and_spread() {
         assert_eq!(key_bucket(b"user-1"), key_bucket(b"user-1"));
         let w = Weight::from_percent(30.0).unwrap();
-        let green = (0..10_000).filter(|i| color_for(key_bucket(format!("k{i}").as_bytes()), w) == Color::Green).count();
+        let green =
+            (0..10_000).filter(|i| color_for(key_bucket(format!("k{i}").as_bytes()), w) == Color::Green).count();
         assert!((2_800..=3_200).contains(&green), "{green}");
     }
 

@@ -68,15 +68,13 @@ struct ColorHandles {
 impl ColorHandles {
     fn new(service: &str, color: Color) -> Self {
         let (s, c) = (service.to_string(), color.as_str());
-        let class = |cl: &'static str| {
-            counter!(names::REQUESTS_TOTAL, "service" => s.clone(), "color" => c, "status_class" => cl)
-        };
+        let class = |cl: &'static str| counter!(names::REQUESTS_TOTAL, "service" => s.clone(), "color" => c, "status_class" => cl);
         ColorHandles {
             by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx"), class("error")],
             duration: histogram!(names::REQUEST_DURATION, "service" => s.clone(), "color" => c),
-            errors: UpstreamErrorKind::ALL.map(|k| {
-                counter!(names::UPSTREAM_ERRORS_TOTAL, "service" => s.clone(), "color" => c, "kind" => k.as_str())
-            }),
+            errors: UpstreamErrorKind::ALL.map(
+                |k| counter!(names::UPSTREAM_ERRORS_TOTAL, "service" => s.clone(), "color" => c, "kind" => k.as_str()),
+            ),
             hash_mismatch: counter!(names::HASH_MISMATCHES_TOTAL, "service" => s.clone(), "color" => c),
         }
     }

@@ -57,15 +57,17 @@ pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
 
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Registers help text for every metric (promtool warns on metrics without it).
 pub fn describe_all() {
     describe_counter!(REQUESTS_TOTAL, "Proxied requests by service, color and status class (error = no response).");
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Request start to response body end, per service and color.");
-    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Upstream transport failures by kind (connect, timeout, reset, protocol).");
+    describe_counter!(
+        UPSTREAM_ERRORS_TOTAL,
+        "Upstream transport failures by kind (connect, timeout, reset, protocol)."
+    );
     describe_gauge!(IN_FLIGHT, "Requests currently being proxied per service.");
     describe_gauge!(GREEN_WEIGHT, "Percent of new requests routed to green.");
     describe_counter!(HASH_MISMATCHES_TOTAL, "Green responses with a missing or wrong constitutional hash.");
@@ -78,7 +80,10 @@ pub fn describe_all() {
     describe_gauge!(WINDOW_AVAILABILITY, "Share of requests and probes answered by a live upstream.");
     describe_gauge!(WINDOW_COMPLIANCE, "Mean constitutional compliance reported by upstreams over the window.");
     describe_gauge!(WINDOW_RPS, "Requests per second over the control window.");
-    describe_gauge!(SERVICE_STATE, "1 for the service's current state (stable, canary, promoted, rolled_back, paused).");
+    describe_gauge!(
+        SERVICE_STATE,
+        "1 for the service's current state (stable, canary, promoted, rolled_back, paused)."
+    );
     describe_gauge!(ROLLOUT_STEP, "Current step index of the rollout plan (-1 without a plan).");
     describe_gauge!(MIGRATION_ACTIVE, "1 while any service is in canary.");
     describe_counter!(ROLLBACKS_TOTAL, "Rollbacks by service and trigger.");
@@ -93,7 +98,8 @@ pub fn describe_all() {
 
 /// Installs the Prometheus recorder with explicit buckets (summaries otherwise) and returns the
 /// handle the admin server renders. Call once per process.
-pub fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+pub fn install_recorder(
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?

@@ -61,7 +61,12 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
     });
 }
 
-async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, t: &HealthTarget, color: Color, ep: &http::uri::Authority) -> Sample {
+async fn probe(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    t: &HealthTarget,
+    color: Color,
+    ep: &http::uri::Authority,
+) -> Sample {
     let start = Instant::now();
     let mut s = Sample {
         service: t.key,

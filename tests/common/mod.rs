@@ -23,7 +23,10 @@ impl Mocks {
         let mut blue = MockConfig::new(format!("{name}-blue"));
         blue.hash = None;
         let green = MockConfig::new(format!("{name}-green"));
-        Mocks { blue: mock_upstream::spawn(any, blue).await.unwrap(), green: mock_upstream::spawn(any, green).await.unwrap() }
+        Mocks {
+            blue: mock_upstream::spawn(any, blue).await.unwrap(),
+            green: mock_upstream::spawn(any, green).await.unwrap(),
+        }
     }
 
     /// `blue = {...}` and `green = {...}` lines for a `[[services]]` table.

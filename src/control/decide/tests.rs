@@ -88,15 +88,16 @@ fn status_rate_trigger_counts_configured_statuses() {
     let mut s = Streaks::default();
     let mut x = m(1000, 1, 0.0);
     x.statuses = vec![(200, 995), (401, 5)];
-    assert!(matches!(
-        evaluate(&x, &t, 100, &mut s),
-        Verdict::Tripped(Trip { trigger: TriggerId::StatusRate(0), .. })
-    ));
+    assert!(matches!(evaluate(&x, &t, 100, &mut s), Verdict::Tripped(Trip { trigger: TriggerId::StatusRate(0), .. })));
 }
 
 #[test]
 fn disabled_triggers_never_trip() {
-    let t = Triggers { p95_latency: None, error_rate: Some(Trigger { threshold: 0.5, consecutive: 1 }), ..Triggers::default() };
+    let t = Triggers {
+        p95_latency: None,
+        error_rate: Some(Trigger { threshold: 0.5, consecutive: 1 }),
+        ..Triggers::default()
+    };
     let mut s = Streaks::default();
     assert_eq!(evaluate(&m(1000, 60_000, 0.2), &t, 100, &mut s), Verdict::Healthy);
 }
