@@ -55,6 +55,9 @@ pub enum ProxyError {
     /// The service disappeared in a reload between accept and routing.
     #[error("service is not configured")]
     NoRoute,
+    /// Every endpoint of the chosen color is at `limits.max_in_flight_per_endpoint`.
+    #[error("every upstream endpoint is at its in-flight limit")]
+    Saturated,
 }
 
 /// Errors starting or running the server.

@@ -181,6 +181,8 @@ pub struct FileLimits {
     pub eject_after: Option<u32>,
     /// How long an ejected endpoint rests.
     pub eject_for: Option<String>,
+    /// Requests outstanding per upstream endpoint before it is skipped.
+    pub max_in_flight_per_endpoint: Option<u32>,
 }
 
 /// `[alerts]`.

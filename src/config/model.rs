@@ -263,6 +263,8 @@ pub struct Limits {
     pub eject_after: u32,
     /// Ejection time.
     pub eject_for: Duration,
+    /// Requests outstanding per upstream endpoint (full endpoints are skipped; all full → 503).
+    pub max_in_flight_per_endpoint: u32,
 }
 
 /// Alert webhooks.

@@ -244,9 +244,13 @@ fn limits(p: &mut Problems, f: &FileLimits) -> Limits {
         drain_timeout: d(p, "drain_timeout", &f.drain_timeout, 30_000),
         eject_after: f.eject_after.unwrap_or(5),
         eject_for: d(p, "eject_for", &f.eject_for, 10_000),
+        max_in_flight_per_endpoint: f.max_in_flight_per_endpoint.unwrap_or(10_000),
     };
     if l.max_header_bytes < 1024 {
         p.push("limits.max_header_bytes", "must be at least 1024");
+    }
+    if l.max_in_flight_per_endpoint == 0 {
+        p.push("limits.max_in_flight_per_endpoint", "must be at least 1");
     }
     if l.max_connections == 0 {
         p.push("limits.max_connections", "must be at least 1");

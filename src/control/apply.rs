@@ -113,8 +113,16 @@ impl Controller {
             Color::Green => &sc.green,
         };
         match prev {
-            Some(prev) if prev.same_endpoints(&p.endpoints) => prev.clone(),
-            _ => Arc::new(Pool::new(c, &p.endpoints, p.release.clone(), cfg.limits.eject_after, cfg.limits.eject_for)),
+            Some(prev)
+                if prev.same_endpoints(&p.endpoints)
+                    && prev.max_in_flight() == cfg.limits.max_in_flight_per_endpoint.max(1) =>
+            {
+                prev.clone()
+            }
+            _ => Arc::new(
+                Pool::new(c, &p.endpoints, p.release.clone(), cfg.limits.eject_after, cfg.limits.eject_for)
+                    .with_max_in_flight(cfg.limits.max_in_flight_per_endpoint),
+            ),
         }
     }
 

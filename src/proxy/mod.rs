@@ -202,8 +202,12 @@ async fn attempt(
     last: bool,
 ) -> Attempt {
     let stats = &route.stats;
+    let Some(ep) = route.pool(color).pick().cloned() else {
+        // Load shedding, not an upstream failure: nothing is charged to the color.
+        stats.in_flight.decrement(1.0);
+        return Attempt::Done(respond::error_response(&ProxyError::Saturated, &route.name), None);
+    };
     stats.started(color);
-    let ep: Arc<Endpoint> = route.pool(color).pick().clone();
     ep.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut rec = Recording {
         stats: stats.clone(),

@@ -11,7 +11,7 @@ pub fn status_of(e: &ProxyError) -> StatusCode {
         ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ProxyError::NoRoute => StatusCode::SERVICE_UNAVAILABLE,
+        ProxyError::NoRoute | ProxyError::Saturated => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -23,6 +23,7 @@ pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
         ProxyError::BadRequest(r) => r,
         ProxyError::BodyTooLarge => "body too large",
         ProxyError::NoRoute => "no route",
+        ProxyError::Saturated => "upstream saturated",
     };
     let body = serde_json::json!({
         "error": status.canonical_reason().unwrap_or("error"),

@@ -77,6 +77,7 @@ pub struct Pool {
     rr: AtomicUsize,
     eject_after: u32,
     eject_for: Duration,
+    max_in_flight: u32,
 }
 
 impl Pool {
@@ -95,7 +96,16 @@ impl Pool {
             rr: AtomicUsize::new(0),
             eject_after: eject_after.max(1),
             eject_for,
+            max_in_flight: u32::MAX,
         }
+    }
+
+    /// Caps requests outstanding on each endpoint (`limits.max_in_flight_per_endpoint`): a full
+    /// endpoint is skipped, and when every endpoint is full the request is shed with 503 instead
+    /// of piling onto an upstream that is already behind.
+    pub fn with_max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     /// Same endpoints (in order) as `other`: the pool can be reused across a reload.
@@ -103,15 +113,27 @@ impl Pool {
         self.endpoints.len() == endpoints.len() && self.endpoints.iter().zip(endpoints).all(|(e, a)| e.authority == *a)
     }
 
-    /// Next available endpoint, round-robin. When none is available it still returns one
-    /// (Envoy's "panic mode"): failing fast at the proxy helps nobody when all are marked down.
-    pub fn pick(&self) -> &Arc<Endpoint> {
+    /// The in-flight cap (a reload that changes it builds a new pool).
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// Next available endpoint, round-robin. When none is healthy it still returns one (Envoy's
+    /// "panic mode": failing fast at the proxy helps nobody when all are marked down); `None` only
+    /// when every endpoint is at its in-flight cap.
+    pub fn pick(&self) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let open = |e: &&Arc<Endpoint>| e.in_flight.load(Ordering::Relaxed) < self.max_in_flight;
         if n == 1 {
-            return &self.endpoints[0];
+            return Some(&self.endpoints[0]).filter(open);
         }
-        (0..n).map(|i| &self.endpoints[(start + i) % n]).find(|e| e.available()).unwrap_or(&self.endpoints[start % n])
+        let mut candidates = (0..n).map(|i| &self.endpoints[(start + i) % n]).filter(open);
+        let first = candidates.next()?;
+        if first.available() {
+            return Some(first);
+        }
+        Some(candidates.find(|e| e.available()).unwrap_or(first))
     }
 
     /// Whether any endpoint is available.
@@ -151,7 +173,7 @@ mod tests {
     #[test]
     fn round_robin_visits_every_endpoint() {
         let p = pool(3);
-        let mut seen: Vec<u16> = (0..3).map(|_| p.pick().authority.port_u16().unwrap()).collect();
+        let mut seen: Vec<u16> = (0..3).map(|_| p.pick().unwrap().authority.port_u16().unwrap()).collect();
         seen.sort();
         assert_eq!(seen, vec![9000, 9001, 9002]);
     }
@@ -164,10 +186,21 @@ mod tests {
         assert!(!p.report_failure(&bad));
         assert!(p.report_failure(&bad));
         for _ in 0..10 {
-            assert_eq!(p.pick().authority.port_u16(), Some(9001));
+            assert_eq!(p.pick().unwrap().authority.port_u16(), Some(9001));
         }
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(bad.available());
+    }
+
+    #[test]
+    fn full_endpoints_are_skipped_and_all_full_sheds() {
+        let p = pool(2).with_max_in_flight(1);
+        p.endpoints[0].in_flight.store(1, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_eq!(p.pick().unwrap().authority.port_u16(), Some(9001));
+        }
+        p.endpoints[1].in_flight.store(1, Ordering::Relaxed);
+        assert!(p.pick().is_none());
     }
 
     #[test]
