@@ -101,7 +101,7 @@ fn bench_record(c: &mut Criterion) {
         b.iter(|| {
             s.record(black_box(sample(Color::Blue, 200, 850)));
             n += 1;
-            if n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 rt.block_on(async { while rx.try_recv().is_ok() {} });
             }
         })
@@ -127,7 +127,7 @@ fn fill_slot(a: &mut Aggregator, x: &mut u64) {
         *x ^= *x >> 7;
         *x ^= *x << 17;
         let color = if i % 10 == 0 { Color::Green } else { Color::Blue };
-        let status = if *x % 200 == 0 { 503 } else { 200 };
+        let status = if x.is_multiple_of(200) { 503 } else { 200 };
         let mut s = sample(color, status, 300 + *x % 5000);
         if *x % 1000 == 1 {
             s.error = Some(UpstreamErrorKind::Reset);

@@ -54,8 +54,12 @@ impl Listener {
 
     /// Stops accepting and waits until in-flight requests finish or `limits.drain_timeout` passes.
     pub async fn drain(self) {
-        self.stop.cancel();
-        let _ = self.done.await;
+        let Listener { socket, stop, done, .. } = self;
+        // Release our handle first: the port closes as soon as the accept loop lets go of it
+        // (unless a reload handed it to a new loop).
+        drop(socket);
+        stop.cancel();
+        let _ = done.await;
     }
 
     /// Stop without waiting.

@@ -187,3 +187,19 @@ impl ResolvesServerCert for ReloadingCert {
         Some(self.current.load_full())
     }
 }
+
+/// A rustls client config trusting exactly the CAs in `ca` (none when `None`).
+pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TlsError::Pem { path: ca.into(), reason: e.to_string() })?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(TlsError::Pem { path: ca.into(), reason: "no usable CA certificate found".into() });
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}

@@ -29,7 +29,8 @@ async fn requests_over_the_per_endpoint_in_flight_cap_are_shed_with_503() {
     assert_eq!(slow.await.unwrap(), 200);
     // The slot is free again.
     assert_eq!(get(&c, addr, "/").await.0, 200);
-    let metrics = client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
     let errors = metrics
         .lines()
         .find(|l| l.starts_with("switchyard_requests_total{service=\"cap\",color=\"blue\",status_class=\"5xx\"}"))

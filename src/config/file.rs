@@ -237,7 +237,7 @@ pub struct FileService {
     pub retry: Option<FileRetry>,
 }
 
-/// `{ endpoints = [...], release = "..." }`.
+/// `{ endpoints = [...], release = "...", tls = { ca = "PATH" } }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePool {
@@ -245,6 +245,16 @@ pub struct FilePool {
     pub endpoints: Vec<String>,
     /// Release label (green's change restarts the plan).
     pub release: Option<String>,
+    /// Speak TLS to these endpoints.
+    pub tls: Option<FileUpstreamTls>,
+}
+
+/// `{ ca = "PATH" }`: upstream TLS verified against a CA bundle.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstreamTls {
+    /// PEM bundle of the CAs that sign the upstreams' certificates.
+    pub ca: std::path::PathBuf,
 }
 
 /// `{ header = "..." } | { cookie = "..." } | "client_ip"`.

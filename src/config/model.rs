@@ -188,6 +188,8 @@ pub struct PoolConfig {
     pub endpoints: Vec<http::uri::Authority>,
     /// Release label.
     pub release: Option<Arc<str>>,
+    /// CA bundle for TLS to these endpoints (`None`: plain HTTP).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What makes a client stick to a color.

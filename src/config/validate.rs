@@ -295,7 +295,7 @@ fn pool(p: &mut Problems, key: &str, f: &FilePool) -> PoolConfig {
             }
         })
         .collect();
-    PoolConfig { endpoints, release: f.release.as_deref().map(Arc::from) }
+    PoolConfig { endpoints, release: f.release.as_deref().map(Arc::from), tls_ca: f.tls.as_ref().map(|t| t.ca.clone()) }
 }
 
 fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_defaults: &Plan) -> ServiceConfig {

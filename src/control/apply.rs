@@ -10,6 +10,7 @@ use crate::proxy::ServiceCtx;
 use crate::route::{Policy, ServiceKey, Weight};
 use crate::state::{ServiceState, StateFile};
 use crate::stats::{names, ServiceStats};
+use crate::upstream::client::UpstreamClient;
 use crate::upstream::{health, Pool};
 use crate::Color;
 use std::collections::VecDeque;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 /// I/O prepared for one service before the commit.
 struct Prepared {
+    /// TLS clients for `[blue, green]` pools with a CA bundle, built (and validated) up front.
+    upstream_tls: [Option<UpstreamClient>; 2],
     socket: Option<Arc<TcpListener>>,
     tls: Option<TlsAcceptor>,
 }
@@ -91,7 +94,16 @@ impl Controller {
                     CommandError::Invalid(format!("services.{}.listen: cannot bind {}: {e}", sc.name, sc.listen))
                 })?)),
             };
-            out.push(Prepared { socket, tls });
+            let mut upstream_tls = [None, None];
+            for (i, (color, pool)) in [("blue", &sc.blue), ("green", &sc.green)].into_iter().enumerate() {
+                if let Some(ca) = &pool.tls_ca {
+                    upstream_tls[i] = Some(
+                        crate::upstream::client::build_tls(&cfg.limits, ca)
+                            .map_err(|e| CommandError::Invalid(format!("services.{}.{color}.tls.ca: {e}", sc.name)))?,
+                    );
+                }
+            }
+            out.push(Prepared { socket, tls, upstream_tls });
         }
         Ok(out)
     }
@@ -107,22 +119,36 @@ impl Controller {
         })
     }
 
-    fn pool(c: Color, sc: &ServiceConfig, cfg: &Config, prev: Option<&Arc<Pool>>) -> Arc<Pool> {
-        let p = match c {
-            Color::Blue => &sc.blue,
-            Color::Green => &sc.green,
+    /// The pool of a color: the previous one when nothing it is built from changed (so ejection
+    /// state and pooled connections survive a reload), else a new one.
+    fn pool(
+        c: Color,
+        sc: &ServiceConfig,
+        cfg: &Config,
+        prev: Option<(&Arc<Pool>, &ServiceConfig)>,
+        tls: &mut [Option<UpstreamClient>; 2],
+    ) -> Arc<Pool> {
+        let of = |s: &ServiceConfig| match c {
+            Color::Blue => s.blue.clone(),
+            Color::Green => s.green.clone(),
         };
+        let p = of(sc);
         match prev {
-            Some(prev)
+            Some((prev, old))
                 if prev.same_endpoints(&p.endpoints)
-                    && prev.max_in_flight() == cfg.limits.max_in_flight_per_endpoint.max(1) =>
+                    && prev.max_in_flight() == cfg.limits.max_in_flight_per_endpoint.max(1)
+                    && of(old).tls_ca == p.tls_ca =>
             {
                 prev.clone()
             }
-            _ => Arc::new(
-                Pool::new(c, &p.endpoints, p.release.clone(), cfg.limits.eject_after, cfg.limits.eject_for)
-                    .with_max_in_flight(cfg.limits.max_in_flight_per_endpoint),
-            ),
+            _ => {
+                let pool = Pool::new(c, &p.endpoints, p.release.clone(), cfg.limits.eject_after, cfg.limits.eject_for)
+                    .with_max_in_flight(cfg.limits.max_in_flight_per_endpoint);
+                Arc::new(match tls[c.index()].take() {
+                    Some(client) => pool.with_tls_client(client),
+                    None => pool,
+                })
+            }
         }
     }
 
@@ -130,7 +156,7 @@ impl Controller {
         &mut self,
         sc: &ServiceConfig,
         cfg: &Config,
-        prep: Prepared,
+        mut prep: Prepared,
         saved: Option<&ServiceState>,
         safe_start: bool,
     ) -> ServiceControl {
@@ -141,8 +167,8 @@ impl Controller {
             cfg: sc.clone(),
             stats: Arc::new(ServiceStats::new(key, sc.name.clone(), self.sink.clone())),
             split: Arc::new(AtomicU64::new(0)),
-            blue: Self::pool(Color::Blue, sc, cfg, None),
-            green: Self::pool(Color::Green, sc, cfg, None),
+            blue: Self::pool(Color::Blue, sc, cfg, None, &mut prep.upstream_tls),
+            green: Self::pool(Color::Green, sc, cfg, None, &mut prep.upstream_tls),
             policy: Self::policy(sc, cfg),
             latched: false,
             admin_weight: None,
@@ -183,8 +209,9 @@ impl Controller {
         prep: Prepared,
     ) -> ServiceControl {
         let new_release = svc.cfg.green.release != sc.green.release;
-        svc.blue = Self::pool(Color::Blue, sc, cfg, Some(&svc.blue));
-        svc.green = Self::pool(Color::Green, sc, cfg, Some(&svc.green));
+        let mut prep = prep;
+        svc.blue = Self::pool(Color::Blue, sc, cfg, Some((&svc.blue, &svc.cfg)), &mut prep.upstream_tls);
+        svc.green = Self::pool(Color::Green, sc, cfg, Some((&svc.green, &svc.cfg)), &mut prep.upstream_tls);
         svc.policy = Self::policy(sc, cfg);
         if new_release {
             tracing::info!(service = %sc.name, release = ?sc.green.release, "new green release: latch cleared, plan restarts");

@@ -227,10 +227,11 @@ async fn attempt(
     };
     let mut up = Request::new(body);
     *up.method_mut() = head.method.clone();
-    *up.uri_mut() = upstream_uri(&ep, &head.uri);
-    *up.headers_mut() = headers;
     let pool = route.pool(color);
-    let result = tokio::time::timeout(route.policy.response_timeout, conn.svc.client.request(up)).await;
+    *up.uri_mut() = upstream_uri(&ep, &head.uri, pool.tls_client.as_ref().is_some_and(|c| c.is_tls()));
+    *up.headers_mut() = headers;
+    let upstream = pool.tls_client.as_ref().unwrap_or(&conn.svc.client);
+    let result = tokio::time::timeout(route.policy.response_timeout, upstream.request(up)).await;
     let mut resp = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -303,10 +304,10 @@ fn inspect_constitutional(conn: &ConnCtx, route: &Route, color: Color, h: &http:
     }
 }
 
-fn upstream_uri(ep: &Endpoint, orig: &Uri) -> Uri {
+fn upstream_uri(ep: &Endpoint, orig: &Uri, tls: bool) -> Uri {
     // From parts rather than the builder: no scheme string to parse, no re-validation.
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.scheme = Some(if tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
     parts.authority = Some(ep.authority.clone());
     parts.path_and_query =
         Some(orig.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));

@@ -2,7 +2,9 @@
 //! passes on 2xx and, for green, the expected constitutional hash. Results set the endpoint's
 //! health and feed availability as probe samples. Green keeps being probed after a rollback.
 
+use super::client::UpstreamClient;
 use super::Pool;
+use crate::body::RequestBody;
 use crate::config::HealthConfig;
 use crate::error::UpstreamErrorKind;
 use crate::route::ServiceKey;
@@ -10,9 +12,6 @@ use crate::stats::{HashCheck, Sample, SampleKind, ServiceStats};
 use crate::Color;
 use bytes::Bytes;
 use http::header::HeaderName;
-use http_body_util::Empty;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +32,8 @@ pub struct HealthTarget {
 
 /// Spawns the probe loop; it stops when `stop` is cancelled.
 pub fn spawn(t: HealthTarget, stop: CancellationToken) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(t.cfg.timeout));
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    // Probes get their own pool of connections; TLS pools use the pool's verified client.
+    let plain = super::client::plain(t.cfg.timeout);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(t.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,7 +44,7 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
             }
             for pool in &t.pools {
                 for ep in pool.endpoints.iter() {
-                    let s = probe(&client, &t, pool.color, &ep.authority).await;
+                    let s = probe(pool.tls_client.as_ref().unwrap_or(&plain), &t, pool, &ep.authority).await;
                     let ok = s.error.is_none()
                         && (200..300).contains(&s.status)
                         && (pool.color == Color::Blue || s.hash == HashCheck::Match);
@@ -61,12 +59,8 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
     });
 }
 
-async fn probe(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    t: &HealthTarget,
-    color: Color,
-    ep: &http::uri::Authority,
-) -> Sample {
+async fn probe(client: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &http::uri::Authority) -> Sample {
+    let color = pool.color;
     let start = Instant::now();
     let mut s = Sample {
         service: t.key,
@@ -78,8 +72,9 @@ async fn probe(
         hash: HashCheck::NotChecked,
         compliance: None,
     };
-    let uri = format!("http://{ep}{}", t.cfg.path);
-    let req = http::Request::get(uri).body(Empty::new()).expect("valid probe request");
+    let scheme = if pool.tls_client.as_ref().is_some_and(|c| c.is_tls()) { "https" } else { "http" };
+    let uri = format!("{scheme}://{ep}{}", t.cfg.path);
+    let req = http::Request::get(uri).body(RequestBody::full(Bytes::new())).expect("valid probe request");
     match tokio::time::timeout(t.cfg.timeout, client.request(req)).await {
         Ok(Ok(r)) => {
             s.status = r.status().as_u16();

@@ -78,6 +78,9 @@ pub struct Pool {
     eject_after: u32,
     eject_for: Duration,
     max_in_flight: u32,
+    /// Client for a pool reached over TLS (`green.tls = { ca = ... }`); plain pools share the
+    /// listener's client, so their keep-alive connections are pooled together.
+    pub tls_client: Option<crate::upstream::client::UpstreamClient>,
 }
 
 impl Pool {
@@ -97,7 +100,14 @@ impl Pool {
             eject_after: eject_after.max(1),
             eject_for,
             max_in_flight: u32::MAX,
+            tls_client: None,
         }
+    }
+
+    /// Makes the pool speak TLS through `client` (built with the pool's CA bundle).
+    pub fn with_tls_client(mut self, client: crate::upstream::client::UpstreamClient) -> Self {
+        self.tls_client = Some(client);
+        self
     }
 
     /// Caps requests outstanding on each endpoint (`limits.max_in_flight_per_endpoint`): a full
