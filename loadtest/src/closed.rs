@@ -16,12 +16,7 @@ use crate::target::Target;
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Starts one worker per dial.
-pub fn spawn(
-    dials: Vec<Dial>,
-    target: &Arc<Target>,
-    plan: &Arc<Plan>,
-    live: &Arc<Live>,
-) -> Vec<JoinHandle<Stats>> {
+pub fn spawn(dials: Vec<Dial>, target: &Arc<Target>, plan: &Arc<Plan>, live: &Arc<Live>) -> Vec<JoinHandle<Stats>> {
     dials
         .into_iter()
         .map(|dial| {
@@ -46,9 +41,7 @@ async fn worker(mut conn: Conn, target: Arc<Target>, plan: Arc<Plan>, live: Arc<
         let latency = sent.elapsed();
         live.finished(result.is_err());
         match result {
-            Ok(answer) if measured => {
-                stats.response(answer.status, latency, answer.upstream.as_ref())
-            }
+            Ok(answer) if measured => stats.response(answer.status, latency, answer.upstream.as_ref()),
             Ok(_) => {}
             Err(kind) => {
                 if measured {

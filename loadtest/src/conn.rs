@@ -40,10 +40,7 @@ pub struct SharedH2 {
 impl SharedH2 {
     /// A not-yet-connected shared connection to `addr`.
     pub fn new(addr: SocketAddr) -> Arc<Self> {
-        Arc::new(Self {
-            addr,
-            sender: Mutex::new(None),
-        })
+        Arc::new(Self { addr, sender: Mutex::new(None) })
     }
 
     async fn sender(&self) -> Result<http2::SendRequest<Body>, ErrorKind> {
@@ -52,9 +49,7 @@ impl SharedH2 {
             return Ok(s.clone());
         }
         let io = TokioIo::new(tcp(self.addr).await?);
-        let (send, conn) = http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|_| ErrorKind::Connect)?;
+        let (send, conn) = http2::handshake(TokioExecutor::new(), io).await.map_err(|_| ErrorKind::Connect)?;
         tokio::spawn(conn);
         *slot = Some(send.clone());
         Ok(send)
@@ -84,9 +79,7 @@ pub struct Conn {
 }
 
 async fn tcp(addr: SocketAddr) -> Result<TcpStream, ErrorKind> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|_| ErrorKind::Connect)?;
+    let tcp = TcpStream::connect(addr).await.map_err(|_| ErrorKind::Connect)?;
     let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }
@@ -98,11 +91,7 @@ impl Conn {
     }
 
     /// Sends `req` and reads the whole body, within `timeout`.
-    pub async fn exchange(
-        &mut self,
-        req: Request<Body>,
-        timeout: Duration,
-    ) -> Result<Answer, ErrorKind> {
+    pub async fn exchange(&mut self, req: Request<Body>, timeout: Duration) -> Result<Answer, ErrorKind> {
         let result = tokio::time::timeout(timeout, self.exchange_inner(req)).await;
         let result = result.unwrap_or(Err(ErrorKind::Timeout));
         if result.is_err() {

@@ -67,20 +67,14 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
     let target = Arc::new(Target::resolve(args).await?);
     let dials: Vec<Dial> = if args.http2 {
         let shared = SharedH2::new(target.addr);
-        (0..args.connections)
-            .map(|_| Dial::H2(Arc::clone(&shared)))
-            .collect()
+        (0..args.connections).map(|_| Dial::H2(Arc::clone(&shared))).collect()
     } else {
-        (0..args.connections)
-            .map(|_| Dial::H1(target.addr))
-            .collect()
+        (0..args.connections).map(|_| Dial::H1(target.addr)).collect()
     };
     let live = Arc::new(Live::default());
     let plan = Arc::new(Plan::new(args));
     let progress = (!args.quiet).then(|| tokio::spawn(progress(Arc::clone(&live), plan.start)));
-    let schedule = args
-        .rate
-        .map(|rate| Arc::new(open::Schedule::new(rate, args.warmup)));
+    let schedule = args.rate.map(|rate| Arc::new(open::Schedule::new(rate, args.warmup)));
     let workers = match &schedule {
         None => closed::spawn(dials, &target, &plan, &live),
         Some(schedule) => open::spawn(dials, &target, &plan, &live, schedule),
@@ -95,9 +89,7 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
     let elapsed = Instant::now().saturating_duration_since(plan.measure_start);
     let mut summary = Summary::new(&stats, elapsed);
     if let Some(schedule) = schedule {
-        let run = plan
-            .end
-            .map_or(elapsed + args.warmup, |end| end - plan.start);
+        let run = plan.end.map_or(elapsed + args.warmup, |end| end - plan.start);
         summary.missed = Some(schedule.missed(run, stats.attempts(), plan.limit()));
     }
     Ok(summary)

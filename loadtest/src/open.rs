@@ -39,11 +39,7 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule at `rate` per second whose first `warmup` is not measured.
     pub fn new(rate: f64, warmup: Duration) -> Self {
-        Self {
-            rate,
-            first_measured: (warmup.as_secs_f64() * rate).ceil() as u64,
-            next: AtomicU64::new(0),
-        }
+        Self { rate, first_measured: (warmup.as_secs_f64() * rate).ceil() as u64, next: AtomicU64::new(0) }
     }
 
     /// When slot `k` is due, relative to the start of the run. Computed from `k` rather than
@@ -81,12 +77,7 @@ pub fn spawn(
     dials
         .into_iter()
         .map(|dial| {
-            let ctx = (
-                Arc::clone(schedule),
-                Arc::clone(target),
-                Arc::clone(plan),
-                Arc::clone(live),
-            );
+            let ctx = (Arc::clone(schedule), Arc::clone(target), Arc::clone(plan), Arc::clone(live));
             tokio::spawn(worker(Conn::new(dial), ctx))
         })
         .collect()

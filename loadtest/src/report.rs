@@ -73,11 +73,7 @@ impl Summary {
         Self {
             requests,
             duration_s,
-            rps: if duration_s > 0.0 {
-                requests as f64 / duration_s
-            } else {
-                0.0
-            },
+            rps: if duration_s > 0.0 { requests as f64 / duration_s } else { 0.0 },
             latency_ms: Latency {
                 p50: q(0.5),
                 p90: q(0.9),
@@ -105,10 +101,7 @@ impl Summary {
             if m.is_empty() {
                 return "-".to_owned();
             }
-            m.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
         };
         format!(
             "requests   {} in {:.2}s = {:.1} req/s\n\

@@ -59,9 +59,7 @@ impl ErrorKind {
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
                 return match io.kind() {
                     std::io::ErrorKind::ConnectionReset => ErrorKind::Reset,
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof => {
-                        ErrorKind::Closed
-                    }
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
                     std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
                     _ => ErrorKind::Other,
                 };
@@ -97,8 +95,7 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Self {
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .expect("static histogram bounds are valid"),
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid"),
             status: vec![0; STATUS_SLOTS],
             errors: [0; ErrorKind::ALL.len()],
             upstreams: Vec::new(),
@@ -132,9 +129,7 @@ impl Stats {
 
     /// Folds `other` into `self`.
     pub fn merge(&mut self, other: Stats) {
-        self.latency
-            .add(&other.latency)
-            .expect("histograms share bounds");
+        self.latency.add(&other.latency).expect("histograms share bounds");
         for (a, b) in self.status.iter_mut().zip(other.status) {
             *a += b;
         }

@@ -37,11 +37,7 @@ impl Target {
             .next()
             .with_context(|| format!("{authority} resolved to nothing"))?;
         let path = url.path_and_query().map_or("/", |p| p.as_str());
-        let uri = if args.http2 {
-            url.clone()
-        } else {
-            path.parse().context("parsing path")?
-        };
+        let uri = if args.http2 { url.clone() } else { path.parse().context("parsing path")? };
         let mut headers = HeaderMap::new();
         if !args.http2 {
             headers.insert(HOST, HeaderValue::from_str(authority.as_str())?);
@@ -71,17 +67,10 @@ impl Target {
 
 /// Parses `name: value` as given to `-H`.
 pub fn parse_header(raw: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
-    let (name, value) = raw
-        .split_once(':')
-        .with_context(|| format!("header {raw:?} is not `name: value`"))?;
+    let (name, value) = raw.split_once(':').with_context(|| format!("header {raw:?} is not `name: value`"))?;
     Ok((
-        name.trim()
-            .parse()
-            .with_context(|| format!("header name in {raw:?}"))?,
-        value
-            .trim()
-            .parse()
-            .with_context(|| format!("header value in {raw:?}"))?,
+        name.trim().parse().with_context(|| format!("header name in {raw:?}"))?,
+        value.trim().parse().with_context(|| format!("header value in {raw:?}"))?,
     ))
 }
 
