@@ -18,15 +18,27 @@ pub fn sequence_bucket(n: u64) -> u16 {
     ((n % BUCKETS) * STRIDE % BUCKETS) as u16
 }
 
-/// Bucket of a sticky key: FNV-1a 64 then a murmur3 finaliser, seedless on purpose.
+/// Bucket of a sticky key: a fixed, seedless 64-bit hash that eats eight bytes per step (a long
+/// `Authorization` header costs a few nanoseconds, not one multiply per byte), finished with
+/// murmur3's fmix64. Written out rather than taken from a hashing crate on purpose: assignment
+/// must survive restarts, replicas and dependency upgrades, and crates change their algorithms
+/// across major versions. `key_bucket_is_pinned` fails if it ever changes.
 pub fn key_bucket(key: &[u8]) -> u16 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
     }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
     (h % BUCKETS) as u16
 }
@@ -64,6 +76,8 @@ pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 mod tests {
     use super::*;
 
+    const PINNED: [u16; 4] = [1460, 7761, 7528, 9674];
+
     #[test]
     fn every_ten_thousand_requests_split_exactly() {
         let w = Weight::from_percent(10.0).unwrap();
@@ -87,6 +101,16 @@ mod tests {
         let green =
             (0..10_000).filter(|i| color_for(key_bucket(format!("k{i}").as_bytes()), w) == Color::Green).count();
         assert!((2_800..=3_200).contains(&green), "{green}");
+    }
+
+    #[test]
+    fn key_bucket_is_pinned() {
+        let got: Vec<u16> =
+            [&b""[..], b"user-1", b"Bearer eyJhbGciOiJIUzI1NiJ9.payload-of-a-token.signature", b"\x7f\0\0\x01"]
+                .iter()
+                .map(|k| key_bucket(k))
+                .collect();
+        assert_eq!(got, PINNED, "changing the sticky hash moves clients between colors");
     }
 
     #[test]
