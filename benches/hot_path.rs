@@ -34,6 +34,7 @@ fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
             expected_hash: "cdd01ef066bc6cf2".into(),
             hash_header: HeaderName::from_static("x-constitutional-hash"),
             compliance_header: HeaderName::from_static("x-constitutional-compliance"),
+            principles_header: HeaderName::from_static("x-constitutional-principles"),
             retry: RetryConfig { enabled: false, on: vec![], budget: 0.1, max_body_bytes: 65536 },
             max_body_bytes: None,
             response_timeout: Duration::from_secs(30),

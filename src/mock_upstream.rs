@@ -54,6 +54,8 @@ pub struct MockConfig {
     pub hash: Option<String>,
     /// `X-Constitutional-Compliance` value; `None` omits the header.
     pub compliance: Option<f64>,
+    /// `X-Constitutional-Principles` value (`name=score, ...`); `None` omits the header.
+    pub principles: Option<String>,
     /// Connection-level misbehaviour injected into served requests.
     pub fault: Fault,
 }
@@ -67,6 +69,7 @@ impl MockConfig {
             error_rate: 0.0,
             hash: Some("cdd01ef066bc6cf2".to_owned()),
             compliance: Some(0.99),
+            principles: Some("transparency=0.99, fairness=0.98, accountability=0.99".to_owned()),
             fault: Fault::None,
         }
     }
@@ -106,6 +109,9 @@ pub struct MockPatch {
     /// `Some(None)` removes the compliance header, `Some(Some(c))` sets it.
     #[serde(default, deserialize_with = "present")]
     pub compliance: Option<Option<f64>>,
+    /// `Some(None)` removes the principles header, `Some(Some(p))` sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub principles: Option<Option<String>>,
     /// New fault.
     pub fault: Option<Fault>,
 }

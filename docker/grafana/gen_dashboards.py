@@ -222,15 +222,29 @@ def constitutional_overview():
                     [target("switchyard_window_compliance{" + SELC + "}"
                             " and on (service, color) switchyard_window_samples > 0",
                             "{{service}} {{color}}")],
-                    w=24, h=9, unit="percentunit", minv=0.8, maxv=1,
+                    w=16, h=9, unit="percentunit", minv=0.8, maxv=1,
                     steps=[("red", None), ("transparent", 0.95)],
                     desc="switchyard_window_compliance over control.window (5m). Red band: below 95 %."))
-    ps.append(row(L, "Violations"))
+    ps.append(panel(L, "bargauge", "Principle breakdown (latest)",
+                    [target("(sum by (principle) (rate(switchyard_principle_compliance_sum{" + SELC + "}[5m])) / sum by (principle) (rate(switchyard_principle_compliance_count{" + SELC + "}[5m])))",
+                            "{{principle}}", instant=True)],
+                    w=8, h=9, unit="percentunit", minv=0, maxv=1,
+                    steps=[("red", None), ("orange", 0.9), ("green", 0.95)],
+                    desc="Per-principle adherence (spec 4.1: alert < 90 % for any principle). "
+                         "Empty when upstreams do not send the per-principle header.",
+                    options={"orientation": "horizontal", "displayMode": "gradient",
+                             "reduceOptions": {"calcs": ["lastNotNull"]}, "showUnfilled": True}))
+    ps.append(row(L, "Violations and principles"))
     ps.append(panel(L, "timeseries", "Violation count (hash mismatches / 5m)",
                     [target("sum by (service, color) (increase(switchyard_hash_mismatches_total{"
                             + SELC + "}[5m]))", "{{service}} {{color}}")],
-                    w=24, h=8, unit="short", decimals=0,
+                    w=12, h=8, unit="short", decimals=0,
                     custom={"drawStyle": "bars", "fillOpacity": 80}, overrides=COLOR_OVERRIDES))
+    ps.append(panel(L, "timeseries", "Principle adherence over time",
+                    [target("(sum by (service, principle) (rate(switchyard_principle_compliance_sum{" + SELC + "}[5m])) / sum by (service, principle) (rate(switchyard_principle_compliance_count{" + SELC + "}[5m])))",
+                            "{{service}} {{principle}}")],
+                    w=12, h=8, unit="percentunit", maxv=1,
+                    steps=[("red", None), ("transparent", 0.9)]))
     ps.append(state_timeline(L, w=16, h=7))
     ps.append(panel(L, "bargauge", "Green traffic weight",
                     [target("switchyard_green_weight_percent{" + SEL + "}", "{{service}}", instant=True)],
@@ -239,7 +253,7 @@ def constitutional_overview():
                     options={"orientation": "horizontal", "displayMode": "basic",
                              "reduceOptions": {"calcs": ["lastNotNull"]}, "showUnfilled": True}))
     return dashboard("switchyard-constitutional-overview", "Switchyard / Constitutional overview",
-                     "Constitutional compliance and violations (hash mismatches), spec 4.1.",
+                     "Constitutional compliance, violations (hash mismatches) and per-principle breakdown (spec 4.1).",
                      "30s", ps, ["constitutional"])
 
 
@@ -257,10 +271,14 @@ def violations():
                             " and on (service, color) switchyard_window_samples > 0)", "{{color}}")],
                     w=12, h=8, unit="short", decimals=0, overrides=COLOR_OVERRIDES,
                     custom={"drawStyle": "bars", "fillOpacity": 70}))
+    ps.append(panel(L, "timeseries", "Principles below 90 %",
+                    [target("count by (service) ((sum by (service, principle) (rate(switchyard_principle_compliance_sum{" + SELC + "}[5m])) / sum by (service, principle) (rate(switchyard_principle_compliance_count{" + SELC + "}[5m]))) < 0.9)",
+                            "{{service}}")],
+                    w=12, h=8, unit="short", decimals=0, custom={"drawStyle": "bars", "fillOpacity": 70}))
     ps.append(panel(L, "timeseries", "Error rate (window)",
                     [target("switchyard_window_error_rate{" + SELC + "}"
                             " and on (service, color) switchyard_window_samples > 0", "{{service}} {{color}}")],
-                    w=24, h=8, unit="percentunit", steps=[("transparent", None), ("red", 0.01)]))
+                    w=12, h=8, unit="percentunit", steps=[("transparent", None), ("red", 0.01)]))
     ps.append(row(L, "Violation types"))
     ps.append(panel(L, "piechart", "Rollbacks by trigger (range)",
                     [target("sum by (trigger) (increase(switchyard_rollbacks_total{" + SEL + "}[$__range]))",

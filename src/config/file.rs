@@ -57,6 +57,8 @@ pub struct FileControl {
     pub compliance_header: Option<String>,
     /// Header carrying the upstream's constitutional hash.
     pub hash_header: Option<String>,
+    /// Header carrying per-principle compliance (`name=score, ...`).
+    pub principles_header: Option<String>,
     /// Global rollback triggers.
     pub triggers: Option<FileTriggers>,
 }

@@ -63,6 +63,8 @@ pub struct ControlConfig {
     pub compliance_header: HeaderName,
     /// Header carrying the constitutional hash.
     pub hash_header: HeaderName,
+    /// Header carrying per-principle compliance.
+    pub principles_header: HeaderName,
     /// Global triggers (services may override each key).
     pub triggers: Triggers,
 }

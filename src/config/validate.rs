@@ -134,6 +134,12 @@ fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
         hash_header: p
             .header("control.hash_header", f.hash_header.as_deref().unwrap_or("x-constitutional-hash"))
             .unwrap_or(HeaderName::from_static("x-constitutional-hash")),
+        principles_header: p
+            .header(
+                "control.principles_header",
+                f.principles_header.as_deref().unwrap_or("x-constitutional-principles"),
+            )
+            .unwrap_or(HeaderName::from_static("x-constitutional-principles")),
         triggers,
     }
 }

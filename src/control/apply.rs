@@ -113,6 +113,7 @@ impl Controller {
             expected_hash: cfg.constitutional_hash.clone(),
             hash_header: cfg.control.hash_header.clone(),
             compliance_header: cfg.control.compliance_header.clone(),
+            principles_header: cfg.control.principles_header.clone(),
             retry: sc.retry.clone(),
             max_body_bytes: cfg.limits.max_body_bytes,
             response_timeout: cfg.limits.response_timeout,

@@ -22,6 +22,8 @@ pub(crate) const MOCK_HEADER: HeaderName = HeaderName::from_static("x-switchyard
 pub(crate) const HASH_HEADER: HeaderName = HeaderName::from_static("x-constitutional-hash");
 /// Reported compliance score of the upstream.
 pub(crate) const COMPLIANCE_HEADER: HeaderName = HeaderName::from_static("x-constitutional-compliance");
+/// Per-principle compliance scores of the upstream.
+pub(crate) const PRINCIPLES_HEADER: HeaderName = HeaderName::from_static("x-constitutional-principles");
 
 /// Response body type: every mock answer is small and fully built before it is sent.
 type MockResponse = Response<Full<Bytes>>;
@@ -223,6 +225,9 @@ fn identify(resp: &mut MockResponse, shared: &Shared, settings: &Settings) {
     }
     if let Some(c) = &settings.compliance {
         headers.insert(COMPLIANCE_HEADER, c.clone());
+    }
+    if let Some(p) = &settings.principles {
+        headers.insert(PRINCIPLES_HEADER, p.clone());
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) hash: Option<HeaderValue>,
     /// `X-Constitutional-Compliance` value, `None` when the header is omitted.
     pub(crate) compliance: Option<HeaderValue>,
+    /// `X-Constitutional-Principles` value, `None` when the header is omitted.
+    pub(crate) principles: Option<HeaderValue>,
     /// `error_rate` in parts per million, clamped to `0..=PPM`.
     pub(crate) error_ppm: u64,
 }
@@ -36,8 +38,9 @@ impl Settings {
         cfg.error_rate = clamp_rate(cfg.error_rate);
         let hash = cfg.hash.as_deref().and_then(|h| header_value("hash", h));
         let compliance = cfg.compliance.and_then(|c| header_value("compliance", &c.to_string()));
+        let principles = cfg.principles.as_deref().and_then(|p| header_value("principles", p));
         let error_ppm = (cfg.error_rate * PPM as f64).round() as u64;
-        Self { cfg, hash, compliance, error_ppm }
+        Self { cfg, hash, compliance, principles, error_ppm }
     }
 }
 
@@ -120,6 +123,9 @@ impl Shared {
         }
         if let Some(v) = patch.compliance {
             cfg.compliance = v;
+        }
+        if let Some(v) = patch.principles {
+            cfg.principles = v;
         }
         if let Some(v) = patch.fault {
             cfg.fault = v;

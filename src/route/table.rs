@@ -27,6 +27,8 @@ pub struct Policy {
     pub hash_header: HeaderName,
     /// Header carrying compliance.
     pub compliance_header: HeaderName,
+    /// Header carrying per-principle compliance.
+    pub principles_header: HeaderName,
     /// Retries onto blue.
     pub retry: crate::config::RetryConfig,
     /// Request body limit.

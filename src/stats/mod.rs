@@ -163,3 +163,24 @@ impl ServiceStats {
         }
     }
 }
+
+/// Most principles taken from one response (bounds label cardinality and work per response).
+const MAX_PRINCIPLES: usize = 16;
+
+/// Records `name=score, ...` from an `X-Constitutional-Principles` header. Only responses that
+/// carry the header pay for it; names outside `[a-z0-9_-]{1,32}` and scores outside 0..=1 are
+/// ignored so an upstream cannot blow up label cardinality or poison the mean.
+pub fn record_principles(service: &str, color: Color, value: &[u8]) {
+    let Ok(text) = std::str::from_utf8(value) else { return };
+    for pair in text.split(',').take(MAX_PRINCIPLES) {
+        let Some((name, score)) = pair.split_once('=') else { continue };
+        let name = name.trim();
+        let ok_name = (1..=32).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let Ok(score) = score.trim().parse::<f64>() else { continue };
+        if ok_name && (0.0..=1.0).contains(&score) {
+            metrics::histogram!(names::PRINCIPLE_COMPLIANCE, "service" => service.to_string(), "color" => color.as_str(), "principle" => name.to_string())
+                .record(score);
+        }
+    }
+}

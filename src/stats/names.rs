@@ -15,6 +15,8 @@ pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
 pub const GREEN_WEIGHT: &str = "switchyard_green_weight_percent";
 /// Green responses whose constitutional hash was missing or wrong.
 pub const HASH_MISMATCHES_TOTAL: &str = "switchyard_hash_mismatches_total";
+/// Per-principle compliance reported by upstreams (histogram of scores).
+pub const PRINCIPLE_COMPLIANCE: &str = "switchyard_principle_compliance";
 /// Window measurement gauges.
 pub const WINDOW_SAMPLES: &str = "switchyard_window_samples";
 /// Window p50.
@@ -70,6 +72,10 @@ pub fn describe_all() {
     );
     describe_gauge!(IN_FLIGHT, "Requests currently being proxied per service.");
     describe_gauge!(GREEN_WEIGHT, "Percent of new requests routed to green.");
+    describe_histogram!(
+        PRINCIPLE_COMPLIANCE,
+        "Per-principle compliance scores from X-Constitutional-Principles (mean = _sum / _count)."
+    );
     describe_counter!(HASH_MISMATCHES_TOTAL, "Green responses with a missing or wrong constitutional hash.");
     describe_gauge!(WINDOW_SAMPLES, "Requests in the control window per color.");
     describe_gauge!(WINDOW_P50, Unit::Seconds, "p50 latency over the control window.");
@@ -103,6 +109,7 @@ pub fn install_recorder(
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(PRINCIPLE_COMPLIANCE.into()), &[0.5, 0.8, 0.9, 0.95, 0.99, 1.0])?
         .set_buckets_for_metric(Matcher::Full(ROLLBACK_SWAP.into()), &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.1, 1.0])?
         .install_recorder()?;
     describe_all();
