@@ -1,1 +1,69 @@
+use super::*;
+use std::path::Path;
 
+const BASE: &str = r#"
+[control]
+interval = "1s"
+window = "5s"
+[[services]]
+name = "a"
+listen = "127.0.0.1:8000"
+blue = { endpoints = ["127.0.0.1:9000"] }
+green = { endpoints = ["127.0.0.1:9100"], release = "r1" }
+"#;
+
+#[test]
+fn defaults_are_the_migration_spec() {
+    let c = parse(BASE, Path::new("t.toml")).unwrap();
+    assert_eq!(&*c.constitutional_hash, DEFAULT_CONSTITUTIONAL_HASH);
+    assert_eq!(c.control.min_samples, 100);
+    assert_eq!(c.services[0].triggers, Triggers::default());
+    assert_eq!(c.services[0].plan.steps.iter().map(|w| w.bp()).collect::<Vec<_>>(), vec![100, 1000, 5000, 10_000]);
+    assert!(c.admin.listen.ip().is_loopback());
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line_and_key() {
+    let bad = BASE
+        .replace("interval = \"1s\"", "interval = \"soon\"")
+        .replace("listen = \"127.0.0.1:8000\"", "listen = \"127.0.0.1:8000\"\ngreen_weight = 100.5\nmode = \"fast\"");
+    let e = parse(&bad, Path::new("t.toml")).unwrap_err();
+    let keys: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert!(keys.contains(&("control.interval", Some(3))), "{keys:?}");
+    assert!(keys.contains(&("services[0].green_weight", Some(8))), "{keys:?}");
+    assert!(keys.contains(&("services[0].mode", Some(9))), "{keys:?}");
+    assert_eq!(keys.len(), 3, "a bad interval does not also blame the window: {keys:?}");
+    assert!(e.to_string().contains("t.toml:3: control.interval"));
+}
+
+#[test]
+fn unknown_keys_are_errors_not_silent_defaults() {
+    let e = parse(&BASE.replace("[control]", "[control]\nintervall = \"1s\""), Path::new("t.toml")).unwrap_err();
+    assert_eq!(e.problems[0].line, Some(3));
+    assert!(e.problems[0].message.contains("intervall"), "{}", e.problems[0].message);
+}
+
+#[test]
+fn service_triggers_override_the_global_ones_key_by_key() {
+    let text = BASE.to_string() + "triggers.error_rate = { above = 0.001, consecutive = 3 }\n";
+    let c = parse(&text, Path::new("t.toml")).unwrap();
+    let t = &c.services[0].triggers;
+    assert_eq!(t.error_rate, Some(Trigger { threshold: 0.001, consecutive: 3 }));
+    assert_eq!(t.p95_latency, Triggers::default().p95_latency);
+}
+
+#[test]
+fn plans_must_increase_and_end_at_one_hundred() {
+    let e = parse(&(BASE.to_string() + "steps = [10, 5, 100]\n"), Path::new("t.toml")).unwrap_err();
+    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+    let e = parse(&(BASE.to_string() + "steps = [10, 50]\n"), Path::new("t.toml")).unwrap_err();
+    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+}
+
+#[test]
+fn duplicate_names_and_ports_are_rejected() {
+    let dup = BASE.to_string() + &BASE[BASE.find("[[services]]").unwrap()..];
+    let e = parse(&dup, Path::new("t.toml")).unwrap_err();
+    assert!(e.problems.iter().any(|p| p.key == "services[1].name"), "{e}");
+    assert!(e.problems.iter().any(|p| p.key == "services[1].listen"), "{e}");
+}

@@ -115,9 +115,11 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
 }
 
 fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
+    let before = p.0.len();
     let interval = p.duration("control.interval", f.interval.as_deref(), Duration::from_secs(30));
     let window = p.duration("control.window", f.window.as_deref(), Duration::from_secs(300));
-    if window < interval {
+    // Compare only values that parsed: a bad interval must not also blame a good window.
+    if p.0.len() == before && window < interval {
         p.push("control.window", "must be at least control.interval");
     }
     let triggers = triggers(p, "control.triggers", f.triggers.as_ref(), &Triggers::default());
