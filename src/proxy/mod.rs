@@ -296,7 +296,7 @@ fn inspect_constitutional(conn: &ConnCtx, route: &Route, color: Color, h: &http:
     let p = &route.policy;
     s.compliance = h.get(&p.compliance_header).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     if let Some(v) = h.get(&p.principles_header) {
-        crate::stats::record_principles(&route.name, color, v.as_bytes());
+        route.stats.record_principles(color, v.as_bytes());
     }
     if color == Color::Green {
         let ok = h.get(&p.hash_header).is_some_and(|v| v.as_bytes() == p.expected_hash.as_bytes());

@@ -12,7 +12,7 @@ use crate::route::ServiceKey;
 use crate::Color;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 pub use window::{Aggregator, Measurement, MeasurementView, WindowHandle};
@@ -96,6 +96,10 @@ pub struct ServiceStats {
     pub green_started: AtomicU64,
     /// Retries onto blue.
     pub retries: Counter,
+    /// Per-principle histogram handles by color, created on first sight: the data path takes a
+    /// read lock and scans a few entries instead of resolving labels (and allocating) per
+    /// response. Only the data path touches it; the control loop never holds it.
+    principle_handles: [RwLock<PrincipleHandles>; 2],
     /// Requests and retries over the last seconds: the retry budget.
     pub budget: budget::RetryBudget,
     sink: mpsc::Sender<Sample>,
@@ -120,6 +124,7 @@ impl ServiceStats {
             green_started: AtomicU64::new(0),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
             budget: budget::RetryBudget::default(),
+            principle_handles: Default::default(),
             dropped: counter!(names::STATS_DROPPED_TOTAL),
             name,
             sink,
@@ -134,6 +139,33 @@ impl ServiceStats {
         }
         self.retries.increment(1);
         true
+    }
+
+    /// Records an `X-Constitutional-Principles` header (`name=score, ...`) into
+    /// `switchyard_principle_compliance{service,color,principle}`.
+    pub fn record_principles(&self, color: Color, value: &[u8]) {
+        let slot = &self.principle_handles[color.index()];
+        for (name, score) in principles(value) {
+            let found = slot
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, h)| h.clone());
+            let handle = match found {
+                Some(h) => h,
+                None => {
+                    let mut w = slot.write().unwrap_or_else(|p| p.into_inner());
+                    if w.len() >= MAX_DISTINCT_PRINCIPLES {
+                        continue;
+                    }
+                    let h = histogram!(names::PRINCIPLE_COMPLIANCE, "service" => self.name.to_string(), "color" => color.as_str(), "principle" => name.to_string());
+                    w.push((name.into(), h.clone()));
+                    h
+                }
+            };
+            handle.record(score);
+        }
     }
 
     /// Notes that a request was sent to `color`.
@@ -164,23 +196,24 @@ impl ServiceStats {
     }
 }
 
-/// Most principles taken from one response (bounds label cardinality and work per response).
-const MAX_PRINCIPLES: usize = 16;
+/// Histogram handles by principle name, for one service and color.
+type PrincipleHandles = Vec<(Box<str>, Histogram)>;
 
-/// Records `name=score, ...` from an `X-Constitutional-Principles` header. Only responses that
-/// carry the header pay for it; names outside `[a-z0-9_-]{1,32}` and scores outside 0..=1 are
-/// ignored so an upstream cannot blow up label cardinality or poison the mean.
-pub fn record_principles(service: &str, color: Color, value: &[u8]) {
-    let Ok(text) = std::str::from_utf8(value) else { return };
-    for pair in text.split(',').take(MAX_PRINCIPLES) {
-        let Some((name, score)) = pair.split_once('=') else { continue };
+/// Most principles taken from one response, and most distinct principles kept per service
+/// and color (bounds label cardinality and work per response).
+const MAX_PRINCIPLES: usize = 16;
+const MAX_DISTINCT_PRINCIPLES: usize = 32;
+
+/// Parses `name=score, ...`; names outside `[a-z0-9_-]{1,32}` and scores outside 0..=1 are
+/// skipped so an upstream cannot blow up label cardinality or poison the mean.
+fn principles(value: &[u8]) -> impl Iterator<Item = (&str, f64)> {
+    let text = std::str::from_utf8(value).unwrap_or("");
+    text.split(',').take(MAX_PRINCIPLES).filter_map(|pair| {
+        let (name, score) = pair.split_once('=')?;
         let name = name.trim();
         let ok_name = (1..=32).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        let Ok(score) = score.trim().parse::<f64>() else { continue };
-        if ok_name && (0.0..=1.0).contains(&score) {
-            metrics::histogram!(names::PRINCIPLE_COMPLIANCE, "service" => service.to_string(), "color" => color.as_str(), "principle" => name.to_string())
-                .record(score);
-        }
-    }
+        let score: f64 = score.trim().parse().ok()?;
+        (ok_name && (0.0..=1.0).contains(&score)).then_some((name, score))
+    })
 }
