@@ -109,6 +109,8 @@ pub struct Recording {
     /// Whether finishing releases the service's in-flight gauge (false for a failed attempt
     /// that is being retried: the request is still in flight).
     pub last_attempt: bool,
+    /// Start bucket of a green attempt in `ServiceStats::green_inflight`.
+    pub green_slot: Option<u8>,
 }
 
 impl Recording {
@@ -123,6 +125,9 @@ impl Recording {
             self.stats.in_flight.decrement(1.0);
         }
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(b) = self.green_slot {
+            self.stats.green_inflight.exit(b);
+        }
     }
 }
 

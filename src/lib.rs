@@ -21,6 +21,7 @@ pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;

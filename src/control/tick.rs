@@ -28,6 +28,8 @@ impl Controller {
         let mut changed = false;
         for i in 0..self.services.len() {
             let m = report.iter().find(|(k, _)| *k == self.services[i].key).map(|(_, m)| m.clone()).unwrap_or_default();
+            // What the loop judges (and publishes): green with its overdue in-flight requests.
+            let m = [m[0].clone(), with_overdue(&m[1], &self.services[i].cfg.triggers, &self.services[i].stats)];
             self.export_window(i, &m);
             self.check_rules(i, &m);
             let s = &mut self.services[i];
@@ -302,4 +304,22 @@ impl Controller {
             }
         }
     }
+}
+
+/// Green's measurement with the requests still running past the p95 threshold counted as slow
+/// samples: completed responses alone would hide a stall until it ends. When more than 5 % of
+/// (completed + overdue) requests are overdue, p95 is at least the threshold.
+fn with_overdue(m: &Measurement, t: &crate::config::Triggers, stats: &crate::stats::ServiceStats) -> Measurement {
+    let mut m = m.clone();
+    if let Some(tr) = t.p95_latency {
+        let overdue = stats.green_inflight.older_than(tr.threshold);
+        if overdue > 0 {
+            let total = m.samples + overdue;
+            if overdue as f64 > 0.05 * total as f64 {
+                m.p95 = m.p95.max(tr.threshold + Duration::from_millis(1));
+            }
+            m.samples = total;
+        }
+    }
+    m
 }

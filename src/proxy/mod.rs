@@ -224,6 +224,7 @@ async fn attempt(
         },
         start,
         last_attempt: last,
+        green_slot: (color == Color::Green).then(|| stats.green_inflight.enter()),
     };
     let mut up = Request::new(body);
     *up.method_mut() = head.method.clone();

@@ -4,6 +4,7 @@
 //! counts the drop rather than slowing a request.
 
 pub mod budget;
+pub mod inflight;
 pub mod names;
 pub mod window;
 
@@ -94,6 +95,8 @@ pub struct ServiceStats {
     /// Requests sent to green so far; incidents use it to count green requests served between
     /// the first bad measurement and the swap, and to confirm none arrive after it.
     pub green_started: AtomicU64,
+    /// Green requests in flight by start time (the control loop sees a stall before it ends).
+    pub green_inflight: inflight::InFlightClock,
     /// Retries onto blue.
     pub retries: Counter,
     /// Per-principle histogram handles by color, created on first sight: the data path takes a
@@ -124,6 +127,7 @@ impl ServiceStats {
             green_started: AtomicU64::new(0),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
             budget: budget::RetryBudget::default(),
+            green_inflight: Default::default(),
             principle_handles: Default::default(),
             dropped: counter!(names::STATS_DROPPED_TOTAL),
             name,

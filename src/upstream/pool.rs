@@ -2,18 +2,12 @@
 //! consecutive failures, active health state from `health`. All state is atomics so the request
 //! path never locks; pools are shared across route generations while their endpoints are unchanged.
 
+use crate::clock::now_ms;
 use crate::Color;
 use http::uri::Authority;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
-
-fn now_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    Instant::now().saturating_duration_since(base).as_millis() as u64 + 1
-}
 
 /// One upstream address and what we know about it.
 #[derive(Debug)]
