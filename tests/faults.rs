@@ -272,5 +272,7 @@ async fn the_retry_budget_bounds_retries() {
     assert!(retries >= 0.2 * 1000.0 - 20.0, "the budget is used: {retries}");
     assert!(failed.iter().all(|&s| s == 502), "{failed:?}");
     assert_eq!(failed.len() as f64 + retries, 500.0, "every green request was either retried or reported");
+    let in_flight = fx.metric("switchyard_in_flight_requests", &["service=\"flt_budget\""]).await;
+    assert_eq!(in_flight, 0.0, "requests refused a retry still release the in-flight gauge");
     fx.stop().await;
 }

@@ -155,7 +155,10 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
     };
     match out {
         Attempt::Done(resp, up) => finish_upgrade(resp, client_upgrade, up),
-        Attempt::Retryable(rec) => {
+        Attempt::Retryable(mut rec) => {
+            // No retry after all (budget spent): this attempt was the last, so it releases the
+            // service's in-flight gauge.
+            rec.last_attempt = true;
             let e = rec.sample.error;
             let status = rec.sample.status;
             rec.finish(None);
