@@ -159,6 +159,8 @@ async fn upstream_closing_keep_alive_connections_loses_nothing() {
     let results = burst(fx.addr, 600, 6).await;
     assert_eq!(failed(&results), Vec::<u16>::new());
     assert_eq!(fx.metric("switchyard_upstream_errors_total", &["service=\"flt_close\""]).await, 0.0);
+    // Green answers that needed no retry (retries enabled) still release the in-flight gauge.
+    assert_eq!(fx.metric("switchyard_in_flight_requests", &["service=\"flt_close\""]).await, 0.0);
     fx.stop().await;
 }
 

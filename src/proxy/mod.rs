@@ -242,6 +242,7 @@ async fn attempt(
             if let Some(too_large) = client::is_client_body_error(&e) {
                 // The client's fault, not the upstream's: do not count it against the color.
                 rec.sample.status = if too_large { 413 } else { 400 };
+                rec.last_attempt = true;
                 rec.finish(None);
                 let err =
                     if too_large { ProxyError::BodyTooLarge } else { ProxyError::BadRequest("request body failed") };
@@ -263,6 +264,8 @@ async fn attempt(
     if !last && route.policy.retry.on.contains(&status) {
         return Attempt::Retryable(rec);
     }
+    // From here the response goes to the client: this attempt is the request's last.
+    rec.last_attempt = true;
     let upstream_upgrade = (status == 101).then(|| hyper::upgrade::on(&mut resp));
     if status != 101 {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
