@@ -106,9 +106,9 @@ pub struct Recording {
     pub sample: Sample,
     /// Request start.
     pub start: Instant,
-    /// Whether finishing releases the service's in-flight gauge (false for a failed attempt
-    /// that is being retried: the request is still in flight).
-    pub last_attempt: bool,
+    /// The request's in-flight unit, held by the attempt whose response reaches the client and
+    /// released (dropped) when the recording finishes.
+    pub in_flight: Option<crate::stats::InFlight>,
     /// Start bucket of a green attempt in `ServiceStats::green_inflight`.
     pub green_slot: Option<u8>,
 }
@@ -121,9 +121,6 @@ impl Recording {
             self.sample.error = error;
         }
         self.stats.record(self.sample);
-        if self.last_attempt {
-            self.stats.in_flight.decrement(1.0);
-        }
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(b) = self.green_slot {
             self.stats.green_inflight.exit(b);

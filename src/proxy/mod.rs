@@ -8,7 +8,7 @@ pub mod respond;
 use crate::body::{Recording, RequestBody, ResponseBody};
 use crate::error::{ProxyError, UpstreamErrorKind};
 use crate::route::{Route, Router, ServiceKey};
-use crate::stats::{HashCheck, Sample, SampleKind};
+use crate::stats::{HashCheck, InFlight, Sample, SampleKind};
 use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::Endpoint;
 use crate::Color;
@@ -109,7 +109,7 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
     let start = Instant::now();
     let stats = &route.stats;
     stats.budget.deposit();
-    stats.in_flight.increment(1.0);
+    let mut in_flight = Some(InFlight::enter(stats));
     let color = route.pick(req.headers(), conn.peer);
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -134,7 +134,6 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
                 (RequestBody::full(b.clone()), Some(b))
             }
             Err(_) => {
-                stats.in_flight.decrement(1.0);
                 return respond::error_response(&ProxyError::BadRequest("unreadable request body"), &route.name);
             }
         }
@@ -144,21 +143,20 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
 
     // Only a retry needs the headers again; without one the first attempt takes them.
     let headers = if replay.is_some() { head.headers.clone() } else { std::mem::take(&mut head.headers) };
-    let first = attempt(conn, route, color, &head, headers, body, start, replay.is_none()).await;
+    let first = attempt(conn, route, color, &head, headers, body, start, replay.is_none(), &mut in_flight).await;
     let out = match (first, replay) {
         (Attempt::Retryable(rec), Some(bytes)) if stats.try_retry(policy.retry.budget) => {
             rec.finish(None);
             let headers = std::mem::take(&mut head.headers);
-            attempt(conn, route, Color::Blue, &head, headers, RequestBody::full(bytes), start, true).await
+            attempt(conn, route, Color::Blue, &head, headers, RequestBody::full(bytes), start, true, &mut in_flight)
+                .await
         }
         (first, _) => first,
     };
     match out {
         Attempt::Done(resp, up) => finish_upgrade(resp, client_upgrade, up),
-        Attempt::Retryable(mut rec) => {
-            // No retry after all (budget spent): this attempt was the last, so it releases the
-            // service's in-flight gauge.
-            rec.last_attempt = true;
+        Attempt::Retryable(rec) => {
+            // No retry after all (budget spent); `in_flight` is released when this returns.
             let e = rec.sample.error;
             let status = rec.sample.status;
             rec.finish(None);
@@ -203,11 +201,11 @@ async fn attempt(
     body: RequestBody,
     start: Instant,
     last: bool,
+    in_flight: &mut Option<InFlight>,
 ) -> Attempt {
     let stats = &route.stats;
     let Some(ep) = route.pool(color).pick().cloned() else {
         // Load shedding, not an upstream failure: nothing is charged to the color.
-        stats.in_flight.decrement(1.0);
         return Attempt::Done(respond::error_response(&ProxyError::Saturated, &route.name), None);
     };
     stats.started(color);
@@ -226,7 +224,7 @@ async fn attempt(
             compliance: None,
         },
         start,
-        last_attempt: last,
+        in_flight: None,
         green_slot: (color == Color::Green).then(|| stats.green_inflight.enter()),
     };
     let mut up = Request::new(body);
@@ -242,16 +240,16 @@ async fn attempt(
             if let Some(too_large) = client::is_client_body_error(&e) {
                 // The client's fault, not the upstream's: do not count it against the color.
                 rec.sample.status = if too_large { 413 } else { 400 };
-                rec.last_attempt = true;
+                rec.in_flight = in_flight.take();
                 rec.finish(None);
                 let err =
                     if too_large { ProxyError::BodyTooLarge } else { ProxyError::BadRequest("request body failed") };
                 return Attempt::Done(respond::error_response(&err, &route.name), None);
             }
             let kind = client::classify(&e);
-            return fail(route, pool, rec, kind, &e.to_string(), last);
+            return fail(route, pool, rec, kind, &e.to_string(), last, in_flight);
         }
-        Err(_) => return fail(route, pool, rec, UpstreamErrorKind::Timeout, "response timeout", last),
+        Err(_) => return fail(route, pool, rec, UpstreamErrorKind::Timeout, "response timeout", last, in_flight),
     };
     let status = resp.status().as_u16();
     rec.sample.status = status;
@@ -264,8 +262,8 @@ async fn attempt(
     if !last && route.policy.retry.on.contains(&status) {
         return Attempt::Retryable(rec);
     }
-    // From here the response goes to the client: this attempt is the request's last.
-    rec.last_attempt = true;
+    // From here the response goes to the client: it holds the request's in-flight unit.
+    rec.in_flight = in_flight.take();
     let upstream_upgrade = (status == 101).then(|| hyper::upgrade::on(&mut resp));
     if status != 101 {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -286,6 +284,7 @@ fn fail(
     kind: UpstreamErrorKind,
     msg: &str,
     last: bool,
+    in_flight: &mut Option<InFlight>,
 ) -> Attempt {
     pool.report_failure(&rec.endpoint);
     rec.sample.error = Some(kind);
@@ -293,6 +292,7 @@ fn fail(
     if !last {
         return Attempt::Retryable(rec);
     }
+    rec.in_flight = in_flight.take();
     rec.finish(None);
     Attempt::Done(respond::error_response(&upstream_err(kind, "upstream failed"), &route.name), None)
 }

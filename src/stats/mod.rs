@@ -81,6 +81,25 @@ impl ColorHandles {
     }
 }
 
+/// One unit of `switchyard_in_flight_requests`, released when dropped. A request owns exactly
+/// one from arrival until its response body ends (or the response is synthetic), whatever path
+/// it takes through retries and errors.
+pub struct InFlight(Arc<ServiceStats>);
+
+impl InFlight {
+    /// Counts a request in.
+    pub fn enter(stats: &Arc<ServiceStats>) -> InFlight {
+        stats.in_flight.increment(1.0);
+        InFlight(stats.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.decrement(1.0);
+    }
+}
+
 /// Hot-path statistics of one service; lives as long as the service exists across reloads.
 pub struct ServiceStats {
     /// Service identity.
