@@ -19,7 +19,7 @@ use switchyard::upstream::Pool;
 use switchyard::Color;
 
 fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
-    let pool = |c, a: &str| Arc::new(Pool::new(c, &[a.parse().unwrap()], None, 5, Duration::from_secs(10)));
+    let pool = |c, a: &str| Arc::new(Pool::new(c, &[a.parse().unwrap()], 5, Duration::from_secs(10)));
     Route {
         key: ServiceKey(1),
         name: "auth".into(),

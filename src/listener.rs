@@ -61,11 +61,6 @@ impl Listener {
         stop.cancel();
         let _ = done.await;
     }
-
-    /// Stop without waiting.
-    pub fn stop(&self) {
-        self.stop.cancel();
-    }
 }
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

@@ -143,7 +143,7 @@ impl Controller {
                 prev.clone()
             }
             _ => {
-                let pool = Pool::new(c, &p.endpoints, p.release.clone(), cfg.limits.eject_after, cfg.limits.eject_for)
+                let pool = Pool::new(c, &p.endpoints, cfg.limits.eject_after, cfg.limits.eject_for)
                     .with_max_in_flight(cfg.limits.max_in_flight_per_endpoint);
                 Arc::new(match tls[c.index()].take() {
                     Some(client) => pool.with_tls_client(client),

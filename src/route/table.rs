@@ -137,11 +137,6 @@ impl Router {
         self.table.load()
     }
 
-    /// The current snapshot as an owned `Arc`.
-    pub fn snapshot(&self) -> Arc<RouteTable> {
-        self.table.load_full()
-    }
-
     /// Replaces the table. Only the control loop calls this.
     pub fn store(&self, table: RouteTable) {
         self.table.store(Arc::new(table));

@@ -5,7 +5,6 @@
 
 use super::{HashCheck, Sample, SampleKind};
 use crate::route::ServiceKey;
-use crate::Color;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -306,15 +305,11 @@ impl WindowHandle {
     }
 }
 
-/// Index helper for `[blue, green]` arrays.
-pub fn of(m: &[Measurement; 2], c: Color) -> &Measurement {
-    &m[c.index()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::UpstreamErrorKind;
+    use crate::Color;
 
     fn sample(color: Color, status: u16, ms: u64) -> Sample {
         Sample {

@@ -66,8 +66,6 @@ pub struct Pool {
     pub color: Color,
     /// Endpoints, never empty (config validation guarantees it).
     pub endpoints: Box<[Arc<Endpoint>]>,
-    /// Release label.
-    pub release: Option<Arc<str>>,
     rr: AtomicUsize,
     eject_after: u32,
     eject_for: Duration,
@@ -79,17 +77,10 @@ pub struct Pool {
 
 impl Pool {
     /// Builds a pool; `eject_after` consecutive failures eject an endpoint for `eject_for`.
-    pub fn new(
-        color: Color,
-        endpoints: &[Authority],
-        release: Option<Arc<str>>,
-        eject_after: u32,
-        eject_for: Duration,
-    ) -> Self {
+    pub fn new(color: Color, endpoints: &[Authority], eject_after: u32, eject_for: Duration) -> Self {
         Pool {
             color,
             endpoints: endpoints.iter().cloned().map(|a| Arc::new(Endpoint::new(a))).collect(),
-            release,
             rr: AtomicUsize::new(0),
             eject_after: eject_after.max(1),
             eject_for,
@@ -171,7 +162,7 @@ mod tests {
 
     fn pool(n: usize) -> Pool {
         let eps: Vec<Authority> = (0..n).map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap()).collect();
-        Pool::new(Color::Blue, &eps, None, 3, Duration::from_secs(10))
+        Pool::new(Color::Blue, &eps, 3, Duration::from_secs(10))
     }
 
     #[test]
