@@ -514,10 +514,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts the real binary on `config`, logging to `log`, and waits for `/readyz`.
 async fn run_binary(config: &Path, log: &Path, admin: SocketAddr) -> Proc {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();

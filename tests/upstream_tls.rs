@@ -12,10 +12,6 @@ fn ca() -> (rcgen::Certificate, KeyPair) {
     (p.self_signed(&key).unwrap(), key)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn setup(name: &str, trust_right_ca: bool) -> (switchyard::app::App, Mocks, Env) {
     let m = Mocks::start(name).await;
     let env = Env::new(FAST, "");

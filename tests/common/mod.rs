@@ -76,6 +76,11 @@ impl Env {
 /// Fast control settings: 100 ms interval, window of 2 intervals.
 pub const FAST: &str = "interval = \"100ms\"\nwindow = \"200ms\"\nmin_samples = 20";
 
+/// A port that was free a moment ago (for configs and binaries that need a concrete port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(10)).build().unwrap()
 }
