@@ -132,10 +132,13 @@ pin_project! {
     /// Body returned to the client.
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
-        /// Streamed from the upstream; records the exchange when it ends or is dropped.
+        /// Streamed from the upstream; records the exchange when it ends or is dropped, and
+        /// hands the connection back to its endpoint's keep-alive pool only when the body was
+        /// read to its end (a half-read connection cannot carry another request).
         Upstream {
             #[pin] inner: Incoming,
             rec: Option<Recording>,
+            conn: Option<crate::upstream::client::Sender>,
         },
         /// Synthetic (errors, admin).
         Full {
@@ -162,9 +165,10 @@ impl ResponseBody {
         ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
     }
 
-    /// A streamed upstream body that records on completion.
-    pub fn upstream(inner: Incoming, rec: Recording) -> Self {
-        ResponseBody::Upstream { inner, rec: Some(rec) }
+    /// A streamed upstream body that records on completion and then returns `conn` (the
+    /// connection it arrives on) to the endpoint's pool.
+    pub fn upstream(inner: Incoming, rec: Recording, conn: Option<crate::upstream::client::Sender>) -> Self {
+        ResponseBody::Upstream { inner, rec: Some(rec), conn }
     }
 }
 
@@ -174,11 +178,18 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { inner, rec } => {
-                let r = ready!(inner.poll_frame(cx));
+            ResponseBodyProj::Upstream { mut inner, rec, conn } => {
+                let r = ready!(inner.as_mut().poll_frame(cx));
                 match &r {
-                    None => {
+                    // The last frame of a sized body already ends the exchange: hyper stops
+                    // polling a body once its Content-Length is written, so waiting for `None`
+                    // would miss the end (and the chance to reuse the connection).
+                    Some(Ok(_)) if !inner.is_end_stream() => {}
+                    None | Some(Ok(_)) => {
                         if let Some(rec) = rec.take() {
+                            if let Some(tx) = conn.take() {
+                                rec.endpoint.idle.put(tx);
+                            }
                             rec.finish(None);
                         }
                     }
@@ -187,7 +198,6 @@ impl Body for ResponseBody {
                             rec.finish(Some(UpstreamErrorKind::Reset));
                         }
                     }
-                    Some(Ok(_)) => {}
                 }
                 Poll::Ready(r)
             }
@@ -198,7 +208,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             // Report the end only through poll_frame so the recording always runs there.
-            ResponseBody::Upstream { rec, inner } => rec.is_none() && inner.is_end_stream(),
+            ResponseBody::Upstream { rec, inner, .. } => rec.is_none() && inner.is_end_stream(),
             ResponseBody::Full { data } => data.is_none(),
         }
     }

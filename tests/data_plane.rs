@@ -5,6 +5,8 @@
 //! - `failures`: 502/504 error bodies, passive ejection and active health checks with recovery.
 //! - `wire`: hop-by-hop stripping and forwarded headers, a 256 MiB streamed upload (the 1 GiB
 //!   case is left to the load tests: it only adds run time), Upgrade tunnelling, malformed requests.
+//! - `pooling`: upstream keep-alive reuse, bounded by concurrency; a stale pooled connection
+//!   never fails a request.
 //! - `protocols`: h2c with prior knowledge, TLS with ALPN h2 and http/1.1, `min_version = "1.3"`.
 //! - `lifecycle`: graceful drain of the real binary on SIGTERM, `/metrics` counts.
 
@@ -14,6 +16,8 @@ mod common;
 mod failures;
 #[path = "data_plane/lifecycle.rs"]
 mod lifecycle;
+#[path = "data_plane/pooling.rs"]
+mod pooling;
 #[path = "data_plane/protocols.rs"]
 mod protocols;
 #[path = "data_plane/routing.rs"]

@@ -10,7 +10,6 @@ use crate::error::{ProxyError, UpstreamErrorKind};
 use crate::route::{Route, Router, ServiceKey};
 use crate::stats::{HashCheck, InFlight, Sample, SampleKind};
 use crate::upstream::client::{self, UpstreamClient};
-use crate::upstream::Endpoint;
 use crate::Color;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
@@ -230,11 +229,17 @@ async fn attempt(
     let mut up = Request::new(body);
     *up.method_mut() = head.method.clone();
     let pool = route.pool(color);
-    *up.uri_mut() = upstream_uri(&ep, &head.uri, pool.tls_client.as_ref().is_some_and(|c| c.is_tls()));
+    *up.uri_mut() = origin_form(&head.uri);
     *up.headers_mut() = headers;
+    if !up.headers().contains_key(header::HOST) {
+        // Only an HTTP/1.0 client without Host gets here; name the endpoint, as curl would.
+        if let Ok(v) = HeaderValue::from_str(ep.authority.as_str()) {
+            up.headers_mut().insert(header::HOST, v);
+        }
+    }
     let upstream = pool.tls_client.as_ref().unwrap_or(&conn.svc.client);
-    let result = tokio::time::timeout(route.policy.response_timeout, upstream.request(up)).await;
-    let mut resp = match result {
+    let result = tokio::time::timeout(route.policy.response_timeout, upstream.send(&ep, up)).await;
+    let (mut resp, upstream_conn) = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             if let Some(too_large) = client::is_client_body_error(&e) {
@@ -274,7 +279,7 @@ async fn attempt(
         let r = Response::from_parts(parts, ResponseBody::full(Bytes::new()));
         return Attempt::Done(r, upstream_upgrade);
     }
-    Attempt::Done(Response::from_parts(parts, ResponseBody::upstream(incoming, rec)), None)
+    Attempt::Done(Response::from_parts(parts, ResponseBody::upstream(incoming, rec, Some(upstream_conn))), None)
 }
 
 fn fail(
@@ -314,14 +319,13 @@ fn inspect_constitutional(conn: &ConnCtx, route: &Route, color: Color, h: &http:
     }
 }
 
-fn upstream_uri(ep: &Endpoint, orig: &Uri, tls: bool) -> Uri {
-    // From parts rather than the builder: no scheme string to parse, no re-validation.
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(if tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
-    parts.authority = Some(ep.authority.clone());
-    parts.path_and_query =
-        Some(orig.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
-    Uri::from_parts(parts).expect("scheme, authority and path are all set")
+/// The request target sent upstream: origin-form (`/path?query`), which is what an HTTP/1.1
+/// origin server expects from a gateway (RFC 9112 §3.2.1); the endpoint is named by `Host`.
+fn origin_form(orig: &Uri) -> Uri {
+    match orig.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
 }
 
 /// Splices the client's and the upstream's upgraded connections together.

@@ -32,7 +32,8 @@ pub struct HealthTarget {
 
 /// Spawns the probe loop; it stops when `stop` is cancelled.
 pub fn spawn(t: HealthTarget, stop: CancellationToken) {
-    // Probes get their own pool of connections; TLS pools use the pool's verified client.
+    // Each probe opens its own connection (as HAProxy's checks do): it proves a new connection
+    // can be made and never touches the request path's pooled ones. TLS pools use their client.
     let plain = super::client::plain(t.cfg.timeout);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(t.cfg.interval);
@@ -72,10 +73,11 @@ async fn probe(client: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &http
         hash: HashCheck::NotChecked,
         compliance: None,
     };
-    let scheme = if pool.tls_client.as_ref().is_some_and(|c| c.is_tls()) { "https" } else { "http" };
-    let uri = format!("{scheme}://{ep}{}", t.cfg.path);
-    let req = http::Request::get(uri).body(RequestBody::full(Bytes::new())).expect("valid probe request");
-    match tokio::time::timeout(t.cfg.timeout, client.request(req)).await {
+    let req = http::Request::get(&*t.cfg.path)
+        .header(http::header::HOST, ep.as_str())
+        .body(RequestBody::full(Bytes::new()))
+        .expect("valid probe request");
+    match tokio::time::timeout(t.cfg.timeout, client.send_once(ep, req)).await {
         Ok(Ok(r)) => {
             s.status = r.status().as_u16();
             let ok = r.headers().get(&t.expected_hash.0).is_some_and(|v| v.as_bytes() == t.expected_hash.1.as_bytes());

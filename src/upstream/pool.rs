@@ -22,6 +22,8 @@ pub struct Endpoint {
     healthy: AtomicBool,
     /// Requests currently outstanding on this endpoint.
     pub in_flight: AtomicU32,
+    /// Keep-alive connections to it, ready for the next request.
+    pub idle: crate::upstream::client::IdleConns,
 }
 
 impl Endpoint {
@@ -32,6 +34,7 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
+            idle: Default::default(),
         }
     }
 
