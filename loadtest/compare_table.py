@@ -38,7 +38,8 @@ def ratio(a, b, digits=2):
 modes = sorted({s["mode"] for s in samples}, key=lambda m: m != "pinned")
 targets = [t for t in ["direct", "switchyard", "nginx", "haproxy"] if any(s["target"] == t for s in samples)]
 busy = [s for s in samples if s["busy"]]
-print(f"Run {meta['date']} · {meta['nproc']} cores · {meta['cpu']} · load average before start {meta['loadavg_before']}")
+print(f"Run {meta['date']} · {meta['nproc']} cores · {meta['cpu']} · load average before start {meta['loadavg_before']}"
+      + f" · {meta.get('workers', 1)} worker(s) per proxy")
 print(f"Calibration (direct, 2 s): {cal[0]['rps']:,.0f} req/s, foreign CPU {cal[0]['foreign_cores']} cores"
       + (" — BUSY MACHINE" if cal[0]["busy"] else ""))
 print(f"{len(samples)} samples, {len(busy)} flagged busy (foreign CPU above threshold) and left out of the medians"

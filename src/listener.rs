@@ -182,9 +182,19 @@ async fn serve_io<I>(
 /// that connects and sends nothing (or a partial preface) would hold a connection slot forever.
 /// This closes that gap for the first request; later ones are covered by hyper (HTTP/1) and the
 /// HTTP/2 keep-alive pings.
+///
+/// The connection's `select!` polls this on every wake-up of the connection, i.e. several
+/// times per request: once a request has been seen it answers `Pending` after one atomic
+/// load instead of polling the timer (the timer still fires once, as a spurious wake-up).
 async fn first_request_deadline(first: &AtomicBool, timeout: Duration) {
-    tokio::time::sleep(timeout).await;
-    if first.load(Ordering::Relaxed) {
-        std::future::pending::<()>().await;
-    }
+    use std::future::Future as _;
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(sleep);
+    std::future::poll_fn(|cx| {
+        if first.load(Ordering::Relaxed) {
+            return std::task::Poll::Pending;
+        }
+        sleep.as_mut().poll(cx)
+    })
+    .await
 }

@@ -60,7 +60,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if present & 1 != 0 {
         // Names listed in `Connection` beyond the fixed set (`Connection: x-secret`); the Vec
-        // allocates only when there is one.
+        // allocates only when there is one. Fixed names (`upgrade` among them) are left to the
+        // loop below, which keeps the upgrade pair when tunnelling.
         let mut named: Vec<HeaderName> = Vec::new();
         for v in headers.get_all(header::CONNECTION) {
             for t in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -68,7 +69,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                     continue;
                 }
                 if let Ok(n) = HeaderName::from_bytes(t) {
-                    if !HOP_BY_HOP.contains(&n) && !(keep_upgrade && n == header::UPGRADE) {
+                    if !HOP_BY_HOP.contains(&n) {
                         named.push(n);
                     }
                 }
