@@ -148,9 +148,17 @@ pin_project! {
 
     impl PinnedDrop for ResponseBody {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before the end: the client went away; not the upstream's fault.
-            if let ResponseBodyProj::Upstream { rec, .. } = this.project() {
+            if let ResponseBodyProj::Upstream { inner, rec, conn } = this.project() {
                 if let Some(r) = rec.take() {
+                    // hyper drops a body without polling it when there is nothing to write (HEAD,
+                    // 204, 304, `Content-Length: 0`): the exchange is complete and the connection
+                    // reusable. Otherwise the client went away mid-body (not the upstream's
+                    // fault) and the half-read connection is closed with `conn`.
+                    if inner.is_end_stream() {
+                        if let Some(tx) = conn.take() {
+                            r.endpoint.idle.put(tx);
+                        }
+                    }
                     r.finish(None);
                 }
             }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Serves `GET` requests with `200 ok`; counts accepted connections that carried a request to a
+/// Serves `GET` with `200 ok`, `HEAD` with the same head and no body, and paths ending in
+/// `/204` with `204 No Content`; counts accepted connections that carried a request to a
 /// path under `/pool` (health probes go elsewhere). `close_after_one`: the upstream closes every
 /// connection right after its first response, without announcing it (`Connection: close`), as
 /// an upstream whose keep-alive timeout just fired does.
@@ -41,7 +42,13 @@ async fn counting_upstream(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsiz
                             counted = true;
                             counter.fetch_add(1, Ordering::SeqCst);
                         }
-                        let resp = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-switchyard-mock: raw\r\n\r\nok";
+                        let resp: &[u8] = if head.starts_with("HEAD ") {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-switchyard-mock: raw\r\n\r\n"
+                        } else if head.split(' ').nth(1).is_some_and(|p| p.ends_with("/204")) {
+                            b"HTTP/1.1 204 No Content\r\nx-switchyard-mock: raw\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-switchyard-mock: raw\r\n\r\nok"
+                        };
                         if s.write_all(resp).await.is_err() || close_after_one {
                             return;
                         }
@@ -112,5 +119,25 @@ async fn a_pooled_connection_the_upstream_closed_never_fails_a_request() {
         }
     }
     assert_eq!(conns.load(Ordering::SeqCst), 60, "every request needed a new connection");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_keep_their_connection_reusable() {
+    // HEAD, 204: hyper never polls an empty body, so the exchange ends when the body is dropped.
+    let (up, conns) = counting_upstream(false).await;
+    let f = fixture("dp_pool_bodiless", up).await;
+    let c = client();
+    for i in 0..30 {
+        let r = match i % 3 {
+            0 => c.head(format!("http://{}/pool/{i}", f.addr)).send().await.unwrap(),
+            1 => c.get(format!("http://{}/pool/{i}/204", f.addr)).send().await.unwrap(),
+            _ => c.get(format!("http://{}/pool/{i}", f.addr)).send().await.unwrap(),
+        };
+        let want = if i % 3 == 1 { 204 } else { 200 };
+        assert_eq!(r.status().as_u16(), want, "request {i}");
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "HEAD, 204 and GET alternating should share one upstream connection");
     f.stop().await;
 }
