@@ -87,6 +87,18 @@ cpu_ticks() {
   echo "$sum"
 }
 
+# cpu_ticks_split PID...: "UTIME STIME" in clock ticks, each summed over the pids.
+cpu_ticks_split() {
+  local u=0 s=0 p f
+  for p in "$@"; do
+    f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    f=${f##*) }
+    set -- $f
+    u=$((u + ${12})) s=$((s + ${13}))
+  done
+  echo "$u $s"
+}
+
 # Busy jiffies of the whole machine (everything but idle and iowait).
 machine_busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 
