@@ -35,6 +35,17 @@ def ratio(a, b, digits=2):
     return "–" if a is None or b in (None, 0) else f"{a / b:.{digits}f}×"
 
 
+def paired(mode, kind, field, other):
+    """Switchyard / other within each repetition where neither sample was busy."""
+    out = []
+    for rep in sorted({s["rep"] for s in samples}):
+        pick = {t: [s for s in samples if (s["mode"], s["target"], s["kind"], s["rep"]) == (mode, t, kind, rep)]
+                for t in ("switchyard", other)}
+        if all(len(v) == 1 and not v[0]["busy"] and v[0].get(field) for v in pick.values()):
+            out.append(pick["switchyard"][0][field] / pick[other][0][field])
+    return out
+
+
 modes = sorted({s["mode"] for s in samples}, key=lambda m: m != "pinned")
 targets = [t for t in ["direct", "switchyard", "nginx", "haproxy"] if any(s["target"] == t for s in samples)]
 busy = [s for s in samples if s["busy"]]
@@ -78,6 +89,20 @@ for mode in modes:
         (f"{rss[t] / 1024:.1f}" if t in rss else "–") for t in targets)
         + f" | {ratio(rss.get('switchyard'), rss.get('nginx'))} | {ratio(rss.get('switchyard'), rss.get('haproxy'))} |")
     print()
+    paired_lines = []
+    for label, kind, field in (("max throughput", "closed", "rps"), ("requests per proxy CPU-second", "closed", "req_per_cpu_s")):
+        parts = []
+        for other, name in (("nginx", "SY/nginx"), ("haproxy", "SY/HAProxy")):
+            r = paired(mode, kind, field, other)
+            if r:
+                parts.append(f"{name} {statistics.median(r):.2f}× ({', '.join(f'{x:.2f}' for x in r)})")
+        if parts:
+            paired_lines.append(f"- {label}: " + "; ".join(parts))
+    if paired_lines:
+        print("Paired ratios, one per repetition (Switchyard and the other proxy measured within a minute of each other in the")
+        print("same repetition; their median is less exposed to drift over the run than the ratio of medians):")
+        print("\n".join(paired_lines))
+        print()
 
 print("Targets (pinned):")
 def v(kind, field, t):
