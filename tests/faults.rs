@@ -5,10 +5,10 @@
 //! control loop still rolls back.
 
 mod common;
+use common::Fixture as Fx;
 use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard::app::App;
 use switchyard::mock_upstream::{Fault, MockPatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -16,13 +16,6 @@ use tokio::net::TcpListener;
 const LIMITS: &str =
     "[limits]\nresponse_timeout = \"300ms\"\nconnect_timeout = \"200ms\"\neject_after = 3\neject_for = \"500ms\"";
 const RETRY: &str = "retry = { on = [502, 503], budget = 0.2 }";
-
-struct Fx {
-    mocks: Mocks,
-    _env: Env,
-    app: App,
-    addr: SocketAddr,
-}
 
 impl Fx {
     async fn start(name: &str, control: &str, weight: f64, extra: &str) -> Fx {
@@ -36,10 +29,7 @@ impl Fx {
             "{LIMITS}\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {weight}\n\
              health = {{ interval = \"100ms\", timeout = \"200ms\" }}\n{extra}\n{pools}"
         );
-        let env = Env::new(control, &body);
-        let app = env.start().await;
-        let addr = app.service_addr(name).unwrap();
-        Fx { mocks, _env: env, app, addr }
+        Fx::launch(mocks, name, control, &body).await
     }
 
     /// Sum of the samples of `metric` whose labels contain every `labels` pair.
@@ -51,12 +41,6 @@ impl Fx {
             .filter(|l| labels.iter().all(|p| l.contains(p)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
-    }
-
-    async fn stop(self) {
-        self.app.shutdown().await;
-        self.mocks.blue.shutdown().await;
-        self.mocks.green.shutdown().await;
     }
 }
 

@@ -3,45 +3,29 @@
 //! that a normal request on a fresh connection still succeeds (nothing else was hurt).
 
 mod common;
+use common::Fixture as Fx;
 use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard::app::App;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// A service in front of real mocks with the given `[limits]` lines.
-struct Fx {
-    mocks: Mocks,
-    _env: Env,
-    app: App,
-    addr: SocketAddr,
-}
-
 impl Fx {
+    /// A service in front of real mocks with the given `[limits]` lines, green at 0 %.
     async fn start(name: &str, limits: &str) -> Fx {
         let mocks = Mocks::start(name).await;
         let body = format!(
             "[limits]\n{limits}\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 0\n{}",
             mocks.pools("r1")
         );
-        let env = Env::new("", &body);
-        let app = env.start().await;
-        let addr = app.service_addr(name).unwrap();
-        Fx { mocks, _env: env, app, addr }
+        Fx::launch(mocks, name, "", &body).await
     }
 
     /// A normal request on a new connection still gets a 200 from blue.
     async fn still_serves(&self) {
         let (s, who) = get(&client(), self.addr, "/").await;
         assert_eq!((s, who.ends_with("-blue")), (200, true), "a normal request after the hostile one");
-    }
-
-    async fn stop(self) {
-        self.app.shutdown().await;
-        self.mocks.blue.shutdown().await;
-        self.mocks.green.shutdown().await;
     }
 }
 

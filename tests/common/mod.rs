@@ -73,6 +73,34 @@ impl Env {
     }
 }
 
+/// A running app in front of one service's real mocks: what most integration tests start
+/// from. Each test file adds constructors for its own config shape in an `impl Fixture` block.
+pub struct Fixture {
+    pub mocks: Mocks,
+    /// Holds the temp dir (config and state) for the fixture's lifetime.
+    pub _env: Env,
+    pub app: App,
+    pub addr: SocketAddr,
+}
+
+impl Fixture {
+    /// Writes the config (`control` lines in `[control]`, then `body`), starts the app and finds
+    /// service `name`'s listener.
+    pub async fn launch(mocks: Mocks, name: &str, control: &str, body: &str) -> Fixture {
+        let env = Env::new(control, body);
+        let app = env.start().await;
+        let addr = app.service_addr(name).expect("service is listening");
+        Fixture { mocks, _env: env, app, addr }
+    }
+
+    /// Stops the app and both mocks.
+    pub async fn stop(self) {
+        self.app.shutdown().await;
+        self.mocks.blue.shutdown().await;
+        self.mocks.green.shutdown().await;
+    }
+}
+
 /// Fast control settings: 100 ms interval, window of 2 intervals.
 pub const FAST: &str = "interval = \"100ms\"\nwindow = \"200ms\"\nmin_samples = 20";
 

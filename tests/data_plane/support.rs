@@ -1,7 +1,8 @@
 //! Helpers for the data-plane tests: one-service fixtures, raw HTTP/1.1 over a `TcpStream`,
 //! Prometheus text parsing and bounded async polling.
 
-use crate::common::{Env, Mocks};
+pub use crate::common::Fixture;
+use crate::common::Mocks;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,15 +16,6 @@ pub const QUIET: &str = "";
 
 /// The force header used throughout.
 pub const FORCE: &str = "x-switchyard-color";
-
-/// A service with real mocks behind a real in-process app.
-pub struct Fixture {
-    pub mocks: Mocks,
-    /// Holds the temp dir (config and state) for the fixture's lifetime.
-    pub _env: Env,
-    pub app: App,
-    pub addr: SocketAddr,
-}
 
 impl Fixture {
     /// Starts mocks `NAME-blue`/`NAME-green` and one service `NAME` listening on port 0.
@@ -43,11 +35,8 @@ impl Fixture {
         extra: &str,
         pools: &str,
     ) -> Fixture {
-        let env =
-            Env::new(control, &format!("[limits]\n{limits}\n{}", service_toml(name, "127.0.0.1:0", extra, pools)));
-        let app = env.start().await;
-        let addr = app.service_addr(name).expect("service is listening");
-        Fixture { mocks, _env: env, app, addr }
+        let body = format!("[limits]\n{limits}\n{}", service_toml(name, "127.0.0.1:0", extra, pools));
+        Fixture::launch(mocks, name, control, &body).await
     }
 
     /// Sets the green weight through the admin API and checks it was accepted.
@@ -59,13 +48,6 @@ impl Fixture {
         )
         .await;
         assert_eq!(status, 200, "weight change refused: {body}");
-    }
-
-    /// Stops the app and the mocks.
-    pub async fn stop(self) {
-        self.app.shutdown().await;
-        self.mocks.blue.shutdown().await;
-        self.mocks.green.shutdown().await;
     }
 }
 
