@@ -175,8 +175,8 @@ impl ResponseBody {
 
     /// A streamed upstream body that records on completion and then returns `conn` (the
     /// connection it arrives on) to the endpoint's pool.
-    pub fn upstream(inner: Incoming, rec: Recording, conn: Option<crate::upstream::client::Sender>) -> Self {
-        ResponseBody::Upstream { inner, rec: Some(rec), conn }
+    pub fn upstream(inner: Incoming, rec: Recording, conn: crate::upstream::client::Sender) -> Self {
+        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn) }
     }
 }
 

@@ -279,7 +279,7 @@ async fn attempt(
         let r = Response::from_parts(parts, ResponseBody::full(Bytes::new()));
         return Attempt::Done(r, upstream_upgrade);
     }
-    Attempt::Done(Response::from_parts(parts, ResponseBody::upstream(incoming, rec, Some(upstream_conn))), None)
+    Attempt::Done(Response::from_parts(parts, ResponseBody::upstream(incoming, rec, upstream_conn)), None)
 }
 
 fn fail(

@@ -103,14 +103,8 @@ impl IdleConns {
         }
     }
 
-    /// Idle connections held now (status and tests).
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
