@@ -64,9 +64,15 @@ pub enum UpstreamError {
 }
 
 /// Keep-alive connections of one endpoint, most recently used last.
-#[derive(Default)]
 pub struct IdleConns {
     conns: Mutex<Vec<(Sender, u64)>>,
+    idle_timeout_ms: u64,
+}
+
+impl Default for IdleConns {
+    fn default() -> Self {
+        IdleConns { conns: Mutex::default(), idle_timeout_ms: IDLE_TIMEOUT_MS }
+    }
 }
 
 impl std::fmt::Debug for IdleConns {
@@ -80,10 +86,7 @@ impl IdleConns {
     pub fn take(&self) -> Option<Sender> {
         let now = now_ms();
         let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        let expired = v.iter().take_while(|(_, t)| now.saturating_sub(*t) >= IDLE_TIMEOUT_MS).count();
-        if expired > 0 {
-            v.drain(..expired);
-        }
+        self.drop_expired(&mut v, now);
         while let Some((tx, _)) = v.pop() {
             if !tx.is_closed() {
                 return Some(tx);
@@ -100,6 +103,23 @@ impl IdleConns {
         let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         if v.len() < MAX_IDLE {
             v.push((tx, now_ms()));
+        }
+    }
+
+    /// Closes connections idle longer than the idle timeout and forgets closed ones. The health
+    /// loop calls it every interval, so idle connections close even when traffic has stopped
+    /// (after a rollback green gets none) rather than only at the next checkout.
+    pub fn reap(&self) {
+        let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        self.drop_expired(&mut v, now_ms());
+        v.retain(|(tx, _)| !tx.is_closed());
+    }
+
+    /// The oldest are at the front: drop the prefix past the timeout.
+    fn drop_expired(&self, v: &mut Vec<(Sender, u64)>, now: u64) {
+        let expired = v.iter().take_while(|(_, t)| now.saturating_sub(*t) >= self.idle_timeout_ms).count();
+        if expired > 0 {
+            v.drain(..expired);
         }
     }
 
@@ -274,5 +294,55 @@ pub fn classify(e: &UpstreamError) -> UpstreamErrorKind {
         UpstreamErrorKind::Protocol
     } else {
         UpstreamErrorKind::Reset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A real HTTP/1.1 client connection to a listener that accepts and holds (or drops) it.
+    async fn connection(listener: &TcpListener) -> (Sender, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let tx = handshake(TokioIo::new(client.unwrap())).await.unwrap();
+        (tx, server.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn reaping_closes_connections_idle_past_the_timeout_and_keeps_fresh_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let idle = IdleConns { conns: Mutex::default(), idle_timeout_ms: 50 };
+        let (old, _s1) = connection(&listener).await;
+        idle.put(old);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let (fresh, _s2) = connection(&listener).await;
+        idle.put(fresh);
+        idle.reap();
+        assert_eq!(idle.len(), 1, "the connection idle for 80 ms goes, the fresh one stays");
+        assert!(idle.take().is_some());
+        assert!(idle.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn connections_the_upstream_closed_are_forgotten() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let idle = IdleConns::default();
+        let (tx, server_side) = connection(&listener).await;
+        idle.put(tx);
+        drop(server_side);
+        // The connection task sees EOF and closes; bounded wait for it.
+        let mut closed = false;
+        for _ in 0..100 {
+            idle.reap();
+            if idle.len() == 0 {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(closed, "a connection closed by the upstream is dropped from the pool within 1 s");
+        assert!(idle.take().is_none());
     }
 }

@@ -54,6 +54,7 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
                     }
                     ep.set_healthy(ok);
                     t.stats.record(s);
+                    ep.idle.reap();
                 }
             }
         }
