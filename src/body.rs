@@ -114,6 +114,15 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// The response was read to its end: hand `conn` (the connection it came on) back to the
+    /// endpoint's keep-alive pool, then record the exchange.
+    pub fn finish_exchange(self, conn: Option<crate::upstream::client::Sender>) {
+        if let Some(tx) = conn {
+            self.endpoint.idle.put(tx);
+        }
+        self.finish(None);
+    }
+
     /// Records the exchange now.
     pub fn finish(mut self, error: Option<UpstreamErrorKind>) {
         self.sample.latency_us = self.start.elapsed().as_micros() as u64;
@@ -154,12 +163,7 @@ pin_project! {
                     // 204, 304, `Content-Length: 0`): the exchange is complete and the connection
                     // reusable. Otherwise the client went away mid-body (not the upstream's
                     // fault) and the half-read connection is closed with `conn`.
-                    if inner.is_end_stream() {
-                        if let Some(tx) = conn.take() {
-                            r.endpoint.idle.put(tx);
-                        }
-                    }
-                    r.finish(None);
+                    r.finish_exchange(if inner.is_end_stream() { conn.take() } else { None });
                 }
             }
         }
@@ -195,10 +199,7 @@ impl Body for ResponseBody {
                     Some(Ok(_)) if !inner.is_end_stream() => {}
                     None | Some(Ok(_)) => {
                         if let Some(rec) = rec.take() {
-                            if let Some(tx) = conn.take() {
-                                rec.endpoint.idle.put(tx);
-                            }
-                            rec.finish(None);
+                            rec.finish_exchange(conn.take());
                         }
                     }
                     Some(Err(_)) => {

@@ -130,24 +130,19 @@ impl IdleConns {
 
 /// How to reach a pool's endpoints: plain TCP, or TLS verified against the pool's CA bundle.
 #[derive(Clone)]
-pub enum UpstreamClient {
-    /// Plain HTTP/1.1.
-    Plain {
-        /// `limits.connect_timeout`.
-        connect_timeout: Duration,
-    },
-    /// HTTPS with the pool's CA bundle.
-    Tls {
-        /// `limits.connect_timeout` (TCP connect plus handshake).
-        connect_timeout: Duration,
-        /// rustls client config (ALPN `http/1.1`).
-        tls: tokio_rustls::TlsConnector,
-    },
+pub struct UpstreamClient {
+    /// `limits.connect_timeout`: TCP connect plus, for TLS, the handshake.
+    connect_timeout: Duration,
+    /// rustls client config (ALPN `http/1.1`) when the pool is reached over TLS.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_tls() { "UpstreamClient::Tls" } else { "UpstreamClient::Plain" })
+        f.debug_struct("UpstreamClient")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -192,16 +187,8 @@ impl UpstreamClient {
         Ok(tx.send_request(req).await?)
     }
 
-    /// Whether requests go over TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, UpstreamClient::Tls { .. })
-    }
-
     async fn connect(&self, authority: &Authority) -> Result<Sender, UpstreamError> {
-        let timeout = match self {
-            UpstreamClient::Plain { connect_timeout } | UpstreamClient::Tls { connect_timeout, .. } => *connect_timeout,
-        };
-        tokio::time::timeout(timeout, self.connect_inner(authority))
+        tokio::time::timeout(self.connect_timeout, self.connect_inner(authority))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout(authority.clone()))?
     }
@@ -213,9 +200,9 @@ impl UpstreamClient {
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
-        match self {
-            UpstreamClient::Plain { .. } => handshake(TokioIo::new(tcp)).await,
-            UpstreamClient::Tls { tls, .. } => {
+        match &self.tls {
+            None => handshake(TokioIo::new(tcp)).await,
+            Some(tls) => {
                 let host = authority.host().trim_start_matches('[').trim_end_matches(']');
                 let name = ServerName::try_from(host.to_owned()).map_err(|e| UpstreamError::Tls {
                     authority: authority.clone(),
@@ -253,7 +240,7 @@ pub fn build(limits: &Limits) -> UpstreamClient {
 
 /// A plain client.
 pub fn plain(connect_timeout: Duration) -> UpstreamClient {
-    UpstreamClient::Plain { connect_timeout }
+    UpstreamClient { connect_timeout, tls: None }
 }
 
 /// A TLS client verifying upstream certificates against exactly the CAs in `ca` (TLS 1.2+,
@@ -261,9 +248,9 @@ pub fn plain(connect_timeout: Duration) -> UpstreamClient {
 pub fn build_tls(limits: &Limits, ca: &std::path::Path) -> Result<UpstreamClient, TlsError> {
     let mut tls = crate::tls::client_config(Some(ca))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(UpstreamClient::Tls {
+    Ok(UpstreamClient {
         connect_timeout: limits.connect_timeout,
-        tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        tls: Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
     })
 }
 
@@ -313,14 +300,15 @@ mod tests {
     #[tokio::test]
     async fn reaping_closes_connections_idle_past_the_timeout_and_keeps_fresh_ones() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let idle = IdleConns { conns: Mutex::default(), idle_timeout_ms: 50 };
+        // Generous margins: the fresh connection would only expire if this task stalled 200 ms.
+        let idle = IdleConns { conns: Mutex::default(), idle_timeout_ms: 200 };
         let (old, _s1) = connection(&listener).await;
         idle.put(old);
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let (fresh, _s2) = connection(&listener).await;
         idle.put(fresh);
         idle.reap();
-        assert_eq!(idle.len(), 1, "the connection idle for 80 ms goes, the fresh one stays");
+        assert_eq!(idle.len(), 1, "the connection idle for 300 ms goes, the fresh one stays");
         assert!(idle.take().is_some());
         assert!(idle.take().is_none());
     }
