@@ -6,26 +6,28 @@ use switchyard::app::{App, AppOptions};
 use switchyard::error::ServeError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn config_with_admin(admin: &str, m: &Mocks) -> (tempfile::TempDir, std::path::PathBuf) {
+/// Starts one service with the admin API on a non-loopback address (`0.0.0.0:0`), with or
+/// without a bearer token; returns the temp dir too so the config outlives the call.
+async fn start_with_public_admin(name: &str, token: Option<&str>) -> (tempfile::TempDir, Result<App, ServeError>) {
+    let m = Mocks::start(name).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.toml");
     let text = format!(
-        "state_dir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[[services]]\nname = \"adm\"\nlisten = \"127.0.0.1:0\"\n{}",
+        "state_dir = \"{}\"\n[admin]\nlisten = \"0.0.0.0:0\"\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n{}",
         dir.path().join("state").display(),
         m.pools("r1")
     );
     std::fs::write(&path, text).unwrap();
-    (dir, path)
+    let cfg = switchyard::config::load(&path).unwrap();
+    let mut opts = AppOptions::new(&path);
+    opts.watch = false;
+    opts.token = token.map(switchyard::admin::Token::new);
+    (dir, App::start(cfg, opts).await)
 }
 
 #[tokio::test]
 async fn admin_refuses_a_non_loopback_address_without_a_token() {
-    let m = Mocks::start("adm").await;
-    let (_dir, path) = config_with_admin("0.0.0.0:0", &m);
-    let cfg = switchyard::config::load(&path).unwrap();
-    let mut opts = AppOptions::new(&path);
-    opts.watch = false;
-    match App::start(cfg, opts).await {
+    match start_with_public_admin("adm", None).await.1 {
         Err(ServeError::Unsafe(msg)) => assert!(msg.contains("SWITCHYARD_ADMIN_TOKEN"), "{msg}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("admin bound 0.0.0.0 without a token"),
@@ -34,13 +36,8 @@ async fn admin_refuses_a_non_loopback_address_without_a_token() {
 
 #[tokio::test]
 async fn admin_binds_a_non_loopback_address_when_a_token_is_set() {
-    let m = Mocks::start("adm2").await;
-    let (_dir, path) = config_with_admin("0.0.0.0:0", &m);
-    let cfg = switchyard::config::load(&path).unwrap();
-    let mut opts = AppOptions::new(&path);
-    opts.watch = false;
-    opts.token = Some(switchyard::admin::Token::new(TOKEN));
-    let app = App::start(cfg, opts).await.expect("token makes a public admin address acceptable");
+    let (_dir, app) = start_with_public_admin("adm2", Some(TOKEN)).await;
+    let app = app.expect("token makes a public admin address acceptable");
     assert!(app.admin_addr.ip().is_unspecified());
     app.shutdown().await;
 }
@@ -53,16 +50,8 @@ fn the_token_never_appears_in_debug_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
-    let m = Mocks::start("idle").await;
-    let env = Env::new(
-        FAST,
-        &format!(
-            "[limits]\nheader_read_timeout = \"300ms\"\n[[services]]\nname = \"idle\"\nlisten = \"127.0.0.1:0\"\n{}",
-            m.pools("r1")
-        ),
-    );
-    let app = env.start().await;
-    let addr = app.service_addr("idle").unwrap();
+    let f = Fixture::one_service("idle", FAST, "header_read_timeout = \"300ms\"").await;
+    let addr = f.addr;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -81,5 +70,5 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     .await;
     assert!(closed.is_ok(), "idle keep-alive connection still open after 5 s");
     assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
-    app.shutdown().await;
+    f.stop().await;
 }

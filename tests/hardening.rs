@@ -12,16 +12,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 impl Fx {
-    /// A service in front of real mocks with the given `[limits]` lines, green at 0 %.
-    async fn start(name: &str, limits: &str) -> Fx {
-        let mocks = Mocks::start(name).await;
-        let body = format!(
-            "[limits]\n{limits}\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 0\n{}",
-            mocks.pools("r1")
-        );
-        Fx::launch(mocks, name, "", &body).await
-    }
-
     /// A normal request on a new connection still gets a 200 from blue.
     async fn still_serves(&self) {
         let (s, who) = get(&client(), self.addr, "/").await;
@@ -65,7 +55,7 @@ async fn refused(fx: &Fx, req: &[u8], want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_request_lines_and_header_bytes_get_400_and_close() {
-    let fx = Fx::start("hard_malformed", "").await;
+    let fx = Fx::one_service("hard_malformed", "", "").await;
     refused(&fx, b"GET\r\n\r\n", 400).await;
     refused(&fx, b"GET / HTTP/9.9\r\nHost: a\r\n\r\n", 400).await;
     refused(&fx, b"G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n", 400).await;
@@ -78,7 +68,7 @@ async fn malformed_request_lines_and_header_bytes_get_400_and_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_body_lengths_get_400_and_close() {
-    let fx = Fx::start("hard_lengths", "").await;
+    let fx = Fx::one_service("hard_lengths", "", "").await;
     refused(&fx, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400).await;
     refused(&fx, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\nabcd", 400).await;
     refused(&fx, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabcd", 400).await;
@@ -97,7 +87,7 @@ async fn ambiguous_body_lengths_get_400_and_close() {
 /// request behind the body is never parsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
-    let fx = Fx::start("hard_smuggle", "").await;
+    let fx = Fx::one_service("hard_smuggle", "", "").await;
     let cl_te = b"POST /__echo HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n\
 0\r\n\r\nGET /__smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let te_cl = b"POST /__echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
@@ -117,7 +107,7 @@ async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchyard_is_never_an_open_proxy() {
-    let fx = Fx::start("hard_proxy", "").await;
+    let fx = Fx::one_service("hard_proxy", "", "").await;
     refused(&fx, b"GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n", 400).await;
     refused(&fx, b"GET http://evil.example/ HTTP/1.1\r\n\r\n", 400).await;
     refused(&fx, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", 400).await;
@@ -131,7 +121,7 @@ async fn switchyard_is_never_an_open_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_head_gets_431() {
-    let fx = Fx::start("hard_431", "max_header_bytes = 8192").await;
+    let fx = Fx::one_service("hard_431", "", "max_header_bytes = 8192").await;
     let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
     refused(&fx, big.as_bytes(), 431).await;
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
@@ -144,7 +134,7 @@ async fn an_oversized_head_gets_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_after_the_header_read_timeout() {
-    let fx = Fx::start("hard_slow", "header_read_timeout = \"300ms\"").await;
+    let fx = Fx::one_service("hard_slow", "", "header_read_timeout = \"300ms\"").await;
     // A partial head, a silent connection, and a partial HTTP/2 preface: all must be closed.
     let cases: [&[u8]; 3] = [b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: 1", b"", b"PRI * HTTP/2.0\r\n"];
     for partial in cases {
@@ -170,7 +160,7 @@ async fn slowloris_connections_are_closed_after_the_header_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413() {
-    let fx = Fx::start("hard_413", "max_body_bytes = 1024").await;
+    let fx = Fx::one_service("hard_413", "", "max_body_bytes = 1024").await;
     let body = "x".repeat(4096);
     let declared = format!("POST /__upload HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n{body}");
     refused(&fx, declared.as_bytes(), 413).await;
@@ -194,7 +184,7 @@ async fn bodies_over_the_limit_get_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_wait_until_one_closes() {
-    let fx = Fx::start("hard_conns", "max_connections = 2").await;
+    let fx = Fx::one_service("hard_conns", "", "max_connections = 2").await;
     let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {

@@ -5,16 +5,8 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_per_endpoint_in_flight_cap_are_shed_with_503() {
-    let m = Mocks::start("cap").await;
-    let env = Env::new(
-        FAST,
-        &format!(
-            "[limits]\nmax_in_flight_per_endpoint = 1\n[[services]]\nname = \"cap\"\nlisten = \"127.0.0.1:0\"\n{}",
-            m.pools("r1")
-        ),
-    );
-    let app = env.start().await;
-    let addr = app.service_addr("cap").unwrap();
+    let f = Fixture::one_service("cap", FAST, "max_in_flight_per_endpoint = 1").await;
+    let (m, app, addr) = (&f.mocks, &f.app, f.addr);
     let c = client();
     let slow = {
         let c = c.clone();
@@ -36,5 +28,5 @@ async fn requests_over_the_per_endpoint_in_flight_cap_are_shed_with_503() {
         .find(|l| l.starts_with("switchyard_requests_total{service=\"cap\",color=\"blue\",status_class=\"5xx\"}"))
         .map(|l| l.rsplit(' ').next().unwrap().to_string());
     assert_eq!(errors.as_deref().unwrap_or("0"), "0", "shedding is not charged to blue");
-    app.shutdown().await;
+    f.stop().await;
 }

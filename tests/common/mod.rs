@@ -93,6 +93,17 @@ impl Fixture {
         Fixture { mocks, _env: env, app, addr }
     }
 
+    /// Mocks `NAME-blue`/`NAME-green` and one service `NAME` on 127.0.0.1:0 (green at 0 %),
+    /// with `limits` lines in a top-level `[limits]` table.
+    pub async fn one_service(name: &str, control: &str, limits: &str) -> Fixture {
+        let mocks = Mocks::start(name).await;
+        let body = format!(
+            "[limits]\n{limits}\n[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n{}",
+            mocks.pools("r1")
+        );
+        Fixture::launch(mocks, name, control, &body).await
+    }
+
     /// Stops the app and both mocks.
     pub async fn stop(self) {
         self.app.shutdown().await;
