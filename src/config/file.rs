@@ -31,6 +31,25 @@ pub struct FileConfig {
     /// One entry per proxied service.
     #[serde(default)]
     pub services: Vec<FileService>,
+    /// Fleet mode: replicas share rollout state through etcd (absent = one process, state.json).
+    pub fleet: Option<FileFleet>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFleet {
+    /// Store kind; only `etcd` for now.
+    pub store: Option<String>,
+    /// etcd client URLs.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Every key lives under it; one fleet per prefix.
+    pub prefix: Option<String>,
+    /// This replica's name (default: env SWITCHYARD_REPLICA, else the hostname).
+    pub replica: Option<String>,
+    /// Membership and leadership lease.
+    pub lease_ttl: Option<String>,
 }
 
 /// `[admin]`.

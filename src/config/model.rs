@@ -32,6 +32,21 @@ pub struct Config {
     pub alerts: AlertConfig,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
+    /// `[fleet]`: None runs one independent process (state.json), exactly as before fleets.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: how this replica finds the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// etcd client URLs (`http://host:port`), at least one.
+    pub endpoints: Vec<http::Uri>,
+    /// Key prefix without a trailing slash.
+    pub prefix: String,
+    /// Unique name of this replica in the fleet.
+    pub replica: String,
+    /// A replica (or leader) that stops renewing is gone after this long.
+    pub lease_ttl: Duration,
 }
 
 impl Config {

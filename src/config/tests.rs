@@ -67,3 +67,21 @@ fn duplicate_names_and_ports_are_rejected() {
     assert!(e.problems.iter().any(|p| p.key == "services[1].name"), "{e}");
     assert!(e.problems.iter().any(|p| p.key == "services[1].listen"), "{e}");
 }
+
+#[test]
+fn without_fleet_there_is_no_fleet() {
+    assert_eq!(parse(BASE, Path::new("t.toml")).unwrap().fleet, None);
+}
+
+#[test]
+fn fleet_section_is_validated_with_key_paths() {
+    let ok = format!(
+        "{BASE}\n[fleet]\nstore = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/sy/a/\"\nreplica = \"pod-a\"\nlease_ttl = \"3s\"\n"
+    );
+    let f = parse(&ok, Path::new("t.toml")).unwrap().fleet.unwrap();
+    assert_eq!((f.prefix.as_str(), f.replica.as_str(), f.lease_ttl.as_secs()), ("/sy/a", "pod-a", 3));
+    let bad = format!("{BASE}\n[fleet]\nstore = \"zk\"\nendpoints = [\"nope\"]\nlease_ttl = \"1500ms\"\n");
+    let e = parse(&bad, Path::new("t.toml")).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["fleet.store", "fleet.endpoints[0]", "fleet.lease_ttl"], "{e}");
+}

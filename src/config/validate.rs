@@ -90,6 +90,7 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
     if healthy == 0 {
         p.push("rollout.healthy_measurements", "must be at least 1");
     }
+    let fleet = file.fleet.as_ref().map(|f| fleet(&mut p, f));
     let hash = file.constitutional_hash.as_deref().unwrap_or(DEFAULT_CONSTITUTIONAL_HASH);
     if hash.is_empty() || http::HeaderValue::from_str(hash).is_err() {
         p.push("constitutional_hash", "must be a non-empty header-safe string");
@@ -111,7 +112,49 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         limits,
         alerts,
         services,
+        fleet,
     })
+}
+
+fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
+    let store = f.store.as_deref().unwrap_or("etcd");
+    if store != "etcd" {
+        p.push("fleet.store", format!("unknown store {store:?}; the only store is \"etcd\""));
+    }
+    if f.endpoints.is_empty() {
+        p.push("fleet.endpoints", "needs at least one etcd URL such as \"http://127.0.0.1:2379\"");
+    }
+    let mut endpoints = Vec::with_capacity(f.endpoints.len());
+    for (i, e) in f.endpoints.iter().enumerate() {
+        match e.parse::<http::Uri>() {
+            Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => endpoints.push(u),
+            Ok(u) if u.scheme_str() == Some("https") => {
+                p.push(format!("fleet.endpoints[{i}]"), "https to etcd is not supported yet; use http on a private network")
+            }
+            _ => p.push(format!("fleet.endpoints[{i}]"), format!("{e:?} is not an http://host:port URL")),
+        }
+    }
+    let prefix = f.prefix.as_deref().unwrap_or("/switchyard").trim_end_matches('/').to_string();
+    if !prefix.starts_with('/') {
+        p.push("fleet.prefix", "must start with '/'");
+    }
+    let replica = f.replica.clone().or_else(|| std::env::var("SWITCHYARD_REPLICA").ok()).unwrap_or_else(hostname);
+    if replica.is_empty() || replica.contains('/') {
+        p.push("fleet.replica", format!("{replica:?} must be non-empty and contain no '/'"));
+    }
+    let lease_ttl = p.duration("fleet.lease_ttl", f.lease_ttl.as_deref(), Duration::from_secs(5));
+    if lease_ttl < Duration::from_secs(1) || lease_ttl.subsec_nanos() != 0 {
+        p.push("fleet.lease_ttl", "must be whole seconds, at least 1s (etcd leases count in seconds)");
+    }
+    FleetConfig { endpoints, prefix, replica, lease_ttl }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
