@@ -68,6 +68,7 @@ impl Controller {
         self.store_routes();
         self.save_state().await;
         self.publish();
+        self.fleet_publish();
         tracing::info!(generation = self.config_generation, services = self.services.len(), "config applied");
         Ok(())
     }
@@ -273,8 +274,9 @@ impl Controller {
     /// Recomputes every weight from the rules; updates the gauges.
     pub(super) fn refresh_weights(&mut self) -> bool {
         let mut changed = false;
+        let blue_only = self.fleet_holds_blue();
         for s in &mut self.services {
-            let w = s.target_weight();
+            let w = if blue_only { Weight::ZERO } else { s.target_weight() };
             if w != s.weight {
                 tracing::info!(service = %s.cfg.name, from = %s.weight, to = %w, "green weight changes");
                 s.weight = w;

@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod decide;
+mod fleet;
 pub mod incident;
 mod ops;
 pub mod service;
@@ -71,6 +72,14 @@ pub enum Command {
     Act(String, Action, Reply),
 }
 
+/// Receives fleet store events, or waits forever without a fleet.
+async fn fleet_event(rx: &mut Option<mpsc::Receiver<crate::fleet::FromFleet>>) -> Option<crate::fleet::FromFleet> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What the loop publishes for readers (admin API, demo).
 #[derive(Default)]
 pub struct Published {
@@ -126,12 +135,15 @@ pub struct Controller {
     config_generation: u64,
     last_reload_error: Option<String>,
     state_error: Option<String>,
+    /// `[fleet]`: the shared store's end in the loop (None = alone, state.json only).
+    fleet: Option<crate::fleet::Link>,
 }
 
 /// Channels the loop reads.
 pub struct Inbox {
     commands: mpsc::Receiver<Command>,
     alarms: mpsc::Receiver<ServiceKey>,
+    fleet: Option<mpsc::Receiver<crate::fleet::FromFleet>>,
 }
 
 impl Controller {
@@ -163,9 +175,18 @@ impl Controller {
             config_generation: 0,
             last_reload_error: None,
             state_error: None,
+            fleet: None,
         };
+        // HOOK(fleet): the store replaces state.json as the source of rollout state; until it
+        // is read every service serves blue only.
+        let fleet_rx = cfg.fleet.as_ref().map(|f| {
+            let (link, rx) = crate::fleet::spawn(f);
+            c.fleet = Some(link);
+            rx
+        });
         c.incidents = incident::load(&cfg.state_dir);
         let saved = match crate::state::load(&cfg.state_dir) {
+            Ok(_) if c.fleet.is_some() => None,
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "state file unusable; every service starts safe on blue");
@@ -175,7 +196,7 @@ impl Controller {
         };
         c.apply(cfg, saved).await?;
         published.ready.store(true, Ordering::Release);
-        Ok((c, ControlHandle { tx, published }, Inbox { commands, alarms }))
+        Ok((c, ControlHandle { tx, published }, Inbox { commands, alarms, fleet: fleet_rx }))
     }
 
     /// Runs until `shutdown`, then drains every listener.
@@ -187,6 +208,7 @@ impl Controller {
                 _ = tick.tick() => self.on_tick().await,
                 Some(key) = inbox.alarms.recv() => self.on_hash_alarm(key).await,
                 Some(cmd) = inbox.commands.recv() => self.on_command(cmd).await,
+                Some(ev) = fleet_event(&mut inbox.fleet) => self.on_fleet(ev).await,
                 _ = shutdown.cancelled() => break,
             }
             if self.cfg.control.interval != interval {

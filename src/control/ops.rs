@@ -13,6 +13,9 @@ impl Controller {
     pub(super) async fn act(&mut self, name: &str, action: Action) -> Result<serde_json::Value, CommandError> {
         let i = self.index(name).ok_or_else(|| CommandError::NoService(name.into()))?;
         let progressive = self.services[i].cfg.mode == Mode::Progressive;
+        if let Some(e) = self.fleet_refuses(action) {
+            return Err(e);
+        }
         match action {
             Action::Rollback => {
                 if self.services[i].latched {
@@ -84,6 +87,7 @@ impl Controller {
     pub(super) fn sequence(&mut self) {
         let order = self.cfg.rollout.order.clone();
         let halted = self.halted();
+        let drives = self.fleet_drives();
         let mut previous_promoted = true;
         for name in &order {
             let Some(i) = self.index(name) else { continue };
@@ -91,7 +95,7 @@ impl Controller {
             if s.cfg.mode != Mode::Progressive {
                 continue;
             }
-            let may_start = !halted && (previous_promoted || !self.cfg.rollout.sequential);
+            let may_start = !halted && (previous_promoted || !self.cfg.rollout.sequential) && drives;
             if s.step.is_none() && !s.latched && s.admin_weight.is_none() && may_start {
                 tracing::info!(service = %s.cfg.name, "plan starts");
                 s.start_plan();
@@ -101,6 +105,7 @@ impl Controller {
         for s in &mut self.services {
             let in_order = order.contains(&s.cfg.name);
             if !in_order
+                && drives
                 && s.cfg.mode == Mode::Progressive
                 && s.step.is_none()
                 && !s.latched
@@ -126,6 +131,7 @@ impl Controller {
         self.store_routes();
         self.save_state().await;
         self.publish();
+        self.fleet_publish();
     }
 
     /// Writes `state.json` atomically (off the runtime threads).

@@ -56,7 +56,7 @@ impl Controller {
                 s.cfg.mode == Mode::Progressive && !s.promoted()
             })
         });
-        let doc = json!({
+        let mut doc = json!({
             "generation": self.generation,
             "sequence": {
                 "order": order,
@@ -77,6 +77,9 @@ impl Controller {
             },
             "services": (0..self.services.len()).map(|i| self.service_status(i)).collect::<Vec<_>>(),
         });
+        if let Some(link) = &self.fleet {
+            doc["fleet"] = link.view.load().to_json();
+        }
         self.published.status.store(Arc::new(doc));
         self.published.incidents.store(Arc::new(self.incidents.clone()));
     }

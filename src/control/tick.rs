@@ -55,6 +55,7 @@ impl Controller {
     async fn judge(&mut self, i: usize, now: SystemTime) -> bool {
         let min = self.cfg.control.min_samples;
         let healthy_needed = self.cfg.rollout.healthy_measurements;
+        let drives = self.fleet_drives();
         let s = &mut self.services[i];
         if s.latched || s.weight == Weight::ZERO {
             return false;
@@ -67,7 +68,7 @@ impl Controller {
             }
             _ => {}
         }
-        let plan = if s.plan_active() && !s.paused {
+        let plan = if s.plan_active() && !s.paused && drives {
             match verdict {
                 Verdict::Healthy => s.healthy_at_step += 1,
                 Verdict::Bad(_) => s.healthy_at_step = 0,
@@ -180,6 +181,16 @@ impl Controller {
         s.incident = Some(inc.id.clone());
         s.pending_report = Some(PendingReport { incident: inc.id.clone(), green_started_at_swap: started });
         s.first_bad = None;
+        if let Some(winner) = self.fleet_claim(i).await {
+            // Another replica latched first: its incident and alert stand for the fleet.
+            let s = &mut self.services[i];
+            s.incident = winner.incident;
+            s.pending_report = None;
+            tracing::warn!(service = %name, incident = ?s.incident, "rollback already decided by another replica");
+            self.after_change().await;
+            return;
+        }
+        let s = &mut self.services[i];
         tracing::error!(service = %name, trigger = trip.trigger.as_str(), value = trip.value, threshold = %trip.threshold,
             swap_us = swap.as_micros() as u64, incident = %inc.id, "ROLLBACK: all traffic to blue");
         self.alerter.send(Alert {
@@ -214,6 +225,7 @@ impl Controller {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || incident::append(&dir, &copy)).await {
             tracing::error!(error = %e, "cannot append incident");
         }
+        self.fleet_incident(&inc);
         match self.incidents.iter_mut().find(|o| o.id == inc.id) {
             Some(o) => *o = inc,
             None => self.incidents.push(inc),

@@ -3,10 +3,47 @@
 //!
 //! # Layout
 //! - `etcd/` the store client (JSON gateway over hyper): range, put, CAS txn, leases, watch.
-//! - `shared` the per-service rollout state every replica agrees on, and how it merges.
+//! - `shared` the per-service rollout state every replica agrees on, and how a lost CAS merges.
 //! - `runtime` the task that owns the store connection: lease, election, watch, writes.
+//! - `link` the control loop's end: publish, claim a rollback, the fleet view.
 //!
+//! ```text
+//! control loop ─commit→ Link::publish ─→ runtime ─CAS txn→ etcd ─watch→ every runtime
+//!      ↑                                                                    │
+//!      └────────────── FromFleet::State → one route swap ←──────────────────┘
+//! ```
 //! The control loop stays the only writer of routes: the runtime turns store events into
-//! control commands, and the loop hands the runtime what it changed after each commit.
+//! `FromFleet` messages the loop applies, and the loop hands the runtime what it changed.
 
 pub mod etcd;
+pub mod link;
+mod runtime;
+pub mod shared;
+
+pub use link::{Claim, FleetView, FromFleet, Link};
+pub use shared::SharedService;
+
+use crate::config::FleetConfig;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Wall-clock unix milliseconds: shared state is compared across processes and hosts.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// Starts the fleet runtime; store events arrive on the returned receiver. Dropping the `Link`
+/// stops the runtime, which revokes its lease (leadership passes on at once).
+pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let view = Arc::new(ArcSwap::from_pointee(FleetView { replica: cfg.replica.clone(), ..Default::default() }));
+    let stop = CancellationToken::new();
+    let rt = runtime::Runtime::new(cfg.clone(), out_tx, view.clone());
+    tokio::spawn(rt.run(rx, stop.clone()));
+    let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());
+    let link = Link { tx, view, writer, last: Default::default(), _stop: stop.drop_guard() };
+    (link, out_rx)
+}

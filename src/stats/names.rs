@@ -58,6 +58,14 @@ pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
 
+/// Live replicas in the fleet (members holding a lease).
+pub const FLEET_REPLICAS: &str = "switchyard_fleet_replicas";
+/// 1 while this replica is the fleet leader.
+pub const FLEET_LEADER: &str = "switchyard_fleet_leader";
+/// 1 while the fleet store answers.
+pub const FLEET_STORE_UP: &str = "switchyard_fleet_store_up";
+/// Store write (by any replica) to this replica's route swap.
+pub const FLEET_APPLY_LAG: &str = "switchyard_fleet_apply_lag_seconds";
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
@@ -100,6 +108,10 @@ pub fn describe_all() {
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
     describe_counter!(RETRIES_TOTAL, "Failed green attempts retried on blue.");
     describe_counter!(STATS_DROPPED_TOTAL, "Samples dropped because the statistics aggregator was behind.");
+    describe_gauge!(FLEET_REPLICAS, "Live replicas in the fleet (fleet mode only).");
+    describe_gauge!(FLEET_LEADER, "1 while this replica leads the fleet (fleet mode only).");
+    describe_gauge!(FLEET_STORE_UP, "1 while the fleet store (etcd) answers (fleet mode only).");
+    describe_histogram!(FLEET_APPLY_LAG, Unit::Seconds, "Shared-state store write to this replica's route swap.");
 }
 
 /// Installs the Prometheus recorder with explicit buckets (summaries otherwise) and returns the
@@ -111,6 +123,7 @@ pub fn install_recorder(
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(PRINCIPLE_COMPLIANCE.into()), &[0.5, 0.8, 0.9, 0.95, 0.99, 1.0])?
         .set_buckets_for_metric(Matcher::Full(ROLLBACK_SWAP.into()), &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.1, 1.0])?
+        .set_buckets_for_metric(Matcher::Full(FLEET_APPLY_LAG.into()), &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0])?
         .install_recorder()?;
     describe_all();
     Ok(handle)

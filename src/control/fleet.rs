@@ -1,0 +1,142 @@
+//! Hook points of fleet mode in the control loop (see `crate::fleet`). Each is a no-op without
+//! `[fleet]`. The loop still decides and swaps by itself; these functions only say what the
+//! fleet shares, what may change while the store is away, and who may move a plan forward.
+
+use super::incident::Incident;
+use super::{Action, CommandError, Controller};
+use crate::fleet::{Claim, FromFleet, SharedService};
+use crate::route::Weight;
+use crate::stats::names;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+impl Controller {
+    /// The shared state of service `i` as this replica sees it.
+    fn shared_of(&self, i: usize) -> SharedService {
+        let s = &self.services[i];
+        SharedService {
+            release: s.cfg.green.release.as_deref().map(String::from),
+            latched: s.latched,
+            admin_weight: s.admin_weight.map(|w| w.percent()),
+            paused: s.paused,
+            gate_open: s.gate_open,
+            step: s.step,
+            step_since_ms: s.step.map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
+            incident: s.incident.clone(),
+            weight: s.weight.percent(),
+            ..Default::default()
+        }
+    }
+
+    /// HOOK(fleet) after every commit: hand changed shared states to the store.
+    pub(super) fn fleet_publish(&mut self) {
+        if self.fleet.as_ref().is_none_or(|l| !l.view.load().synced) {
+            return;
+        }
+        for i in 0..self.services.len() {
+            let st = self.shared_of(i);
+            let name = self.services[i].cfg.name.to_string();
+            if let Some(link) = self.fleet.as_mut() {
+                link.publish(&name, st);
+            }
+        }
+    }
+
+    /// Whether this replica may start and advance plans: always alone; in a fleet only the
+    /// leader, and only while it reaches the store (so no green weight rises during an outage).
+    pub(super) fn fleet_drives(&self) -> bool {
+        self.fleet.as_ref().is_none_or(|l| {
+            let v = l.view.load();
+            v.synced && v.leads()
+        })
+    }
+
+    /// A replica that has not read the shared state yet serves blue only.
+    pub(super) fn fleet_holds_blue(&self) -> bool {
+        self.fleet.as_ref().is_some_and(|l| !l.view.load().synced)
+    }
+
+    /// Refuses actions that could raise green while the fleet cannot agree on them.
+    pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
+        let v = self.fleet.as_ref()?.view.load();
+        let lowers = matches!(action, Action::Rollback | Action::Pause | Action::Weight(Weight::ZERO));
+        (!lowers && !(v.store_up && v.synced))
+            .then(|| CommandError::Conflict("fleet store unreachable: only rollback, pause and weight 0 act now".into()))
+    }
+
+    /// HOOK(fleet) in a rollback, after the local swap: the first replica whose latch lands
+    /// owns the incident and the alert. Returns the winner's state when another replica won.
+    pub(super) async fn fleet_claim(&mut self, i: usize) -> Option<SharedService> {
+        let st = self.shared_of(i);
+        let name = self.services[i].cfg.name.to_string();
+        let link = self.fleet.as_mut()?;
+        match tokio::time::timeout(Duration::from_secs(1), link.claim(&name, st)).await {
+            Ok(Claim::Lost(remote)) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// HOOK(fleet) when an incident is stored locally: every replica's `/incidents` shows it.
+    pub(super) fn fleet_incident(&self, inc: &Incident) {
+        if let Some(link) = &self.fleet {
+            link.incident(&inc.id, serde_json::to_value(inc).unwrap_or_default());
+        }
+    }
+
+    /// HOOK(fleet) for store events.
+    pub(super) async fn on_fleet(&mut self, ev: FromFleet) {
+        match ev {
+            FromFleet::State { service, state, force } => self.apply_shared(&service, state, force).await,
+            FromFleet::Incident(v) => {
+                if let Ok(inc) = serde_json::from_value::<Incident>(v) {
+                    match self.incidents.iter_mut().find(|o| o.id == inc.id) {
+                        Some(o) => *o = inc,
+                        None => self.incidents.push(inc),
+                    }
+                    self.publish();
+                }
+            }
+            FromFleet::Synced => {
+                tracing::info!("fleet state synced; green may take traffic");
+                self.after_change().await;
+            }
+        }
+    }
+
+    async fn apply_shared(&mut self, service: &str, st: SharedService, force: bool) {
+        let Some(i) = self.index(service) else { return };
+        let Some(link) = self.fleet.as_mut() else { return };
+        let s = &mut self.services[i];
+        if (!force && st.writer == link.writer) || st.release.as_deref() != s.cfg.green.release.as_deref() {
+            return;
+        }
+        link.applied(service, st.clone());
+        let was_latched = s.latched;
+        s.latched = st.latched;
+        s.admin_weight = st.admin_weight.and_then(|w| Weight::from_percent(w).ok());
+        s.paused = st.paused;
+        s.gate_open = st.gate_open;
+        s.incident = st.incident.clone();
+        let since = st.step_since_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        if s.step != st.step || (st.step.is_some() && since != Some(s.step_since_wall)) {
+            s.step = st.step.map(|x| x.min(s.cfg.plan.steps.len() - 1));
+            s.healthy_at_step = 0;
+            if let Some(wall) = since {
+                let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
+                s.step_since_wall = wall;
+                s.step_since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+            }
+        }
+        let key = s.key;
+        if was_latched && !s.latched {
+            s.pending_report = None;
+            s.fresh_analysis();
+            self.window.forget(key).await;
+        }
+        self.after_change().await;
+        if st.written_ms > 0 {
+            let lag = crate::fleet::unix_ms().saturating_sub(st.written_ms);
+            metrics::histogram!(names::FLEET_APPLY_LAG).record(lag as f64 / 1e3);
+        }
+    }
+}

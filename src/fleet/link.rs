@@ -1,0 +1,134 @@
+//! What the control loop holds of the fleet: a way to hand over writes, the published view of
+//! the fleet, and the last state it wrote or applied per service (so an unchanged state is
+//! never written again, and an applied remote state is never echoed back).
+
+use super::shared::SharedService;
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::DropGuard;
+
+/// The fleet as this replica sees it; read by the loop and `/status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    /// The store answered the last call.
+    pub store_up: bool,
+    /// The shared state was read at least once since start: until then, blue only.
+    pub synced: bool,
+    /// This replica's name.
+    pub replica: String,
+    /// Current leader's name.
+    pub leader: Option<String>,
+    /// Live replicas (holding a lease), sorted.
+    pub replicas: Vec<String>,
+    /// Last store revision seen.
+    pub revision: i64,
+}
+
+impl FleetView {
+    /// Leads and can reach the store: only then may it move plans forward.
+    pub fn leads(&self) -> bool {
+        self.store_up && self.leader.as_deref() == Some(self.replica.as_str())
+    }
+
+    /// The `/status` `fleet` object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "store": if self.store_up { "ok" } else { "unreachable" },
+            "replica": self.replica,
+            "leader": self.leader,
+            "replicas": self.replicas,
+            "revision": self.revision,
+            "synced": self.synced,
+        })
+    }
+}
+
+/// Events from the store to the control loop.
+#[derive(Debug, Clone)]
+pub enum FromFleet {
+    /// A service's shared state; `force` = apply even if this replica wrote it (initial sync).
+    State {
+        /// Service name.
+        service: String,
+        /// The state.
+        state: SharedService,
+        /// Apply even an own write (after a (re)connect or a lost CAS).
+        force: bool,
+    },
+    /// An incident written by the replica that decided it (JSON of `control::Incident`).
+    Incident(Value),
+    /// Every shared state has been delivered once: green may get traffic again.
+    Synced,
+}
+
+/// Outcome of claiming a rollback for the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Our latch was written: we own the incident and send the alert.
+    Won,
+    /// Another replica latched first: adopt its incident, send nothing.
+    Lost(SharedService),
+    /// The store is unreachable: decide locally; the latch is written when it is back.
+    Offline,
+}
+
+pub(super) enum ToFleet {
+    Publish(String, SharedService),
+    Claim(String, SharedService, oneshot::Sender<Claim>),
+    Incident(String, Value),
+}
+
+/// The loop's end of the fleet runtime.
+pub struct Link {
+    pub(super) tx: mpsc::UnboundedSender<ToFleet>,
+    /// Published by the runtime after every change.
+    pub view: Arc<ArcSwap<FleetView>>,
+    /// `replica/nonce`: identifies this process's writes.
+    pub writer: String,
+    /// Last state written or applied, per service.
+    pub last: HashMap<String, SharedService>,
+    pub(super) _stop: DropGuard,
+}
+
+impl Link {
+    /// Writes `state` unless it is what the fleet already has; the runtime retries when the
+    /// store is back.
+    pub fn publish(&mut self, service: &str, mut state: SharedService) {
+        if self.last.get(service).is_some_and(|l| l.same_rollout(&state)) {
+            return;
+        }
+        state.writer = self.writer.clone();
+        state.written_ms = super::unix_ms();
+        self.last.insert(service.to_string(), state.clone());
+        let _ = self.tx.send(ToFleet::Publish(service.to_string(), state));
+    }
+
+    /// Claims a rollback: the first replica whose latch lands owns the incident.
+    pub async fn claim(&mut self, service: &str, mut state: SharedService) -> Claim {
+        if !self.view.load().store_up {
+            self.publish(service, state);
+            return Claim::Offline;
+        }
+        state.writer = self.writer.clone();
+        state.written_ms = super::unix_ms();
+        self.last.insert(service.to_string(), state.clone());
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(ToFleet::Claim(service.to_string(), state, tx)).is_err() {
+            return Claim::Offline;
+        }
+        rx.await.unwrap_or(Claim::Offline)
+    }
+
+    /// Stores an incident (or its completed report) for every replica's `/incidents`.
+    pub fn incident(&self, id: &str, inc: Value) {
+        let _ = self.tx.send(ToFleet::Incident(id.to_string(), inc));
+    }
+
+    /// Records a remote state as applied, so it is not written back.
+    pub fn applied(&mut self, service: &str, state: SharedService) {
+        self.last.insert(service.to_string(), state);
+    }
+}

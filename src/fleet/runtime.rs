@@ -1,0 +1,329 @@
+//! The task that owns the store connection. Per connection: grant a lease, register the
+//! replica under it, read the whole prefix (deliver it, then `Synced`), watch from the read
+//! revision + 1, keep the lease alive at TTL/3 and stand for leader whenever nobody leads.
+//! Any failure marks the store unreachable and starts over; writes that could not be made
+//! wait in `pending` and are rebased onto the fresh state when the store is back.
+
+use super::etcd::{Cas, Etcd, Event, Kv, StoreError, Watch};
+use super::link::{Claim, FleetView, FromFleet, ToFleet};
+use super::shared::{rebase, SharedService};
+use crate::config::FleetConfig;
+use crate::stats::names;
+use arc_swap::ArcSwap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How many times a write is rebased onto a newer state before giving up until the next event.
+const CAS_TRIES: usize = 8;
+
+pub(super) struct Runtime {
+    etcd: Etcd,
+    cfg: FleetConfig,
+    out: mpsc::Sender<FromFleet>,
+    view: Arc<ArcSwap<FleetView>>,
+    /// Known `mod_revision` per service key: the CAS token of the next write.
+    revisions: HashMap<String, i64>,
+    /// Latest remote state per service, for rebasing a lost write.
+    states: HashMap<String, SharedService>,
+    /// Writes the store did not take yet (outage), latest per service.
+    pending: HashMap<String, SharedService>,
+    replicas: BTreeSet<String>,
+    lease: i64,
+}
+
+enum Stop {
+    Shutdown,
+    Lost(StoreError),
+}
+
+impl Runtime {
+    pub(super) fn new(
+        cfg: FleetConfig,
+        out: mpsc::Sender<FromFleet>,
+        view: Arc<ArcSwap<FleetView>>,
+    ) -> Runtime {
+        // A call longer than a third of the lease would let the lease lapse while we wait.
+        let timeout = (cfg.lease_ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let etcd = Etcd::new(cfg.endpoints.clone(), timeout);
+        Runtime {
+            etcd,
+            cfg,
+            out,
+            view,
+            revisions: HashMap::new(),
+            states: HashMap::new(),
+            pending: HashMap::new(),
+            replicas: BTreeSet::new(),
+            lease: 0,
+        }
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}/{kind}/{name}", self.cfg.prefix)
+    }
+
+    fn set_view(&self, f: impl FnOnce(&mut FleetView)) {
+        let mut v = (**self.view.load()).clone();
+        f(&mut v);
+        metrics::gauge!(names::FLEET_STORE_UP).set(if v.store_up { 1.0 } else { 0.0 });
+        metrics::gauge!(names::FLEET_LEADER).set(if v.leads() { 1.0 } else { 0.0 });
+        metrics::gauge!(names::FLEET_REPLICAS).set(v.replicas.len() as f64);
+        self.view.store(Arc::new(v));
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToFleet>, stop: CancellationToken) {
+        loop {
+            let r = tokio::select! {
+                r = self.session(&mut rx) => r,
+                _ = stop.cancelled() => Stop::Shutdown,
+            };
+            match r {
+                Stop::Shutdown => break,
+                Stop::Lost(e) => {
+                    if self.view.load().store_up {
+                        tracing::error!(error = %e, "fleet store unreachable: keeping the last weights, never raising green");
+                    }
+                    self.set_view(|v| v.store_up = false);
+                    // Answer claims at once while down; keep their latches pending.
+                    let until = tokio::time::Instant::now() + Duration::from_millis(250);
+                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                        self.offline(msg);
+                    }
+                }
+            }
+        }
+        if self.lease != 0 {
+            // Frees leadership and membership at once instead of after the TTL.
+            let _ = self.etcd.lease_revoke(self.lease).await;
+        }
+    }
+
+    fn offline(&mut self, msg: ToFleet) {
+        match msg {
+            ToFleet::Publish(s, st) => {
+                self.pending.insert(s, st);
+            }
+            ToFleet::Claim(s, st, reply) => {
+                self.pending.insert(s, st);
+                let _ = reply.send(Claim::Offline);
+            }
+            ToFleet::Incident(..) => {}
+        }
+    }
+
+    /// One connected period; returns why it ended.
+    async fn session(&mut self, rx: &mut mpsc::UnboundedReceiver<ToFleet>) -> Stop {
+        let mut watch = match self.connect().await {
+            Ok(w) => w,
+            Err(e) => return Stop::Lost(e),
+        };
+        let mut keepalive = tokio::time::interval(self.cfg.lease_ttl / 3);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let r = tokio::select! {
+                _ = keepalive.tick() => self.keep_alive().await,
+                b = watch.next() => match b {
+                    Ok(batch) => self.on_events(batch.revision, batch.events).await,
+                    Err(e) => Err(e),
+                },
+                m = rx.recv() => match m {
+                    Some(m) => self.on_message(m).await,
+                    None => return Stop::Shutdown,
+                },
+            };
+            if let Err(e) = r {
+                return Stop::Lost(e);
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<Watch, StoreError> {
+        self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await?;
+        let me = self.cfg.replica.clone();
+        self.etcd.put(&self.key("replicas", &me), me.as_bytes(), self.lease).await?;
+        let prefix = format!("{}/", self.cfg.prefix);
+        let (kvs, rev) = self.etcd.range_prefix(&prefix).await?;
+        self.replicas.clear();
+        let mut leader = None;
+        for kv in &kvs {
+            self.index(kv, &mut leader);
+        }
+        self.flush_pending().await?;
+        for kv in kvs.iter().filter(|kv| kv.key.starts_with(&self.key("incidents", ""))) {
+            self.deliver_incident(kv).await;
+        }
+        let states: Vec<_> = self.states.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (service, state) in states {
+            let _ = self.out.send(FromFleet::State { service, state, force: true }).await;
+        }
+        let replicas = self.replicas.iter().cloned().collect();
+        self.set_view(|v| {
+            v.store_up = true;
+            v.synced = true;
+            v.leader = leader;
+            v.replicas = replicas;
+            v.revision = rev;
+        });
+        let _ = self.out.send(FromFleet::Synced).await;
+        tracing::info!(revision = rev, replicas = self.replicas.len(), "fleet store synced");
+        self.elect().await?;
+        self.etcd.watch(&prefix, rev + 1).await
+    }
+
+    /// Records a key read at (re)connect.
+    fn index(&mut self, kv: &Kv, leader: &mut Option<String>) {
+        let rest = kv.key.strip_prefix(&self.cfg.prefix).unwrap_or_default();
+        if let Some(name) = rest.strip_prefix("/services/") {
+            if let Ok(st) = serde_json::from_slice::<SharedService>(&kv.value) {
+                self.revisions.insert(name.to_string(), kv.mod_revision);
+                self.states.insert(name.to_string(), st);
+            }
+        } else if let Some(name) = rest.strip_prefix("/replicas/") {
+            self.replicas.insert(name.to_string());
+        } else if rest == "/leader" {
+            *leader = Some(String::from_utf8_lossy(&kv.value).into_owned());
+        }
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), StoreError> {
+        if !self.etcd.lease_keepalive(self.lease).await? {
+            return Err(StoreError::Unreachable("lease expired: membership lost".into()));
+        }
+        if self.view.load().leader.is_none() {
+            self.elect().await?;
+        }
+        Ok(())
+    }
+
+    /// Stands for leader: the key exists only while its holder's lease lives.
+    async fn elect(&mut self) -> Result<(), StoreError> {
+        let me = self.cfg.replica.clone();
+        let key = format!("{}/leader", self.cfg.prefix);
+        if let Cas::Written(_) = self.etcd.cas(&key, me.as_bytes(), 0, self.lease).await? {
+            tracing::info!(replica = %me, "this replica leads the fleet");
+            self.set_view(|v| v.leader = Some(me));
+        }
+        Ok(())
+    }
+
+    async fn on_events(&mut self, revision: i64, events: Vec<Event>) -> Result<(), StoreError> {
+        for ev in events {
+            let (kv, deleted) = match ev {
+                Event::Put(kv) => (kv, false),
+                Event::Delete(kv) => (kv, true),
+            };
+            let rest = kv.key.strip_prefix(&self.cfg.prefix).unwrap_or_default().to_string();
+            if let Some(name) = rest.strip_prefix("/services/") {
+                if deleted {
+                    continue;
+                }
+                if let Ok(state) = serde_json::from_slice::<SharedService>(&kv.value) {
+                    self.revisions.insert(name.to_string(), kv.mod_revision);
+                    self.states.insert(name.to_string(), state.clone());
+                    let _ = self.out.send(FromFleet::State { service: name.to_string(), state, force: false }).await;
+                }
+            } else if let Some(name) = rest.strip_prefix("/replicas/") {
+                let name = name.to_string();
+                self.set_membership(name, !deleted);
+            } else if rest == "/leader" {
+                let leader = (!deleted).then(|| String::from_utf8_lossy(&kv.value).into_owned());
+                self.set_view(|v| v.leader = leader.clone());
+                if leader.is_none() {
+                    self.elect().await?;
+                }
+            } else if rest.starts_with("/incidents/") && !deleted {
+                self.deliver_incident(&kv).await;
+            }
+        }
+        self.set_view(|v| v.revision = v.revision.max(revision));
+        Ok(())
+    }
+
+    fn set_membership(&mut self, name: String, alive: bool) {
+        if alive {
+            self.replicas.insert(name);
+        } else {
+            self.replicas.remove(&name);
+        }
+        let replicas = self.replicas.iter().cloned().collect();
+        self.set_view(|v| v.replicas = replicas);
+    }
+
+    async fn deliver_incident(&self, kv: &Kv) {
+        if let Ok(v) = serde_json::from_slice(&kv.value) {
+            let _ = self.out.send(FromFleet::Incident(v)).await;
+        }
+    }
+
+    async fn on_message(&mut self, m: ToFleet) -> Result<(), StoreError> {
+        match m {
+            ToFleet::Publish(service, state) => {
+                self.pending.insert(service.clone(), state);
+                self.write(&service).await.map(|_| ())
+            }
+            ToFleet::Claim(service, state, reply) => {
+                self.pending.insert(service.clone(), state);
+                let r = self.write(&service).await;
+                let _ = reply.send(match &r {
+                    Ok(None) => Claim::Won,
+                    Ok(Some(remote)) => Claim::Lost(remote.clone()),
+                    Err(_) => Claim::Offline,
+                });
+                r.map(|_| ())
+            }
+            ToFleet::Incident(id, v) => {
+                let key = self.key("incidents", &id);
+                self.etcd.put(&key, v.to_string().as_bytes(), 0).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn flush_pending(&mut self) -> Result<(), StoreError> {
+        let services: Vec<String> = self.pending.keys().cloned().collect();
+        for s in services {
+            self.write(&s).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending state of `service` by CAS. `Ok(None)` = ours landed (or merged onto
+    /// a newer state); `Ok(Some(remote))` = another writer's state stands and ours was dropped.
+    async fn write(&mut self, service: &str) -> Result<Option<SharedService>, StoreError> {
+        let key = self.key("services", service);
+        for _ in 0..CAS_TRIES {
+            let Some(mut state) = self.pending.get(service).cloned() else { return Ok(None) };
+            let expect = self.revisions.get(service).copied().unwrap_or(0);
+            let bytes = serde_json::to_vec(&state).expect("state serialises");
+            match self.etcd.cas(&key, &bytes, expect, 0).await? {
+                Cas::Written(rev) => {
+                    self.pending.remove(service);
+                    self.revisions.insert(service.to_string(), rev);
+                    self.states.insert(service.to_string(), state);
+                    return Ok(None);
+                }
+                Cas::Conflict(now) => {
+                    let remote = now.as_ref().and_then(|kv| serde_json::from_slice::<SharedService>(&kv.value).ok());
+                    self.revisions.insert(service.to_string(), now.as_ref().map_or(0, |kv| kv.mod_revision));
+                    let Some(remote) = remote else { continue };
+                    self.states.insert(service.to_string(), remote.clone());
+                    match rebase(&state, &remote) {
+                        Some(merged) => {
+                            state = SharedService { writer: state.writer, written_ms: state.written_ms, ..merged };
+                            self.pending.insert(service.to_string(), state);
+                        }
+                        None => {
+                            self.pending.remove(service);
+                            let s = service.to_string();
+                            let _ = self.out.send(FromFleet::State { service: s, state: remote.clone(), force: true }).await;
+                            return Ok(Some(remote));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
