@@ -128,9 +128,10 @@ fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
     for (i, e) in f.endpoints.iter().enumerate() {
         match e.parse::<http::Uri>() {
             Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => endpoints.push(u),
-            Ok(u) if u.scheme_str() == Some("https") => {
-                p.push(format!("fleet.endpoints[{i}]"), "https to etcd is not supported yet; use http on a private network")
-            }
+            Ok(u) if u.scheme_str() == Some("https") => p.push(
+                format!("fleet.endpoints[{i}]"),
+                "https to etcd is not supported yet; use http on a private network",
+            ),
             _ => p.push(format!("fleet.endpoints[{i}]"), format!("{e:?} is not an http://host:port URL")),
         }
     }

@@ -21,7 +21,9 @@ impl Controller {
             paused: s.paused,
             gate_open: s.gate_open,
             step: s.step,
-            step_since_ms: s.step.map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
+            step_since_ms: s
+                .step
+                .map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
             incident: s.incident.clone(),
             weight: s.weight.percent(),
             ..Default::default()
@@ -60,8 +62,9 @@ impl Controller {
     pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
         let v = self.fleet.as_ref()?.view.load();
         let lowers = matches!(action, Action::Rollback | Action::Pause | Action::Weight(Weight::ZERO));
-        (!lowers && !(v.store_up && v.synced))
-            .then(|| CommandError::Conflict("fleet store unreachable: only rollback, pause and weight 0 act now".into()))
+        (!lowers && !(v.store_up && v.synced)).then(|| {
+            CommandError::Conflict("fleet store unreachable: only rollback, pause and weight 0 act now".into())
+        })
     }
 
     /// HOOK(fleet) in a rollback, after the local swap: the first replica whose latch lands

@@ -40,11 +40,7 @@ enum Stop {
 }
 
 impl Runtime {
-    pub(super) fn new(
-        cfg: FleetConfig,
-        out: mpsc::Sender<FromFleet>,
-        view: Arc<ArcSwap<FleetView>>,
-    ) -> Runtime {
+    pub(super) fn new(cfg: FleetConfig, out: mpsc::Sender<FromFleet>, view: Arc<ArcSwap<FleetView>>) -> Runtime {
         // A call longer than a third of the lease would let the lease lapse while we wait.
         let timeout = (cfg.lease_ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let etcd = Etcd::new(cfg.endpoints.clone(), timeout);
@@ -317,7 +313,10 @@ impl Runtime {
                         None => {
                             self.pending.remove(service);
                             let s = service.to_string();
-                            let _ = self.out.send(FromFleet::State { service: s, state: remote.clone(), force: true }).await;
+                            let _ = self
+                                .out
+                                .send(FromFleet::State { service: s, state: remote.clone(), force: true })
+                                .await;
                             return Ok(Some(remote));
                         }
                     }

@@ -35,7 +35,8 @@ pub struct SharedService {
 impl SharedService {
     /// Equal in everything that routes (ignores who wrote it and when).
     pub fn same_rollout(&self, o: &SharedService) -> bool {
-        let strip = |s: &SharedService| SharedService { writer: String::new(), written_ms: 0, weight: 0.0, ..s.clone() };
+        let strip =
+            |s: &SharedService| SharedService { writer: String::new(), written_ms: 0, weight: 0.0, ..s.clone() };
         strip(self) == strip(o)
     }
 }

@@ -123,7 +123,10 @@ pub fn install_recorder(
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(PRINCIPLE_COMPLIANCE.into()), &[0.5, 0.8, 0.9, 0.95, 0.99, 1.0])?
         .set_buckets_for_metric(Matcher::Full(ROLLBACK_SWAP.into()), &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.1, 1.0])?
-        .set_buckets_for_metric(Matcher::Full(FLEET_APPLY_LAG.into()), &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0])?
+        .set_buckets_for_metric(
+            Matcher::Full(FLEET_APPLY_LAG.into()),
+            &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+        )?
         .install_recorder()?;
     describe_all();
     Ok(handle)
