@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
-pub use window::{Aggregator, Measurement, MeasurementView, WindowHandle};
+pub use window::{Aggregator, Measurement, MeasurementView, WindowHandle, WindowSummary};
 
 /// Was this a proxied request or a health probe (probes count toward availability only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -207,6 +207,18 @@ impl Aggregator {
 
     /// Closes the open interval, keeps the last `slots` intervals and measures over them.
     pub fn close(&mut self, slots: usize, interval: Duration) -> WindowReport {
+        let (sum, covered) = self.close_sum(slots, interval);
+        sum.into_iter().map(|(k, [b, g])| (k, [b.measure(covered), g.measure(covered)])).collect()
+    }
+
+    /// Like `close`, and also returns the window's mergeable summaries (fleet mode).
+    pub fn close_summarized(&mut self, slots: usize, interval: Duration) -> (WindowReport, SummaryReport) {
+        let (sum, covered) = self.close_sum(slots, interval);
+        let summaries = sum.iter().map(|(k, [b, g])| (*k, [b.summary(covered), g.summary(covered)])).collect();
+        (sum.into_iter().map(|(k, [b, g])| (k, [b.measure(covered), g.measure(covered)])).collect(), summaries)
+    }
+
+    fn close_sum(&mut self, slots: usize, interval: Duration) -> (HashMap<ServiceKey, [Acc; 2]>, Duration) {
         self.ring.push_back(std::mem::take(&mut self.current));
         while self.ring.len() > slots.max(1) {
             self.ring.pop_front();
@@ -219,8 +231,7 @@ impl Aggregator {
                 s[1].merge(&accs[1]);
             }
         }
-        let covered = interval * self.ring.len() as u32;
-        sum.into_iter().map(|(k, [b, g])| (k, [b.measure(covered), g.measure(covered)])).collect()
+        (sum, interval * self.ring.len() as u32)
     }
 
     /// Forgets everything recorded for a service.
@@ -244,6 +255,12 @@ impl Aggregator {
                             self.ingest(&s);
                         }
                         let _ = reply.send(self.close(slots, interval));
+                    }
+                    Some(CloseRequest::CloseSummarized { slots, interval, reply }) => {
+                        while let Ok(s) = samples.try_recv() {
+                            self.ingest(&s);
+                        }
+                        let _ = reply.send(self.close_summarized(slots, interval));
                     }
                     Some(CloseRequest::Forget(key)) => self.forget(key),
                     None => return,
@@ -272,6 +289,15 @@ pub enum CloseRequest {
         /// Where the report goes.
         reply: oneshot::Sender<WindowReport>,
     },
+    /// Close, measure, and summarise for the fleet.
+    CloseSummarized {
+        /// Intervals kept.
+        slots: usize,
+        /// Interval length.
+        interval: Duration,
+        /// Where the report and summaries go.
+        reply: oneshot::Sender<(WindowReport, SummaryReport)>,
+    },
     /// Drop a service's history (a new candidate gets a fresh analysis).
     Forget(ServiceKey),
 }
@@ -299,10 +325,107 @@ impl WindowHandle {
         rx.await.ok()
     }
 
+    /// Closes the interval and also returns mergeable summaries (fleet mode).
+    pub async fn close_summarized(
+        &self,
+        interval: Duration,
+        window: Duration,
+    ) -> Option<(WindowReport, SummaryReport)> {
+        let slots = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as usize;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(CloseRequest::CloseSummarized { slots, interval, reply }).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Drops a service's history.
     pub async fn forget(&self, key: ServiceKey) {
         let _ = self.tx.send(CloseRequest::Forget(key)).await;
     }
+}
+
+/// Per service, `[blue, green]` window summaries that other replicas can merge.
+pub type SummaryReport = Vec<(ServiceKey, [WindowSummary; 2])>;
+
+/// One color's window in a form another process can merge: the histogram as its recorded
+/// buckets (value at the bucket's top, count) plus every counter. Rebuilt with the same bounds,
+/// each value lands in the bucket it came from, so merging is exact. (hdrhistogram's V2
+/// serializer would need its `serialization` feature, which adds flate2 and nom.)
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowSummary {
+    /// `(value µs, count)` per recorded bucket.
+    pub buckets: Vec<(u64, u64)>,
+    /// Requests.
+    pub requests: u64,
+    /// 5xx and transport failures.
+    pub errors: u64,
+    /// Requests that reached no live upstream.
+    pub unavailable: u64,
+    /// Health probes.
+    pub probes: u64,
+    /// Failed probes.
+    pub probes_failed: u64,
+    /// Sum of compliance header values.
+    pub compliance_sum: f64,
+    /// Responses with a compliance header.
+    pub compliance_n: u64,
+    /// Green responses with a wrong hash.
+    pub hash_mismatches: u64,
+    /// Count per status.
+    pub statuses: Vec<(u16, u64)>,
+    /// Time the window covers, ms.
+    pub covered_ms: u64,
+}
+
+impl Acc {
+    fn summary(&self, covered: Duration) -> WindowSummary {
+        WindowSummary {
+            buckets: self
+                .hist
+                .as_ref()
+                .map(|h| h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
+                .unwrap_or_default(),
+            requests: self.requests,
+            errors: self.errors,
+            unavailable: self.unavailable,
+            probes: self.probes,
+            probes_failed: self.probes_failed,
+            compliance_sum: self.compliance_sum,
+            compliance_n: self.compliance_n,
+            hash_mismatches: self.hash_mismatches,
+            statuses: self.statuses.clone(),
+            covered_ms: covered.as_millis() as u64,
+        }
+    }
+
+    fn from_summary(s: &WindowSummary) -> Acc {
+        let mut hist = None;
+        for &(v, n) in &s.buckets {
+            hist.get_or_insert_with(new_hist).saturating_record_n(v.max(1), n);
+        }
+        Acc {
+            hist,
+            requests: s.requests,
+            errors: s.errors,
+            unavailable: s.unavailable,
+            probes: s.probes,
+            probes_failed: s.probes_failed,
+            compliance_sum: s.compliance_sum,
+            compliance_n: s.compliance_n,
+            hash_mismatches: s.hash_mismatches,
+            statuses: s.statuses.clone(),
+        }
+    }
+}
+
+/// The measurement of several replicas' windows taken together (the fleet leader's view).
+pub fn measure_merged<'a>(parts: impl IntoIterator<Item = &'a WindowSummary>) -> Measurement {
+    let mut sum = Acc::default();
+    let mut covered = 0;
+    for p in parts {
+        sum.merge(&Acc::from_summary(p));
+        covered = covered.max(p.covered_ms);
+    }
+    sum.measure(Duration::from_millis(covered))
 }
 
 #[cfg(test)]
@@ -338,6 +461,26 @@ mod tests {
         assert_eq!(g.compliance.map(|c| (c * 100.0).round()), Some(90.0));
         assert!((g.rps - 100.0).abs() < 1e-9);
         assert_eq!(g.status_rate(&[500]), 0.05);
+    }
+
+    #[test]
+    fn merged_summaries_measure_like_one_window_over_all_samples() {
+        let (mut one, mut a, mut b) = (Aggregator::new(), Aggregator::new(), Aggregator::new());
+        for i in 0..200u64 {
+            let s = sample(Color::Green, if i % 50 == 0 { 503 } else { 200 }, 1 + i * 7 % 300);
+            one.ingest(&s);
+            if i % 3 == 0 {
+                a.ingest(&s)
+            } else {
+                b.ingest(&s)
+            }
+        }
+        let whole = one.close(1, Duration::from_secs(1))[0].1[1].clone();
+        let (_, sa) = a.close_summarized(1, Duration::from_secs(1));
+        let (_, sb) = b.close_summarized(1, Duration::from_secs(1));
+        let json: WindowSummary = serde_json::from_str(&serde_json::to_string(&sa[0].1[1]).unwrap()).unwrap();
+        let merged = measure_merged([&json, &sb[0].1[1]]);
+        assert_eq!(merged, whole);
     }
 
     #[test]
