@@ -187,6 +187,18 @@ fn print_status(v: &serde_json::Value) {
     if let Some(e) = v["config"]["last_reload_error"].as_str() {
         println!("last reload error: {e}");
     }
+    if let Some(f) = v.get("fleet") {
+        let names: Vec<&str> = f["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        println!(
+            "fleet: replica {}  leader {}  store {}  revision {}  replicas ({}): {}",
+            f["replica"].as_str().unwrap_or("?"),
+            f["leader"].as_str().unwrap_or("-"),
+            f["store"].as_str().unwrap_or("?"),
+            f["revision"],
+            names.len(),
+            names.join(", ")
+        );
+    }
     println!(
         "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
         "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"

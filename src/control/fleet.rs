@@ -6,7 +6,8 @@ use super::incident::Incident;
 use super::{Action, CommandError, Controller};
 use crate::fleet::{Claim, FromFleet, SharedService};
 use crate::route::Weight;
-use crate::stats::names;
+use crate::stats::window::{measure_merged, SummaryReport, WindowReport};
+use crate::stats::{names, Measurement, WindowSummary};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -141,5 +142,57 @@ impl Controller {
             let lag = crate::fleet::unix_ms().saturating_sub(st.written_ms);
             metrics::histogram!(names::FLEET_APPLY_LAG).record(lag as f64 / 1e3);
         }
+    }
+}
+
+/// Windows older than this many intervals are left out of the merge (a replica that stopped
+/// publishing without losing its lease yet).
+const STALE_INTERVALS: u32 = 3;
+
+impl Controller {
+    /// HOOK(fleet) on tick: closes the window, with summaries for the fleet when in one.
+    pub(super) async fn close_window(&self) -> Option<(WindowReport, SummaryReport)> {
+        let c = &self.cfg.control;
+        if self.fleet.is_some() {
+            self.window.close_summarized(c.interval, c.window).await
+        } else {
+            self.window.close(c.interval, c.window).await.map(|r| (r, Vec::new()))
+        }
+    }
+
+    /// HOOK(fleet) on tick: publishes service `i`'s summaries and, on the leader, returns the
+    /// measurement of every live replica's window merged (the fleet judges one window).
+    pub(super) fn fleet_window(&self, i: usize, summaries: &SummaryReport) -> Option<[Measurement; 2]> {
+        let link = self.fleet.as_ref()?;
+        let s = &self.services[i];
+        let empty = Default::default();
+        let own: &[WindowSummary; 2] = summaries.iter().find(|(k, _)| *k == s.key).map_or(&empty, |(_, v)| v);
+        let view = link.view.load();
+        if view.store_up {
+            link.window(&s.cfg.name, serde_json::to_value(own).unwrap_or_default());
+        }
+        if !view.leads() {
+            return None;
+        }
+        let fresh = self.cfg.control.interval * STALE_INTERVALS;
+        let windows = link.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let others: Vec<[WindowSummary; 2]> = windows
+            .iter()
+            .filter(|((replica, service), (_, at))| {
+                *replica != view.replica && **service == *s.cfg.name && at.elapsed() <= fresh
+            })
+            .filter_map(|(_, (v, _))| serde_json::from_value(v.clone()).ok())
+            .collect();
+        let merged = |c: usize| measure_merged(std::iter::once(&own[c]).chain(others.iter().map(|o| &o[c])));
+        Some([merged(0), merged(1)])
+    }
+
+    /// Whether this replica leaves statistical judgment to the leader: in a fleet that it can
+    /// reach and does not lead. Alone or cut off, it judges its own window.
+    pub(super) fn fleet_defers(&self) -> bool {
+        self.fleet.as_ref().is_some_and(|l| {
+            let v = l.view.load();
+            v.store_up && v.synced && !v.leads()
+        })
     }
 }

@@ -21,13 +21,13 @@ const RULES: [(&str, Severity, Duration); 2] = [
 impl Controller {
     /// Closes the interval and judges every service.
     pub(super) async fn on_tick(&mut self) {
-        let c = self.cfg.control.clone();
-        let Some(report) = self.window.close(c.interval, c.window).await else { return };
+        let Some((report, summaries)) = self.close_window().await else { return };
         let now = SystemTime::now();
         let at = incident::timestamp(now);
         let mut changed = false;
         for i in 0..self.services.len() {
             let m = report.iter().find(|(k, _)| *k == self.services[i].key).map(|(_, m)| m.clone()).unwrap_or_default();
+            let m = self.fleet_window(i, &summaries).unwrap_or(m);
             // What the loop judges (and publishes): green with its overdue in-flight requests.
             let m = [m[0].clone(), with_overdue(&m[1], &self.services[i].cfg.triggers, &self.services[i].stats)];
             self.export_window(i, &m);
@@ -42,7 +42,7 @@ impl Controller {
             if s.pending_report.is_some() {
                 self.complete_report(i).await;
             }
-            changed |= self.judge(i, now).await;
+            changed |= !self.fleet_defers() && self.judge(i, now).await;
         }
         if changed {
             self.after_change().await;

@@ -79,7 +79,11 @@ pub(super) enum ToFleet {
     Publish(String, SharedService),
     Claim(String, SharedService, oneshot::Sender<Claim>),
     Incident(String, Value),
+    Window(String, Value),
 }
+
+/// Latest published window per `(replica, service)`, with when it arrived here.
+pub type Windows = std::sync::Mutex<HashMap<(String, String), (Value, tokio::time::Instant)>>;
 
 /// The loop's end of the fleet runtime.
 pub struct Link {
@@ -90,6 +94,8 @@ pub struct Link {
     pub writer: String,
     /// Last state written or applied, per service.
     pub last: HashMap<String, SharedService>,
+    /// Every live replica's latest window summaries, kept by the runtime from the watch.
+    pub windows: Arc<Windows>,
     pub(super) _stop: DropGuard,
 }
 
@@ -125,6 +131,12 @@ impl Link {
     /// Stores an incident (or its completed report) for every replica's `/incidents`.
     pub fn incident(&self, id: &str, inc: Value) {
         let _ = self.tx.send(ToFleet::Incident(id.to_string(), inc));
+    }
+
+    /// Publishes this replica's window summaries of a service (`[blue, green]` JSON) under its
+    /// lease, for the leader to merge; they vanish with the replica.
+    pub fn window(&self, service: &str, summaries: Value) {
+        let _ = self.tx.send(ToFleet::Window(service.to_string(), summaries));
     }
 
     /// Records a remote state as applied, so it is not written back.

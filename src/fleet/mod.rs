@@ -41,9 +41,10 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let view = Arc::new(ArcSwap::from_pointee(FleetView { replica: cfg.replica.clone(), ..Default::default() }));
     let stop = CancellationToken::new();
-    let rt = runtime::Runtime::new(cfg.clone(), out_tx, view.clone());
+    let windows = Arc::new(link::Windows::default());
+    let rt = runtime::Runtime::new(cfg.clone(), out_tx, view.clone(), windows.clone());
     tokio::spawn(rt.run(rx, stop.clone()));
     let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());
-    let link = Link { tx, view, writer, last: Default::default(), _stop: stop.drop_guard() };
+    let link = Link { tx, view, writer, last: Default::default(), windows, _stop: stop.drop_guard() };
     (link, out_rx)
 }

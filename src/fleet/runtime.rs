@@ -5,7 +5,7 @@
 //! wait in `pending` and are rebased onto the fresh state when the store is back.
 
 use super::etcd::{Cas, Etcd, Event, Kv, StoreError, Watch};
-use super::link::{Claim, FleetView, FromFleet, ToFleet};
+use super::link::{Claim, FleetView, FromFleet, ToFleet, Windows};
 use super::shared::{rebase, SharedService};
 use crate::config::FleetConfig;
 use crate::stats::names;
@@ -31,6 +31,7 @@ pub(super) struct Runtime {
     /// Writes the store did not take yet (outage), latest per service.
     pending: HashMap<String, SharedService>,
     replicas: BTreeSet<String>,
+    windows: Arc<Windows>,
     lease: i64,
 }
 
@@ -40,7 +41,12 @@ enum Stop {
 }
 
 impl Runtime {
-    pub(super) fn new(cfg: FleetConfig, out: mpsc::Sender<FromFleet>, view: Arc<ArcSwap<FleetView>>) -> Runtime {
+    pub(super) fn new(
+        cfg: FleetConfig,
+        out: mpsc::Sender<FromFleet>,
+        view: Arc<ArcSwap<FleetView>>,
+        windows: Arc<Windows>,
+    ) -> Runtime {
         // A call longer than a third of the lease would let the lease lapse while we wait.
         let timeout = (cfg.lease_ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let etcd = Etcd::new(cfg.endpoints.clone(), timeout);
@@ -53,6 +59,7 @@ impl Runtime {
             states: HashMap::new(),
             pending: HashMap::new(),
             replicas: BTreeSet::new(),
+            windows,
             lease: 0,
         }
     }
@@ -106,7 +113,7 @@ impl Runtime {
                 self.pending.insert(s, st);
                 let _ = reply.send(Claim::Offline);
             }
-            ToFleet::Incident(..) => {}
+            ToFleet::Incident(..) | ToFleet::Window(..) => {}
         }
     }
 
@@ -181,7 +188,20 @@ impl Runtime {
             self.replicas.insert(name.to_string());
         } else if rest == "/leader" {
             *leader = Some(String::from_utf8_lossy(&kv.value).into_owned());
+        } else {
+            self.set_window(rest, Some(&kv.value));
         }
+    }
+
+    /// Keeps `/windows/{replica}/{service}` current (None = deleted with its lease).
+    fn set_window(&self, rest: &str, value: Option<&[u8]>) {
+        let Some((replica, service)) = rest.strip_prefix("/windows/").and_then(|r| r.split_once('/')) else { return };
+        let mut w = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (replica.to_string(), service.to_string());
+        match value.and_then(|v| serde_json::from_slice(v).ok()) {
+            Some(v) => w.insert(key, (v, tokio::time::Instant::now())),
+            None => w.remove(&key),
+        };
     }
 
     async fn keep_alive(&mut self) -> Result<(), StoreError> {
@@ -232,6 +252,8 @@ impl Runtime {
                 }
             } else if rest.starts_with("/incidents/") && !deleted {
                 self.deliver_incident(&kv).await;
+            } else if rest.starts_with("/windows/") {
+                self.set_window(&rest, (!deleted).then_some(kv.value.as_slice()));
             }
         }
         self.set_view(|v| v.revision = v.revision.max(revision));
@@ -269,6 +291,10 @@ impl Runtime {
                     Err(_) => Claim::Offline,
                 });
                 r.map(|_| ())
+            }
+            ToFleet::Window(service, v) => {
+                let key = format!("{}/windows/{}/{service}", self.cfg.prefix, self.cfg.replica);
+                self.etcd.put(&key, v.to_string().as_bytes(), self.lease).await.map(|_| ())
             }
             ToFleet::Incident(id, v) => {
                 let key = self.key("incidents", &id);

@@ -1,6 +1,8 @@
 //! A throw-away etcd member for tests: loopback ports, a temp data dir, killed on drop.
 //! SIGSTOP/SIGCONT simulate an unreachable store without losing its data.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,166 @@
+//! Fleet mode with the real binary: three `switchyard run` processes and a real etcd. A
+//! replica is killed with SIGKILL (no lease revoke, no goodbye), as a crashed pod would be.
+
+mod common;
+#[path = "fleet/etcd_server.rs"]
+mod etcd_server;
+
+use common::{client, free_port, Mocks};
+use etcd_server::EtcdServer;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Proc {
+    name: String,
+    child: Child,
+    admin: SocketAddr,
+    service: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SERVICE: &str = "flp";
+
+fn spawn(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str) -> Proc {
+    let dir = tempfile::tempdir().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let service: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = format!(
+        "state_dir = \"{state}\"\n[admin]\nlisten = \"{admin}\"\n\
+         [control]\ninterval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = 5\n\
+         [rollout]\nsteps = [10, 30, 60, 100]\nhold = \"700ms\"\nhealthy_measurements = 1\n\
+         [[services]]\nname = \"{SERVICE}\"\nlisten = \"{service}\"\nmode = \"progressive\"\n{pools}\
+         triggers = {{ error_rate = {{ above = 0.2 }} }}\n\
+         [fleet]\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nreplica = \"{name}\"\nlease_ttl = \"2s\"\n",
+        state = dir.path().join("state").display(),
+        pools = m.pools("r1"),
+        url = etcd.url,
+    );
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Proc { name: name.into(), child, admin, service, _dir: dir }
+}
+
+async fn status(p: &Proc) -> Option<Value> {
+    let r = client().get(format!("http://{}/status", p.admin)).timeout(Duration::from_millis(500)).send().await.ok()?;
+    r.json().await.ok()
+}
+
+async fn wait_for(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn weight(s: &Value) -> f64 {
+    s["services"][0]["green_weight"].as_f64().unwrap_or(-1.0)
+}
+
+/// Closed-loop load on every live replica's listener; counts non-2xx answers.
+fn load(targets: Vec<(SocketAddr, Arc<AtomicBool>)>, stop: Arc<AtomicBool>, failed: Arc<AtomicU64>) {
+    for (addr, alive) in targets {
+        for _ in 0..2 {
+            let (alive, stop, failed) = (alive.clone(), stop.clone(), failed.clone());
+            tokio::spawn(async move {
+                let c = client();
+                while !stop.load(Ordering::Relaxed) {
+                    if !alive.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let (st, _) = common::get(&c, addr, "/").await;
+                    if st != 200 && alive.load(Ordering::Relaxed) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_plan_lets_another_finish_it_without_going_back() {
+    switchyard::tls::install_provider();
+    let etcd = EtcdServer::start();
+    let m = Mocks::start(SERVICE).await;
+    let procs: Vec<Proc> = (1..=3).map(|i| spawn(&etcd, &m, &format!("p{i}"), "/t/kill")).collect();
+    let formed = wait_for(Duration::from_secs(15), async || {
+        for p in &procs {
+            match status(p).await {
+                Some(s) if s["fleet"]["replicas"].as_array().is_some_and(|a| a.len() == 3) => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(formed, "fleet of 3 processes did not form");
+    let leader = status(&procs[0]).await.unwrap()["fleet"]["leader"].as_str().unwrap().to_string();
+    let alive: Vec<Arc<AtomicBool>> = procs.iter().map(|_| Arc::new(AtomicBool::new(true))).collect();
+    let (stop, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    load(procs.iter().zip(&alive).map(|(p, a)| (p.service, a.clone())).collect(), stop.clone(), failed.clone());
+    let li = procs.iter().position(|p| p.name == leader).unwrap();
+    let mid =
+        wait_for(Duration::from_secs(15), async || status(&procs[li]).await.is_some_and(|s| weight(&s) == 30.0)).await;
+    assert!(mid, "plan did not reach step 2 under the leader {leader}");
+    // Crash the leader: its lease (2 s) must expire before anyone else may lead.
+    alive[li].store(false, Ordering::Relaxed);
+    let mut procs = procs;
+    let mut dead = procs.remove(li);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut seen: Vec<Vec<f64>> = vec![Vec::new(); procs.len()];
+    let mut new_leader_after = None;
+    let done = wait_for(Duration::from_secs(20), async || {
+        let mut all_full = true;
+        for (i, p) in procs.iter().enumerate() {
+            let Some(s) = status(p).await else { return false };
+            let w = weight(&s);
+            if seen[i].last() != Some(&w) {
+                seen[i].push(w);
+            }
+            all_full &= w == 100.0;
+            let l = s["fleet"]["leader"].as_str().unwrap_or("");
+            if new_leader_after.is_none() && !l.is_empty() && l != leader {
+                new_leader_after = Some(killed_at.elapsed());
+            }
+        }
+        all_full
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    println!("leader {leader} killed; new leader after {new_leader_after:?}; weights seen per survivor: {seen:?}");
+    assert!(done, "plan did not complete after the leader died: {seen:?}");
+    let took = new_leader_after.expect("a new leader was elected");
+    assert!(took <= Duration::from_secs(4), "failover took {took:?} (lease_ttl 2 s)");
+    for w in &seen {
+        assert!(w.windows(2).all(|p| p[0] <= p[1]), "a weight went backwards: {w:?}");
+        assert!(w.contains(&60.0), "step 60 % skipped: {w:?}");
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests on live replicas");
+}
