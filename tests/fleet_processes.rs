@@ -164,3 +164,58 @@ async fn killing_the_leader_mid_plan_lets_another_finish_it_without_going_back()
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests on live replicas");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_green_fault_under_load_latches_every_replica_with_one_incident() {
+    switchyard::tls::install_provider();
+    let etcd = EtcdServer::start();
+    let m = Mocks::start("flp-fault").await;
+    let procs: Vec<Proc> = (1..=3).map(|i| spawn(&etcd, &m, &format!("q{i}"), "/t/fault")).collect();
+    let started = wait_for(Duration::from_secs(15), async || {
+        for p in &procs {
+            match status(p).await {
+                Some(s) if weight(&s) >= 10.0 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(started, "plan did not start on every replica");
+    let alive: Vec<Arc<AtomicBool>> = procs.iter().map(|_| Arc::new(AtomicBool::new(true))).collect();
+    let (stop, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    load(procs.iter().zip(&alive).map(|(p, a)| (p.service, a.clone())).collect(), stop.clone(), failed.clone());
+    m.green.set(serde_json::from_str(r#"{"error_rate": 0.6}"#).unwrap());
+    let t0 = Instant::now();
+    let latched = wait_for(Duration::from_secs(10), async || {
+        for p in &procs {
+            match status(p).await {
+                Some(s) if s["services"][0]["state"] == "rolled_back" && weight(&s) == 0.0 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    println!("green fault -> all 3 processes latched in {:?}", t0.elapsed());
+    assert!(latched, "not every replica latched");
+    let green_after = m.green.requests();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(m.green.requests(), green_after, "a green request after every replica swapped");
+    let mut ids = Vec::new();
+    let ok = wait_for(Duration::from_secs(3), async || {
+        ids.clear();
+        for p in &procs {
+            let r = client().get(format!("http://{}/incidents", p.admin)).send().await;
+            let Ok(v) = r else { return false };
+            let v: Value = v.json().await.unwrap_or_default();
+            ids.push(
+                v.as_array().map(|a| a.iter().map(|i| i["id"].to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+            );
+        }
+        ids.iter().all(|l| l.len() == 1 && l == &ids[0])
+    })
+    .await;
+    assert!(ok, "one and the same incident on every replica: {ids:?}");
+}
