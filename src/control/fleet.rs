@@ -63,7 +63,8 @@ impl Controller {
     pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
         let v = self.fleet.as_ref()?.view.load();
         let lowers = matches!(action, Action::Rollback | Action::Pause | Action::Weight(Weight::ZERO));
-        (!lowers && !(v.store_up && v.synced)).then(|| {
+        let agreed = v.store_up && v.synced;
+        (!lowers && !agreed).then(|| {
             CommandError::Conflict("fleet store unreachable: only rollback, pause and weight 0 act now".into())
         })
     }
