@@ -25,7 +25,8 @@ ALERTS = ROOT / "prometheus" / "alerts.yml"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 # Series Prometheus synthesizes itself (not exported by Switchyard).
 PROMETHEUS_BUILTINS = {"up"}
-HISTOGRAMS = {"switchyard_request_duration_seconds", "switchyard_rollback_swap_seconds", "switchyard_principle_compliance"}
+HISTOGRAMS = {"switchyard_request_duration_seconds", "switchyard_rollback_swap_seconds", "switchyard_principle_compliance",
+              "switchyard_fleet_apply_lag_seconds"}
 KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
             "group_left", "group_right", "inf", "nan", "atan2"}
 GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")

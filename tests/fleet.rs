@@ -68,6 +68,20 @@ async fn an_admin_action_on_one_replica_reaches_every_replica_within_a_second() 
     let seen: Vec<f64> = fleet.iter().map(|r| weight(r, name)).collect();
     assert!(all, "not every replica at 30 % within 1 s: {seen:?}");
     println!("admin weight on r2 -> all 3 replicas applied in {took:?}");
+    let metrics = client()
+        .get(format!("http://{}/metrics", fleet[0].app.admin_addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in
+        ["switchyard_fleet_replicas 3", "switchyard_fleet_store_up 1", "switchyard_fleet_apply_lag_seconds_bucket"]
+    {
+        assert!(metrics.contains(family), "{family} missing from /metrics");
+    }
     let leaders: Vec<_> = fleet.iter().map(|r| r.app.status()["fleet"]["leader"].clone()).collect();
     assert!(leaders.iter().all(|l| l == &leaders[0] && l.is_string()), "one leader for all: {leaders:?}");
     for r in fleet {

@@ -101,6 +101,20 @@ impl Controller {
                     self.publish();
                 }
             }
+            FromFleet::Store(up) => {
+                self.alerter.send(crate::alerts::Alert {
+                    severity: if up { crate::alerts::Severity::Medium } else { crate::alerts::Severity::High },
+                    alert: if up { "fleet_store_back" } else { "fleet_store_unreachable" }.into(),
+                    text: if up {
+                        "Switchyard fleet store reachable again; shared state re-read".into()
+                    } else {
+                        "Switchyard cannot reach the fleet store: last weights kept, green never raised, local rollbacks only".into()
+                    },
+                    service: None,
+                    fields: self.fleet.as_ref().map(|l| l.view.load().to_json()).unwrap_or_default(),
+                });
+                self.publish();
+            }
             FromFleet::Synced => {
                 tracing::info!("fleet state synced; green may take traffic");
                 self.after_change().await;

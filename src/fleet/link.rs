@@ -62,6 +62,8 @@ pub enum FromFleet {
     Incident(Value),
     /// Every shared state has been delivered once: green may get traffic again.
     Synced,
+    /// The store stopped answering (`false`) or answers again (`true`).
+    Store(bool),
 }
 
 /// Outcome of claiming a rollback for the fleet.

@@ -33,6 +33,8 @@ pub(super) struct Runtime {
     replicas: BTreeSet<String>,
     windows: Arc<Windows>,
     lease: i64,
+    /// An outage was reported to the loop (so its end is reported too).
+    announced_down: bool,
 }
 
 enum Stop {
@@ -61,6 +63,7 @@ impl Runtime {
             replicas: BTreeSet::new(),
             windows,
             lease: 0,
+            announced_down: false,
         }
     }
 
@@ -88,6 +91,8 @@ impl Runtime {
                 Stop::Lost(e) => {
                     if self.view.load().store_up {
                         tracing::error!(error = %e, "fleet store unreachable: keeping the last weights, never raising green");
+                        let _ = self.out.try_send(FromFleet::Store(false));
+                        self.announced_down = true;
                     }
                     self.set_view(|v| v.store_up = false);
                     // Answer claims at once while down; keep their latches pending.
@@ -171,6 +176,9 @@ impl Runtime {
             v.revision = rev;
         });
         let _ = self.out.send(FromFleet::Synced).await;
+        if std::mem::take(&mut self.announced_down) {
+            let _ = self.out.send(FromFleet::Store(true)).await;
+        }
         tracing::info!(revision = rev, replicas = self.replicas.len(), "fleet store synced");
         self.elect().await?;
         self.etcd.watch(&prefix, rev + 1).await
