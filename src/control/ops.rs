@@ -136,6 +136,10 @@ impl Controller {
 
     /// Writes `state.json` atomically (off the runtime threads).
     pub(super) async fn save_state(&mut self) {
+        if self.fleet.is_some() {
+            // HOOK(fleet): the store holds the state; no volume to share, no fsync per change.
+            return;
+        }
         let mut file = StateFile { version: 1, sequence_halted: self.halted(), ..Default::default() };
         for s in &self.services {
             file.services.insert(
