@@ -35,7 +35,13 @@ names = [s["name"] for s in cfg["services"]]
 assert names == cfg["rollout"]["order"] == ["auth", "ac", "integrity", "fv", "gs", "pgc", "ec"], names
 assert cfg["constitutional_hash"] == "cdd01ef066bc6cf2"
 print("switchyard.toml OK")
+fleet = tomllib.load(open("docker/switchyard-fleet.toml", "rb"))
+f = fleet.pop("fleet")
+assert fleet == cfg, "switchyard-fleet.toml must equal switchyard.toml plus [fleet]"
+assert f["store"] == "etcd" and f["endpoints"] == ["http://etcd:2379"], f
+print("switchyard-fleet.toml OK (switchyard.toml + [fleet])")
 PY
+echo "fleet profile: $(docker-compose -f docker/compose.yaml --profile fleet config --services | grep -c '^switchyard-') replicas"
 
 # ---------------------------------------------------------------- prometheus
 step "promtool check config"
@@ -66,6 +72,7 @@ python3 docker/check_metric_names.py
 # ---------------------------------------------------------------- k8s
 step "kubernetes manifests"
 python3 docker/k8s/check_manifests.py
+python3 docker/k8s/check_manifests.py docker/k8s/fleet
 
 # ---------------------------------------------------------------- status page
 step "src/admin/status.html"

@@ -158,3 +158,23 @@ async fn a_store_outage_keeps_weights_refuses_raises_and_a_new_replica_serves_bl
         r.app.shutdown().await;
     }
 }
+
+#[test]
+fn shipped_fleet_configs_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose = root.join("docker/switchyard-fleet.toml");
+    let cfg = switchyard::config::load(&compose).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.fleet.unwrap().endpoints.len(), 1);
+    let cm = std::fs::read_to_string(root.join("docker/k8s/fleet/configmap.yaml")).unwrap();
+    let toml: String = cm
+        .split_once("switchyard.toml: |\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg =
+        switchyard::config::parse(&toml, std::path::Path::new("configmap.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.fleet.unwrap().endpoints.len(), 3);
+}

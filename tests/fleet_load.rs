@@ -77,7 +77,8 @@ async fn ten_replicas_apply_lag_and_fault_to_all_latched() {
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for k in 0..rounds {
         let w = (1 + k % 50) as f64;
-        let (st, body) = admin_post(&apps[k % REPLICAS], &format!("/services/{name}/weight"), &format!("{{\"green\": {w}}}")).await;
+        let (st, body) =
+            admin_post(&apps[k % REPLICAS], &format!("/services/{name}/weight"), &format!("{{\"green\": {w}}}")).await;
         assert_eq!(st, 200, "{body}");
         // The replica answers after its commit; its store write starts right then.
         let t0 = Instant::now();
@@ -102,8 +103,12 @@ async fn ten_replicas_apply_lag_and_fault_to_all_latched() {
     let t0 = Instant::now();
     get(&client(), apps[7].service_addr(name).unwrap(), "/").await;
     let (f, l) = until_all(&apps, name, 0.0, t0).await;
-    let ok = eventually(Duration::from_secs(3), || apps.iter().all(|a| a.control.published.incidents.load().len() == 1)).await;
-    println!("FAULT hash mismatch on r7 -> first latched {f:?}, all {REPLICAS} latched {l:?}; one incident everywhere: {ok}");
+    let ok =
+        eventually(Duration::from_secs(3), || apps.iter().all(|a| a.control.published.incidents.load().len() == 1))
+            .await;
+    println!(
+        "FAULT hash mismatch on r7 -> first latched {f:?}, all {REPLICAS} latched {l:?}; one incident everywhere: {ok}"
+    );
     assert!(ok);
     for a in apps {
         a.shutdown().await;

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 DIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+# docker/k8s/fleet: replicas share state through etcd, so no PVC and a [fleet] section.
+FLEET = DIR.name == "fleet"
 errors = []
 
 
@@ -29,7 +31,10 @@ def err(msg):
 
 def load():
     docs = []
-    for path in sorted(DIR.glob("*.yaml")):
+    paths = sorted(DIR.glob("*.yaml"))
+    if FLEET:  # the admin Secret is documented once, next to the single-replica variant
+        paths.append(DIR.parent / "secret.example.yaml")
+    for path in paths:
         for i, d in enumerate(yaml.safe_load_all(path.read_text())):
             if d is None:
                 continue
@@ -141,9 +146,14 @@ def main():
             elif "configMap" not in volumes.get(cfg["name"], {}):
                 err(f"{dwhere}: /etc/switchyard is not a ConfigMap volume")
             st = mounts.get("/var/lib/switchyard")
-            if not st or "persistentVolumeClaim" not in volumes.get(st["name"], {}):
-                err(f"{dwhere}: /var/lib/switchyard must be a PVC")
+            want = "emptyDir" if FLEET else "persistentVolumeClaim"
+            if not st or want not in volumes.get(st["name"], {}):
+                err(f"{dwhere}: /var/lib/switchyard must be a {want}")
             envs = {e["name"] for e in c.get("env", [])}
+            if FLEET:
+                rep = [e for e in c.get("env", []) if e["name"] == "SWITCHYARD_REPLICA"]
+                if not rep or rep[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+                    err(f"{dwhere}: SWITCHYARD_REPLICA must come from the pod name (downward API)")
             if "SWITCHYARD_ADMIN_TOKEN" not in envs:
                 err(f"{dwhere}: SWITCHYARD_ADMIN_TOKEN env missing")
             res = c.get("resources", {})
@@ -151,6 +161,16 @@ def main():
                 err(f"{dwhere}: switchyard resources requests/limits missing")
             if c.get("args", [])[:1] != ["run"]:
                 err(f"{dwhere}: switchyard args must start with run")
+    if FLEET:
+        if spec.get("replicas") != 3 or spec.get("strategy", {}).get("type") == "Recreate":
+            err(f"{dwhere}: the fleet runs replicas: 3 with rolling updates")
+        if by_kind.get("PersistentVolumeClaim"):
+            err("the fleet variant must not use a (ReadWriteOnce) PVC")
+        for _, where, ss in by_kind.get("StatefulSet", []):
+            if ss["spec"].get("replicas") != 3:
+                err(f"{where}: etcd runs 3 members")
+    elif spec.get("replicas") != 1:
+        err(f"{dwhere}: the single-replica variant (ReadWriteOnce state) runs replicas: 1")
     for vname, v in volumes.items():
         if "configMap" in v and v["configMap"]["name"] not in names("ConfigMap"):
             err(f"{dwhere}: volume {vname} references unknown ConfigMap")
@@ -161,6 +181,8 @@ def main():
     # services
     svc_ports = set()
     for _, where, s in by_kind.get("Service", []):
+        if FLEET and s["spec"].get("selector", {}).get("app.kubernetes.io/name") == "etcd":
+            continue
         if not matches(s["spec"].get("selector"), pod_labels):
             err(f"{where}: Service {s['metadata']['name']} selector does not match Deployment pods")
         for p in s["spec"].get("ports", []):
@@ -215,6 +237,11 @@ def main():
         listen = {int(s["listen"].rsplit(":", 1)[1]) for s in cfg.get("services", [])}
         if listen != set(range(8000, 8007)):
             err(f"{where}: services must listen on 8000-8006, got {sorted(listen)}")
+        fleet = cfg.get("fleet")
+        if FLEET and not (fleet and fleet.get("endpoints") and fleet.get("store", "etcd") == "etcd"):
+            err(f"{where}: [fleet] with etcd endpoints required")
+        if not FLEET and fleet:
+            err(f"{where}: [fleet] belongs in docker/k8s/fleet")
         order = cfg.get("rollout", {}).get("order", [])
         if order != [s["name"] for s in cfg.get("services", [])]:
             err(f"{where}: rollout.order does not match services")
