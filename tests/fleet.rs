@@ -132,7 +132,8 @@ async fn a_store_outage_keeps_weights_refuses_raises_and_a_new_replica_serves_bl
     let fleet = fleet_of(2, &etcd, "/t/outage", &svc).await;
     let (status, _) = admin_post(&fleet[0].app, &format!("/services/{name}/weight"), r#"{"green": 50}"#).await;
     assert_eq!(status, 200);
-    assert!(eventually(Duration::from_secs(2), || fleet.iter().all(|r| weight(r, name) == 50.0)).await);
+    let all = eventually(Duration::from_secs(2), || fleet.iter().all(|r| weight(r, name) == 50.0)).await;
+    assert!(all, "{:?}", fleet.iter().map(|r| service(&r.app, name)).collect::<Vec<_>>());
     etcd.pause();
     let down =
         eventually(Duration::from_secs(5), || fleet.iter().all(|r| r.app.status()["fleet"]["store"] == "unreachable"))

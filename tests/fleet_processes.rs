@@ -219,3 +219,63 @@ async fn a_green_fault_under_load_latches_every_replica_with_one_incident() {
     .await;
     assert!(ok, "one and the same incident on every replica: {ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_pause_freezes_the_plan_safely_and_resume_continues_it() {
+    switchyard::tls::install_provider();
+    let etcd = EtcdServer::start();
+    let m = Mocks::start("flp-pause").await;
+    let mut procs: Vec<Proc> = (1..=3).map(|i| spawn(&etcd, &m, &format!("s{i}"), "/t/pause")).collect();
+    let alive: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(true))).collect();
+    let (stop, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    load(procs.iter().zip(&alive).map(|(p, a)| (p.service, a.clone())).collect(), stop.clone(), failed.clone());
+    let at_30 = wait_for(Duration::from_secs(20), async || {
+        for p in &procs {
+            match status(p).await {
+                Some(s) if weight(&s) == 30.0 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(at_30, "plan did not reach 30 %");
+    etcd.pause();
+    let paused_at = Instant::now();
+    // A replica started during the outage: blue only, and ready.
+    procs.push(spawn(&etcd, &m, "s4", "/t/pause"));
+    let late_ready = wait_for(Duration::from_secs(15), async || {
+        client().get(format!("http://{}/readyz", procs[3].admin)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(late_ready, "a replica started during the outage must report ready");
+    let c = client();
+    for _ in 0..50 {
+        let (st, who) = common::get(&c, procs[3].service, "/").await;
+        assert_eq!((st, who.ends_with("blue")), (200, true), "late replica served {who}");
+    }
+    // Hold the outage well past the step's hold (700 ms): no weight may rise.
+    while paused_at.elapsed() < Duration::from_secs(4) {
+        for p in &procs[..3] {
+            let s = status(p).await.expect("a replica answers during the outage");
+            assert!(weight(&s) <= 30.0, "green raised during the outage: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let down = status(&procs[0]).await.unwrap();
+    assert_eq!(down["fleet"]["store"], "unreachable", "{}", down["fleet"]);
+    etcd.resume();
+    let done = wait_for(Duration::from_secs(30), async || {
+        for p in &procs {
+            match status(p).await {
+                Some(s) if weight(&s) == 100.0 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(done, "plan did not continue to 100 % on all 4 replicas after the store came back");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests during the outage");
+}

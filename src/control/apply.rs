@@ -275,8 +275,10 @@ impl Controller {
     pub(super) fn refresh_weights(&mut self) -> bool {
         let mut changed = false;
         let blue_only = self.fleet_holds_blue();
-        for s in &mut self.services {
+        let caps: Vec<Option<Weight>> = (0..self.services.len()).map(|i| self.fleet_cap(i)).collect();
+        for (s, cap) in self.services.iter_mut().zip(caps) {
             let w = if blue_only { Weight::ZERO } else { s.target_weight() };
+            let w = cap.map_or(w, |c| w.min(c));
             if w != s.weight {
                 tracing::info!(service = %s.cfg.name, from = %s.weight, to = %w, "green weight changes");
                 s.weight = w;

@@ -59,6 +59,27 @@ impl Controller {
         self.fleet.as_ref().is_some_and(|l| !l.view.load().synced)
     }
 
+    /// HOOK(fleet) in `refresh_weights`: the most green service `i` may get, from the state
+    /// the store holds (None = alone, no cap). A raise decided here takes effect when the
+    /// store confirms it; a latch or any lowering takes effect at once.
+    pub(super) fn fleet_cap(&self, i: usize) -> Option<Weight> {
+        let link = self.fleet.as_ref()?;
+        let s = &self.services[i];
+        let Some(st) = link.confirmed.get(&*s.cfg.name) else { return Some(Weight::ZERO) };
+        if st.latched || st.release.as_deref() != s.cfg.green.release.as_deref() {
+            return Some(Weight::ZERO);
+        }
+        if let Some(w) = st.admin_weight {
+            return Some(Weight::from_percent(w).unwrap_or(Weight::ZERO));
+        }
+        Some(match s.cfg.mode {
+            crate::config::Mode::Progressive => {
+                st.step.map_or(Weight::ZERO, |x| s.cfg.plan.steps[x.min(s.cfg.plan.steps.len() - 1)])
+            }
+            crate::config::Mode::Manual => s.cfg.green_weight,
+        })
+    }
+
     /// Refuses actions that could raise green while the fleet cannot agree on them.
     pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
         let v = self.fleet.as_ref()?.view.load();
@@ -91,7 +112,7 @@ impl Controller {
     /// HOOK(fleet) for store events.
     pub(super) async fn on_fleet(&mut self, ev: FromFleet) {
         match ev {
-            FromFleet::State { service, state, force } => self.apply_shared(&service, state, force).await,
+            FromFleet::State { service, state, force, seq } => self.apply_shared(&service, state, force, seq).await,
             FromFleet::Incident(v) => {
                 if let Ok(inc) = serde_json::from_value::<Incident>(v) {
                     match self.incidents.iter_mut().find(|o| o.id == inc.id) {
@@ -100,6 +121,14 @@ impl Controller {
                     }
                     self.publish();
                 }
+            }
+            FromFleet::Confirmed { service, state, seq } => {
+                if let Some(link) = self.fleet.as_mut() {
+                    link.confirmed.insert(service.clone(), state.clone());
+                }
+                // Brings this replica to exactly what the store took (a no-op unless a state
+                // from another writer was applied in between).
+                self.apply_shared(&service, state, true, seq).await;
             }
             FromFleet::Store(up) => {
                 self.alerter.send(crate::alerts::Alert {
@@ -122,11 +151,12 @@ impl Controller {
         }
     }
 
-    async fn apply_shared(&mut self, service: &str, st: SharedService, force: bool) {
+    async fn apply_shared(&mut self, service: &str, st: SharedService, force: bool, seq: u64) {
         let Some(i) = self.index(service) else { return };
         let Some(link) = self.fleet.as_mut() else { return };
         let s = &mut self.services[i];
-        if (!force && st.writer == link.writer) || st.release.as_deref() != s.cfg.green.release.as_deref() {
+        let own = st.writer == link.writer;
+        if (!force && own) || !link.current(service, seq) || st.release.as_deref() != s.cfg.green.release.as_deref() {
             return;
         }
         link.applied(service, st.clone());
@@ -153,7 +183,7 @@ impl Controller {
             self.window.forget(key).await;
         }
         self.after_change().await;
-        if st.written_ms > 0 {
+        if st.written_ms > 0 && !own {
             let lag = crate::fleet::unix_ms().saturating_sub(st.written_ms);
             metrics::histogram!(names::FLEET_APPLY_LAG).record(lag as f64 / 1e3);
         }

@@ -57,11 +57,22 @@ pub enum FromFleet {
         state: SharedService,
         /// Apply even an own write (after a (re)connect or a lost CAS).
         force: bool,
+        /// The last local write the runtime had taken for this service when it sent this.
+        seq: u64,
     },
     /// An incident written by the replica that decided it (JSON of `control::Incident`).
     Incident(Value),
     /// Every shared state has been delivered once: green may get traffic again.
     Synced,
+    /// The store took this replica's write: what it raises may now take effect.
+    Confirmed {
+        /// Service name.
+        service: String,
+        /// The state as written.
+        state: SharedService,
+        /// Sequence number of the local write this confirms (or a later one).
+        seq: u64,
+    },
     /// The store stopped answering (`false`) or answers again (`true`).
     Store(bool),
 }
@@ -78,8 +89,8 @@ pub enum Claim {
 }
 
 pub(super) enum ToFleet {
-    Publish(String, SharedService),
-    Claim(String, SharedService, oneshot::Sender<Claim>),
+    Publish(String, SharedService, u64),
+    Claim(String, SharedService, u64, oneshot::Sender<Claim>),
     Incident(String, Value),
     Window(String, Value),
 }
@@ -96,6 +107,13 @@ pub struct Link {
     pub writer: String,
     /// Last state written or applied, per service.
     pub last: HashMap<String, SharedService>,
+    /// Last state the store holds, per service (acknowledged write or watched value): green
+    /// never gets more than this state gives, so nothing rises before the fleet has it.
+    pub confirmed: HashMap<String, SharedService>,
+    /// Local writes handed to the runtime, per service. A store state sent before the runtime
+    /// took the latest one is stale for this replica: that write is in flight and will either
+    /// land or come back as a lost CAS with the winner's state.
+    pub seq: HashMap<String, u64>,
     /// Every live replica's latest window summaries, kept by the runtime from the watch.
     pub windows: Arc<Windows>,
     pub(super) _stop: DropGuard,
@@ -111,7 +129,8 @@ impl Link {
         state.writer = self.writer.clone();
         state.written_ms = super::unix_ms();
         self.last.insert(service.to_string(), state.clone());
-        let _ = self.tx.send(ToFleet::Publish(service.to_string(), state));
+        let seq = self.next_seq(service);
+        let _ = self.tx.send(ToFleet::Publish(service.to_string(), state, seq));
     }
 
     /// Claims a rollback: the first replica whose latch lands owns the incident.
@@ -124,10 +143,22 @@ impl Link {
         state.written_ms = super::unix_ms();
         self.last.insert(service.to_string(), state.clone());
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(ToFleet::Claim(service.to_string(), state, tx)).is_err() {
+        let seq = self.next_seq(service);
+        if self.tx.send(ToFleet::Claim(service.to_string(), state, seq, tx)).is_err() {
             return Claim::Offline;
         }
         rx.await.unwrap_or(Claim::Offline)
+    }
+
+    fn next_seq(&mut self, service: &str) -> u64 {
+        let n = self.seq.entry(service.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// Whether a store state carrying `seq` reflects every local write of `service`.
+    pub fn current(&self, service: &str, seq: u64) -> bool {
+        seq >= self.seq.get(service).copied().unwrap_or(0)
     }
 
     /// Stores an incident (or its completed report) for every replica's `/incidents`.
@@ -143,6 +174,7 @@ impl Link {
 
     /// Records a remote state as applied, so it is not written back.
     pub fn applied(&mut self, service: &str, state: SharedService) {
-        self.last.insert(service.to_string(), state);
+        self.last.insert(service.to_string(), state.clone());
+        self.confirmed.insert(service.to_string(), state);
     }
 }

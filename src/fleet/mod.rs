@@ -45,6 +45,15 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let rt = runtime::Runtime::new(cfg.clone(), out_tx, view.clone(), windows.clone());
     tokio::spawn(rt.run(rx, stop.clone()));
     let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());
-    let link = Link { tx, view, writer, last: Default::default(), windows, _stop: stop.drop_guard() };
+    let link = Link {
+        tx,
+        view,
+        writer,
+        last: Default::default(),
+        confirmed: Default::default(),
+        seq: Default::default(),
+        windows,
+        _stop: stop.drop_guard(),
+    };
     (link, out_rx)
 }

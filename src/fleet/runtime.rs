@@ -30,6 +30,8 @@ pub(super) struct Runtime {
     states: HashMap<String, SharedService>,
     /// Writes the store did not take yet (outage), latest per service.
     pending: HashMap<String, SharedService>,
+    /// Sequence number of the latest local write taken, per service (see `Link::seq`).
+    seen: HashMap<String, u64>,
     replicas: BTreeSet<String>,
     windows: Arc<Windows>,
     lease: i64,
@@ -60,11 +62,16 @@ impl Runtime {
             revisions: HashMap::new(),
             states: HashMap::new(),
             pending: HashMap::new(),
+            seen: HashMap::new(),
             replicas: BTreeSet::new(),
             windows,
             lease: 0,
             announced_down: false,
         }
+    }
+
+    fn seq(&self, service: &str) -> u64 {
+        self.seen.get(service).copied().unwrap_or(0)
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
@@ -111,10 +118,12 @@ impl Runtime {
 
     fn offline(&mut self, msg: ToFleet) {
         match msg {
-            ToFleet::Publish(s, st) => {
+            ToFleet::Publish(s, st, seq) => {
+                self.seen.insert(s.clone(), seq);
                 self.pending.insert(s, st);
             }
-            ToFleet::Claim(s, st, reply) => {
+            ToFleet::Claim(s, st, seq, reply) => {
+                self.seen.insert(s.clone(), seq);
                 self.pending.insert(s, st);
                 let _ = reply.send(Claim::Offline);
             }
@@ -165,7 +174,8 @@ impl Runtime {
         }
         let states: Vec<_> = self.states.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (service, state) in states {
-            let _ = self.out.send(FromFleet::State { service, state, force: true }).await;
+            let seq = self.seq(&service);
+            let _ = self.out.send(FromFleet::State { service, state, force: true, seq }).await;
         }
         let replicas = self.replicas.iter().cloned().collect();
         self.set_view(|v| {
@@ -244,10 +254,16 @@ impl Runtime {
                 if deleted {
                     continue;
                 }
+                // A write this runtime made or already saw through a CAS answer: the event is
+                // old news, and applying it now would step back over newer state.
+                if kv.mod_revision <= self.revisions.get(name).copied().unwrap_or(0) {
+                    continue;
+                }
                 if let Ok(state) = serde_json::from_slice::<SharedService>(&kv.value) {
                     self.revisions.insert(name.to_string(), kv.mod_revision);
                     self.states.insert(name.to_string(), state.clone());
-                    let _ = self.out.send(FromFleet::State { service: name.to_string(), state, force: false }).await;
+                    let (service, seq) = (name.to_string(), self.seq(name));
+                    let _ = self.out.send(FromFleet::State { service, state, force: false, seq }).await;
                 }
             } else if let Some(name) = rest.strip_prefix("/replicas/") {
                 let name = name.to_string();
@@ -286,11 +302,13 @@ impl Runtime {
 
     async fn on_message(&mut self, m: ToFleet) -> Result<(), StoreError> {
         match m {
-            ToFleet::Publish(service, state) => {
+            ToFleet::Publish(service, state, seq) => {
+                self.seen.insert(service.clone(), seq);
                 self.pending.insert(service.clone(), state);
                 self.write(&service).await.map(|_| ())
             }
-            ToFleet::Claim(service, state, reply) => {
+            ToFleet::Claim(service, state, seq, reply) => {
+                self.seen.insert(service.clone(), seq);
                 self.pending.insert(service.clone(), state);
                 let r = self.write(&service).await;
                 let _ = reply.send(match &r {
@@ -331,7 +349,9 @@ impl Runtime {
                 Cas::Written(rev) => {
                     self.pending.remove(service);
                     self.revisions.insert(service.to_string(), rev);
-                    self.states.insert(service.to_string(), state);
+                    self.states.insert(service.to_string(), state.clone());
+                    let seq = self.seq(service);
+                    let _ = self.out.send(FromFleet::Confirmed { service: service.to_string(), state, seq }).await;
                     return Ok(None);
                 }
                 Cas::Conflict(now) => {
@@ -346,10 +366,10 @@ impl Runtime {
                         }
                         None => {
                             self.pending.remove(service);
-                            let s = service.to_string();
+                            let (s, seq) = (service.to_string(), self.seq(service));
                             let _ = self
                                 .out
-                                .send(FromFleet::State { service: s, state: remote.clone(), force: true })
+                                .send(FromFleet::State { service: s, state: remote.clone(), force: true, seq })
                                 .await;
                             return Ok(Some(remote));
                         }
