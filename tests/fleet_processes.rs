@@ -94,7 +94,9 @@ fn load(targets: Vec<(SocketAddr, Arc<AtomicBool>)>, stop: Arc<AtomicBool>, fail
                     }
                     let (st, _) = common::get(&c, addr, "/").await;
                     if st != 200 && alive.load(Ordering::Relaxed) {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("failed request to {addr}: status {st}");
+                        }
                     }
                 }
             });
@@ -228,6 +230,16 @@ async fn an_etcd_pause_freezes_the_plan_safely_and_resume_continues_it() {
     let mut procs: Vec<Proc> = (1..=3).map(|i| spawn(&etcd, &m, &format!("s{i}"), "/t/pause")).collect();
     let alive: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(true))).collect();
     let (stop, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let listening = wait_for(Duration::from_secs(15), async || {
+        for p in &procs {
+            if status(p).await.is_none_or(|s| s["fleet"]["store"] != "ok") {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(listening, "replicas did not start");
     load(procs.iter().zip(&alive).map(|(p, a)| (p.service, a.clone())).collect(), stop.clone(), failed.clone());
     let at_30 = wait_for(Duration::from_secs(20), async || {
         for p in &procs {
