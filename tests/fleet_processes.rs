@@ -93,10 +93,8 @@ fn load(targets: Vec<(SocketAddr, Arc<AtomicBool>)>, stop: Arc<AtomicBool>, fail
                         continue;
                     }
                     let (st, _) = common::get(&c, addr, "/").await;
-                    if st != 200 && alive.load(Ordering::Relaxed) {
-                        if failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("failed request to {addr}: status {st}");
-                        }
+                    if st != 200 && alive.load(Ordering::Relaxed) && failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("failed request to {addr}: status {st}");
                     }
                 }
             });

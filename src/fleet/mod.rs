@@ -4,6 +4,7 @@
 //! # Layout
 //! - `etcd/` the store client (JSON gateway over hyper): range, put, CAS txn, leases, watch.
 //! - `shared` the per-service rollout state every replica agrees on, and how a lost CAS merges.
+//! - `store` the `Store` trait the runtime needs (etcd implements it).
 //! - `runtime` the task that owns the store connection: lease, election, watch, writes.
 //! - `link` the control loop's end: publish, claim a rollback, the fleet view.
 //!
@@ -19,6 +20,7 @@ pub mod etcd;
 pub mod link;
 mod runtime;
 pub mod shared;
+pub mod store;
 
 pub use link::{Claim, FleetView, FromFleet, Link};
 pub use shared::SharedService;
@@ -42,7 +44,10 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let view = Arc::new(ArcSwap::from_pointee(FleetView { replica: cfg.replica.clone(), ..Default::default() }));
     let stop = CancellationToken::new();
     let windows = Arc::new(link::Windows::default());
-    let rt = runtime::Runtime::new(cfg.clone(), out_tx, view.clone(), windows.clone());
+    // A call longer than a third of the lease would let the lease lapse while it waits.
+    let timeout = (cfg.lease_ttl / 3).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
+    let store = etcd::Etcd::new(cfg.endpoints.clone(), timeout);
+    let rt = runtime::Runtime::new(store, cfg.clone(), out_tx, view.clone(), windows.clone());
     tokio::spawn(rt.run(rx, stop.clone()));
     let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());
     let link = Link {

@@ -4,9 +4,10 @@
 //! Any failure marks the store unreachable and starts over; writes that could not be made
 //! wait in `pending` and are rebased onto the fresh state when the store is back.
 
-use super::etcd::{Cas, Etcd, Event, Kv, StoreError, Watch};
+use super::etcd::{Cas, Event, Kv, StoreError};
 use super::link::{Claim, FleetView, FromFleet, ToFleet, Windows};
 use super::shared::{rebase, SharedService};
+use super::store::{Store, WatchStream};
 use crate::config::FleetConfig;
 use crate::stats::names;
 use arc_swap::ArcSwap;
@@ -19,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// How many times a write is rebased onto a newer state before giving up until the next event.
 const CAS_TRIES: usize = 8;
 
-pub(super) struct Runtime {
-    etcd: Etcd,
+pub(super) struct Runtime<S: Store> {
+    /// The store (etcd in production).
+    etcd: S,
     cfg: FleetConfig,
     out: mpsc::Sender<FromFleet>,
     view: Arc<ArcSwap<FleetView>>,
@@ -44,16 +46,14 @@ enum Stop {
     Lost(StoreError),
 }
 
-impl Runtime {
+impl<S: Store> Runtime<S> {
     pub(super) fn new(
+        etcd: S,
         cfg: FleetConfig,
         out: mpsc::Sender<FromFleet>,
         view: Arc<ArcSwap<FleetView>>,
         windows: Arc<Windows>,
-    ) -> Runtime {
-        // A call longer than a third of the lease would let the lease lapse while we wait.
-        let timeout = (cfg.lease_ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(2));
-        let etcd = Etcd::new(cfg.endpoints.clone(), timeout);
+    ) -> Runtime<S> {
         Runtime {
             etcd,
             cfg,
@@ -157,7 +157,7 @@ impl Runtime {
         }
     }
 
-    async fn connect(&mut self) -> Result<Watch, StoreError> {
+    async fn connect(&mut self) -> Result<S::Watch, StoreError> {
         self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await?;
         let me = self.cfg.replica.clone();
         self.etcd.put(&self.key("replicas", &me), me.as_bytes(), self.lease).await?;
