@@ -51,7 +51,11 @@ async fn fleet_of(n: usize, etcd: &EtcdServer, prefix: &str, service: &str) -> V
 }
 
 fn weight(r: &Replica, name: &str) -> f64 {
-    service(&r.app, name)["green_weight"].as_f64().unwrap()
+    weight_of(&r.app, name)
+}
+
+fn weight_of(app: &App, name: &str) -> f64 {
+    service(app, name)["green_weight"].as_f64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,9 +165,30 @@ async fn a_store_outage_keeps_weights_refuses_raises_and_a_new_replica_serves_bl
     assert_eq!(weight(&late, name), 0.0);
     let results = burst(late.app.service_addr(name).unwrap(), 100, 4).await;
     assert!(results.iter().all(|(s, who)| *s == 200 && who.ends_with("blue")), "new replica must serve blue only");
+    // Local evidence still acts during the outage: a wrong hash on r2's traffic latches r2 now.
+    m.green.set(serde_json::from_str(r#"{"hash": "wrong"}"#).unwrap());
+    let (c, addr) = (client(), fleet[1].app.service_addr(name).unwrap());
+    for _ in 0..100 {
+        if service(&fleet[1].app, name)["state"] == "rolled_back" {
+            break;
+        }
+        get(&c, addr, "/").await;
+    }
+    assert_eq!(service(&fleet[1].app, name)["state"], "rolled_back", "local rollback during the outage");
     etcd.resume();
-    let synced = eventually(Duration::from_secs(10), || weight(&late, name) == 50.0).await;
-    assert!(synced, "late replica did not sync after the outage: {}", late.app.status()["fleet"]);
+    let all: Vec<&App> = fleet.iter().map(|r| &r.app).chain([&late.app]).collect();
+    let latched = eventually(Duration::from_secs(10), || {
+        all.iter().all(|a| service(a, name)["state"] == "rolled_back" && weight_of(a, name) == 0.0)
+    })
+    .await;
+    assert!(latched, "the outage-time rollback must reach the fleet: {}", late.app.status()["fleet"]);
+    let one = eventually(Duration::from_secs(5), || {
+        let ids: Vec<Vec<String>> =
+            all.iter().map(|a| a.control.published.incidents.load().iter().map(|i| i.id.clone()).collect()).collect();
+        ids.iter().all(|l| l.len() == 1 && l == &ids[0])
+    })
+    .await;
+    assert!(one, "the incident recorded during the outage is written and seen everywhere");
     for r in fleet.into_iter().chain([late]) {
         r.app.shutdown().await;
     }

@@ -34,6 +34,8 @@ pub(super) struct Runtime<S: Store> {
     pending: HashMap<String, SharedService>,
     /// Sequence number of the latest local write taken, per service (see `Link::seq`).
     seen: HashMap<String, u64>,
+    /// Incidents decided while the store was away, written when it is back.
+    pending_incidents: Vec<(String, serde_json::Value)>,
     replicas: BTreeSet<String>,
     windows: Arc<Windows>,
     lease: i64,
@@ -63,6 +65,7 @@ impl<S: Store> Runtime<S> {
             states: HashMap::new(),
             pending: HashMap::new(),
             seen: HashMap::new(),
+            pending_incidents: Vec::new(),
             replicas: BTreeSet::new(),
             windows,
             lease: 0,
@@ -127,7 +130,8 @@ impl<S: Store> Runtime<S> {
                 self.pending.insert(s, st);
                 let _ = reply.send(Claim::Offline);
             }
-            ToFleet::Incident(..) | ToFleet::Window(..) => {}
+            ToFleet::Incident(id, v) => self.pending_incidents.push((id, v)),
+            ToFleet::Window(..) => {}
         }
     }
 
@@ -169,6 +173,10 @@ impl<S: Store> Runtime<S> {
             self.index(kv, &mut leader);
         }
         self.flush_pending().await?;
+        while let Some((id, v)) = self.pending_incidents.first().cloned() {
+            self.etcd.put(&self.key("incidents", &id), v.to_string().as_bytes(), 0).await?;
+            self.pending_incidents.remove(0);
+        }
         for kv in kvs.iter().filter(|kv| kv.key.starts_with(&self.key("incidents", ""))) {
             self.deliver_incident(kv).await;
         }
@@ -324,7 +332,11 @@ impl<S: Store> Runtime<S> {
             }
             ToFleet::Incident(id, v) => {
                 let key = self.key("incidents", &id);
-                self.etcd.put(&key, v.to_string().as_bytes(), 0).await.map(|_| ())
+                let r = self.etcd.put(&key, v.to_string().as_bytes(), 0).await;
+                if r.is_err() {
+                    self.pending_incidents.push((id, v));
+                }
+                r.map(|_| ())
             }
         }
     }
