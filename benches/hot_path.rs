@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::config::{self, RetryConfig, Sticky, Triggers};
+use switchyard::config::{self, ForceHeader, RetryConfig, Sticky, Triggers};
 use switchyard::control::decide::{self, PlanView, Streaks};
 use switchyard::error::UpstreamErrorKind;
 use switchyard::route::{Policy, Route, ServiceKey, Weight};
@@ -25,7 +25,10 @@ fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
         name: "auth".into(),
         weight: Weight::from_percent(10.0).unwrap(),
         sticky,
-        force_header: Some(HeaderName::from_static("x-switchyard-color")),
+        force_header: Some(ForceHeader { name: HeaderName::from_static("x-switchyard-color"), token: None }),
+        forcible: [true, true],
+        live: Color::Blue,
+        candidate: Some(Color::Green),
         blue: pool(Color::Blue, "127.0.0.1:9000"),
         green: pool(Color::Green, "127.0.0.1:9100"),
         split: Arc::new(AtomicU64::new(0)),

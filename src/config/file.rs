@@ -221,8 +221,8 @@ pub struct FileService {
     pub green: FilePool,
     /// Sticky key.
     pub sticky: Option<FileSticky>,
-    /// Header that forces a color.
-    pub force_header: Option<String>,
+    /// Header that forces a color: a name, or a name with a secret the value must carry.
+    pub force_header: Option<FileForceHeader>,
     /// TLS termination.
     pub tls: Option<FileTls>,
     /// Active health checks.
@@ -257,6 +257,27 @@ pub struct FilePool {
 pub struct FileUpstreamTls {
     /// PEM bundle of the CAs that sign the upstreams' certificates.
     pub ca: std::path::PathBuf,
+}
+
+/// `"name"` | `{ name = "...", token_env = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileForceHeader {
+    /// `force_header = "x-switchyard-color"`: anyone may force.
+    Name(String),
+    /// `force_header = { name = "...", token_env = "..." }`: only requests whose value is
+    /// `<color>:<token>` force, so outsiders cannot reach a candidate early.
+    Secret(FileForceSecret),
+}
+
+/// The table form of `force_header`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForceSecret {
+    /// Header name.
+    pub name: String,
+    /// Environment variable holding the token (kept out of the config file).
+    pub token_env: String,
 }
 
 /// `{ header = "..." } | { cookie = "..." } | "client_ip"`.

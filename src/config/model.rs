@@ -170,7 +170,7 @@ pub struct ServiceConfig {
     /// Sticky key, if any.
     pub sticky: Option<Sticky>,
     /// Header forcing a color (testers), off unless set.
-    pub force_header: Option<HeaderName>,
+    pub force_header: Option<ForceHeader>,
     /// TLS termination.
     pub tls: Option<TlsConfig>,
     /// Active health checks.
@@ -192,6 +192,25 @@ pub struct PoolConfig {
     pub release: Option<Arc<str>>,
     /// CA bundle for TLS to these endpoints (`None`: plain HTTP).
     pub tls_ca: Option<PathBuf>,
+}
+
+/// A header that lets testers pick a color. With a token, the value must be `<color>:<token>`.
+#[derive(Clone, PartialEq)]
+pub struct ForceHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Secret the value must carry (read from the environment at load time).
+    pub token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ForceHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs or `check` output.
+        f.debug_struct("ForceHeader")
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// What makes a client stick to a color.

@@ -306,6 +306,27 @@ fn pool(p: &mut Problems, key: &str, f: &FilePool) -> PoolConfig {
     PoolConfig { endpoints, release: f.release.as_deref().map(Arc::from), tls_ca: f.tls.as_ref().map(|t| t.ca.clone()) }
 }
 
+fn force_header(p: &mut Problems, k: &str, f: &FileForceHeader) -> Option<ForceHeader> {
+    let key = format!("{k}.force_header");
+    match f {
+        FileForceHeader::Name(n) => p.header(&key, n).map(|name| ForceHeader { name, token: None }),
+        FileForceHeader::Secret(s) => {
+            let name = p.header(&format!("{key}.name"), &s.name);
+            let token = match std::env::var(&s.token_env) {
+                Ok(t) if !t.is_empty() => Some(Arc::from(t)),
+                _ => {
+                    p.push(
+                        format!("{key}.token_env"),
+                        format!("environment variable {} is unset or empty", s.token_env),
+                    );
+                    None
+                }
+            };
+            Some(ForceHeader { name: name?, token: Some(token?) })
+        }
+    }
+}
+
 fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_defaults: &Plan) -> ServiceConfig {
     let k = format!("services[{i}]");
     if f.name.is_empty() || !f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -373,7 +394,7 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         blue: pool(p, &format!("{k}.blue"), &f.blue),
         green: pool(p, &format!("{k}.green"), &f.green),
         sticky,
-        force_header: f.force_header.as_deref().and_then(|h| p.header(&format!("{k}.force_header"), h)),
+        force_header: f.force_header.as_ref().and_then(|h| force_header(p, &k, h)),
         tls,
         health,
         triggers: triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global),

@@ -1,20 +1,37 @@
 //! The control loop: the only writer of the route table. Every interval it closes the stats
-//! window, judges each service (`decide`), advances plans and rolls back; between ticks it
-//! applies commands (admin API, reloads) and data-path hash alarms, in order, so a reload racing
-//! a rollback can never undo it. After every change it swaps the routes, persists state and
-//! publishes a status snapshot that the admin API reads without asking the loop.
+//! window, judges each service's candidate (`decide`), advances plans, completes them (the
+//! candidate becomes live) and rolls back; between ticks it applies commands (admin API,
+//! reloads) and data-path hash alarms, in order, so a reload racing a rollback can never undo it.
+//! Every change ends in one `commit` (`commit.rs`): swap the routes, persist, publish a status
+//! snapshot that the admin API reads without asking the loop.
+//!
+//! Layout, by what each file holds:
+//! - pure policy: `decide` (verdicts and decisions), `sequence` (which plans may run),
+//!   `progress` (why a plan holds);
+//! - state: `service` (resources, live color, candidate), `candidate`;
+//! - shell: `measure` (the tick), `rollback`, `actions` (operator commands), `reconfigure`
+//!   (config diff as a plan, then executed), `persist`, `commit`, `status`, `incident`.
+//!
+//! Hook points for other writers (fleet state, etc.): send a `Command`; every state change goes
+//! through `Controller::commit`, the single place routes are stored, persisted and published.
 
-mod apply;
+mod actions;
+mod candidate;
+mod commit;
 pub mod decide;
 pub mod incident;
-mod ops;
+mod measure;
+mod persist;
+pub mod progress;
+mod reconfigure;
+mod rollback;
+mod sequence;
 pub mod service;
 mod status;
-mod tick;
 
 use crate::alerts::Alerter;
 use crate::config::Config;
-use crate::route::{RouteTable, Router, ServiceKey};
+use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
 use arc_swap::ArcSwap;
@@ -173,7 +190,7 @@ impl Controller {
                 None
             }
         };
-        c.apply(cfg, saved).await?;
+        c.reconfigure(cfg, saved).await?;
         published.ready.store(true, Ordering::Release);
         Ok((c, ControlHandle { tx, published }, Inbox { commands, alarms }))
     }
@@ -195,9 +212,9 @@ impl Controller {
             }
         }
         self.published.ready.store(false, Ordering::Release);
-        let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.listener.take()).collect();
+        let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.res.listener.take()).collect();
         for s in &self.services {
-            s.health.cancel();
+            s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
     }
@@ -205,7 +222,7 @@ impl Controller {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::ApplyConfig(cfg, reply) => {
-                let r = self.apply(*cfg, None).await;
+                let r = self.reconfigure(*cfg, None).await;
                 if let Err(e) = &r {
                     self.reload_error(e.to_string());
                 }
@@ -226,15 +243,12 @@ impl Controller {
         self.publish();
     }
 
-    /// Builds and stores the route table from every service's current weight.
-    fn store_routes(&mut self) {
-        self.generation += 1;
-        let routes = self.services.iter().map(|s| s.route()).collect();
-        self.router.store(RouteTable { generation: self.generation, routes });
-    }
-
     fn index(&self, name: &str) -> Option<usize> {
         self.services.iter().position(|s| &*s.cfg.name == name)
+    }
+
+    fn by_name(&self, name: &str) -> Option<&ServiceControl> {
+        self.services.iter().find(|s| &*s.cfg.name == name)
     }
 }
 

@@ -123,7 +123,7 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
     headers::add_forwarded(&mut head.headers, &conn.peer_value, &conn.svc.proto, host);
 
     let policy = &route.policy;
-    let retry = policy.retry.enabled && color == Color::Green && !upgrade && head.method.is_idempotent();
+    let retry = policy.retry.enabled && route.judged(color) && !upgrade && head.method.is_idempotent();
     let (body, replay) = if retry && body.is_end_stream() {
         (RequestBody::full(Bytes::new()), Some(Bytes::new()))
     } else if retry && content_length_of(&head).is_some_and(|l| l <= policy.retry.max_body_bytes as u64) {
@@ -147,7 +147,7 @@ async fn forward(conn: &ConnCtx, route: &Arc<Route>, mut req: Request<Incoming>)
         (Attempt::Retryable(rec), Some(bytes)) if stats.try_retry(policy.retry.budget) => {
             rec.finish(None);
             let headers = std::mem::take(&mut head.headers);
-            attempt(conn, route, Color::Blue, &head, headers, RequestBody::full(bytes), start, true, &mut in_flight)
+            attempt(conn, route, route.live, &head, headers, RequestBody::full(bytes), start, true, &mut in_flight)
                 .await
         }
         (first, _) => first,
@@ -224,7 +224,7 @@ async fn attempt(
         },
         start,
         in_flight: None,
-        green_slot: (color == Color::Green).then(|| stats.green_inflight.enter()),
+        green_slot: route.judged(color).then(|| stats.green_inflight.enter()),
     };
     let mut up = Request::new(body);
     *up.method_mut() = head.method.clone();
@@ -310,7 +310,7 @@ fn inspect_constitutional(conn: &ConnCtx, route: &Route, color: Color, h: &http:
     if let Some(v) = h.get(&p.principles_header) {
         route.stats.record_principles(color, v.as_bytes());
     }
-    if color == Color::Green {
+    if route.judged(color) {
         let ok = h.get(&p.hash_header).is_some_and(|v| v.as_bytes() == p.expected_hash.as_bytes());
         s.hash = if ok { HashCheck::Match } else { HashCheck::Mismatch };
         if !ok {

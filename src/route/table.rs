@@ -3,7 +3,7 @@
 //! generation; the control loop, the only writer, builds a new table and stores it in one step.
 
 use super::{pick, Weight};
-use crate::config::Sticky;
+use crate::config::{ForceHeader, Sticky};
 use crate::stats::ServiceStats;
 use crate::upstream::Pool;
 use crate::Color;
@@ -49,7 +49,15 @@ pub struct Route {
     /// Sticky key.
     pub sticky: Option<Sticky>,
     /// Force header.
-    pub force_header: Option<HeaderName>,
+    pub force_header: Option<ForceHeader>,
+    /// `[blue, green]`: which colors a force header may select. Set by the control loop: a
+    /// rolled-back or paused candidate and a retired release are never forcible.
+    pub forcible: [bool; 2],
+    /// The color that takes traffic when no candidate does; retries go here.
+    pub live: Color,
+    /// The color under judgement: its responses are hash-checked, its stalls watched, and its
+    /// failures retried onto `live`.
+    pub candidate: Option<Color>,
     /// Blue endpoints (shared across generations while unchanged, so ejection state survives).
     pub blue: Arc<Pool>,
     /// Green endpoints.
@@ -65,8 +73,9 @@ pub struct Route {
 impl Route {
     /// Chooses blue or green for a request.
     pub fn pick(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Color {
-        if let Some(h) = &self.force_header {
-            if let Some(c) = headers.get(h).and_then(|v| pick::forced(v.as_bytes())) {
+        if let Some(f) = &self.force_header {
+            let forced = headers.get(&f.name).and_then(|v| pick::forced(v.as_bytes(), f.token.as_deref()));
+            if let Some(c) = forced.filter(|c| self.forcible[c.index()]) {
                 return c;
             }
         }
@@ -91,6 +100,12 @@ impl Route {
         };
         let bucket = bucket.unwrap_or_else(|| pick::sequence_bucket(self.split.fetch_add(1, Ordering::Relaxed)));
         pick::color_for(bucket, self.weight)
+    }
+
+    /// Whether `c` is the color under judgement.
+    #[inline]
+    pub fn judged(&self, c: Color) -> bool {
+        self.candidate == Some(c)
     }
 
     /// The pool of a color.

@@ -46,6 +46,11 @@ impl Weight {
         self.0
     }
 
+    /// The rest of the traffic: a candidate's share seen from the other color.
+    pub fn complement(self) -> Weight {
+        Weight(10_000 - self.0)
+    }
+
     /// Percent, for display and metrics.
     pub fn percent(self) -> f64 {
         f64::from(self.0) / 100.0

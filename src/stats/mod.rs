@@ -111,10 +111,12 @@ pub struct ServiceStats {
     pub in_flight: Gauge,
     /// Current green weight (set by the control loop).
     pub green_weight: Gauge,
-    /// Requests sent to green so far; incidents use it to count green requests served between
-    /// the first bad measurement and the swap, and to confirm none arrive after it.
-    pub green_started: AtomicU64,
-    /// Green requests in flight by start time (the control loop sees a stall before it ends).
+    /// Requests sent to each color so far; incidents use the candidate's to count its requests
+    /// served between the first bad measurement and the swap, and to confirm none arrive after it.
+    pub started: [AtomicU64; 2],
+    /// Requests in flight on the judged (candidate) color by start time (the control loop sees a
+    /// stall before it ends). Named for green, the usual candidate; the proxy enters it for
+    /// whichever color the route judges.
     pub green_inflight: inflight::InFlightClock,
     /// Retries onto blue.
     pub retries: Counter,
@@ -143,7 +145,7 @@ impl ServiceStats {
             colors: [ColorHandles::new(&s, Color::Blue), ColorHandles::new(&s, Color::Green)],
             in_flight: gauge!(names::IN_FLIGHT, "service" => s.clone()),
             green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
-            green_started: AtomicU64::new(0),
+            started: Default::default(),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
             budget: budget::RetryBudget::default(),
             green_inflight: Default::default(),
@@ -194,9 +196,7 @@ impl ServiceStats {
     /// Notes that a request was sent to `color`.
     #[inline]
     pub fn started(&self, color: Color) {
-        if color == Color::Green {
-            self.green_started.fetch_add(1, Ordering::Relaxed);
-        }
+        self.started[color.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a finished exchange: metrics first, then a non-blocking send to the aggregator.

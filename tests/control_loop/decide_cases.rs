@@ -195,7 +195,7 @@ fn each_status_trigger_keeps_its_own_streak_and_index() {
 }
 
 #[test]
-fn a_bad_measurement_or_the_last_step_never_advances_a_plan() {
+fn a_bad_measurement_never_advances_a_plan_and_the_last_step_completes_it() {
     let p = PlanView {
         healthy_at_step: 9,
         healthy_needed: 3,
@@ -205,6 +205,8 @@ fn a_bad_measurement_or_the_last_step_never_advances_a_plan() {
         has_next: true,
     };
     assert_eq!(decide(&Verdict::Bad(vec![TriggerId::ErrorRate]), Some(&p)), Decision::Hold);
-    assert_eq!(decide(&Verdict::Healthy, Some(&PlanView { has_next: false, ..p.clone() })), Decision::Hold);
+    assert_eq!(decide(&Verdict::Healthy, Some(&PlanView { has_next: false, ..p.clone() })), Decision::Complete);
+    let short = PlanView { has_next: false, at_step_for: Duration::from_secs(59), ..p.clone() };
+    assert_eq!(decide(&Verdict::Healthy, Some(&short)), Decision::Hold, "the last step holds like any other");
     assert_eq!(decide(&Verdict::Healthy, Some(&p)), Decision::Advance);
 }
