@@ -106,7 +106,7 @@ pub enum Ops {
     Status(Common),
     /// List incidents.
     Incidents(Common),
-    /// Roll a service back to blue now.
+    /// Roll a service back to its live color now.
     Rollback(Named),
     /// Clear a rollback latch.
     Reset(Named),
@@ -116,7 +116,7 @@ pub enum Ops {
     Resume(Named),
     /// Advance a service's plan one step.
     Advance(Named),
-    /// Send all of a service's traffic to green.
+    /// Send all of a service's traffic to its candidate.
     Promote(Named),
     /// Set a service's green weight in percent.
     Weight {
@@ -193,19 +193,44 @@ fn print_status(v: &serde_json::Value) {
     );
     for s in v["services"].as_array().into_iter().flatten() {
         let w = &s["window"];
+        // An empty window has no rate or latency: "—", not a zero that reads as perfect.
+        let stat = |c: &str, key: &str, scale: f64, prec: usize| match w[c]["samples"].as_u64() {
+            Some(n) if n > 0 => w[c][key].as_f64().map_or("—".into(), |x| format!("{:.prec$}", x * scale)),
+            _ => "—".to_string(),
+        };
         println!(
-            "{:<10} {:<12} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8}  {}",
+            "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
             s["name"].as_str().unwrap_or(""),
             s["state"].as_str().unwrap_or(""),
             percent(&s["green_weight"]),
-            w["blue"]["p95_ms"].as_f64().unwrap_or(0.0),
-            w["green"]["p95_ms"].as_f64().unwrap_or(0.0),
-            w["blue"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["green"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["green"]["compliance"].as_f64().map_or("-".into(), |c| format!("{c:.3}")),
+            stat("blue", "p95_ms", 1.0, 1),
+            stat("green", "p95_ms", 1.0, 1),
+            stat("blue", "error_rate", 100.0, 2),
+            stat("green", "error_rate", 100.0, 2),
+            stat("green", "compliance", 1.0, 3),
             s["incident"].as_str().unwrap_or("-")
         );
+        println!("{:<10} {}", "", progress_line(s));
     }
+}
+
+/// Who is live, who is the candidate, and why its plan is (not) moving:
+/// `live blue (1.0) → candidate green (1.1): step 1/3, healthy 0/3, hold 4s left — inconclusive: 37 of 100 samples`.
+fn progress_line(s: &serde_json::Value) -> String {
+    let release = |k: &str| s[k].as_str().map_or(String::new(), |r| format!(" ({r})"));
+    let live = format!("live {}{}", s["live"].as_str().unwrap_or("blue"), release("live_release"));
+    let Some(cand) = s["candidate"].as_str() else {
+        return format!("{live}, no candidate: the next release goes into the idle pool");
+    };
+    let p = &s["progress"];
+    let mut line = format!("{live} → candidate {cand}{}", release("candidate_release"));
+    if let (Some(step), Some(healthy)) = (p["step"].as_str(), p["healthy"].as_str()) {
+        line += &format!(": step {step}, healthy {healthy}, hold {} left", p["hold_remaining"].as_str().unwrap_or("—"));
+    }
+    if let Some(r) = p["reason"].as_str() {
+        line += &format!(" — {r}");
+    }
+    line
 }
 
 /// Runs an operator command.
