@@ -46,11 +46,12 @@ struct Traffic {
 
 impl Traffic {
     fn start(addr: SocketAddr) -> Traffic {
-        let (stop, seen, failures) = (Arc::<AtomicBool>::default(), Arc::default(), Arc::default());
+        let stop = Arc::<AtomicBool>::default();
+        let seen = Arc::<Mutex<HashMap<String, u64>>>::default();
+        let failures = Arc::<Mutex<Vec<String>>>::default();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..2 {
-            let (stop, seen, failures): (Arc<AtomicBool>, Arc<Mutex<HashMap<String, u64>>>, Arc<Mutex<Vec<String>>>) =
-                (stop.clone(), Arc::clone(&seen), Arc::clone(&failures));
+            let (stop, seen, failures) = (stop.clone(), seen.clone(), failures.clone());
             let c = client();
             tasks.spawn(async move {
                 // Bounded: 60 s at most even if a test forgets to stop it.
