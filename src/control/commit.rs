@@ -9,18 +9,29 @@ use crate::stats::names;
 use tokio::time::Instant;
 
 impl Controller {
-    /// Commits the current control state; returns when the new table was stored (a rollback
-    /// measures its decision-to-swap time up to there, before the fsync of `state.json`).
-    pub(super) async fn commit(&mut self) -> Instant {
+    /// Commits the current control state.
+    pub(super) async fn commit(&mut self) {
+        self.store();
+        self.persist_and_publish().await;
+    }
+
+    /// The first half of a commit: the data path sees the change from its next `load()`.
+    /// Only a rollback runs the halves apart, to record its incident between them, so that
+    /// `/status` never shows a rollback whose incident `/incidents` does not list yet.
+    /// Returns when the table was stored (the rollback's decision-to-swap time ends there).
+    pub(super) fn store(&mut self) -> Instant {
         self.sequence();
         self.refresh_weights();
         self.generation += 1;
         let routes = self.services.iter().map(|s| s.route()).collect();
         self.router.store(RouteTable { generation: self.generation, routes });
-        let stored = Instant::now();
+        Instant::now()
+    }
+
+    /// The second half of a commit.
+    pub(super) async fn persist_and_publish(&mut self) {
         self.save_state().await;
         self.publish();
-        stored
     }
 
     /// Recomputes every green weight from the rules; updates the gauges.

@@ -35,20 +35,11 @@ impl Controller {
     pub(super) async fn rollback(&mut self, i: usize, trip: Trip, decided: Instant) {
         let decided_wall = SystemTime::now();
         let weight_before = self.services[i].weight;
-        let s = &mut self.services[i];
-        let Some(c) = s.candidate.as_mut() else { return };
+        let Some(c) = self.services[i].candidate.as_mut() else { return };
         let first_bad = c.rollback();
         let color = c.color;
-        // Named before the commit so the persisted state already points at it.
-        let id = format!(
-            "inc-{}-{}",
-            decided_wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis(),
-            s.cfg.name
-        );
-        s.incident = Some(id.clone());
-        let stored = self.commit().await;
-        let swap = stored.saturating_duration_since(decided);
-        let swapped_wall = SystemTime::now() - decided.elapsed().saturating_sub(swap);
+        let swap = self.store().saturating_duration_since(decided);
+        let swapped_wall = SystemTime::now();
         let s = &mut self.services[i];
         let name = s.cfg.name.to_string();
         let live = s.live.as_str();
@@ -57,7 +48,11 @@ impl Controller {
             .increment(1);
         let started = s.res.stats.started[color.index()].load(Ordering::Relaxed);
         let inc = Incident {
-            id,
+            id: format!(
+                "inc-{}-{}",
+                swapped_wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis(),
+                name
+            ),
             service: name.clone(),
             trigger: trip.trigger.as_str().into(),
             value: trip.value,
@@ -79,6 +74,7 @@ impl Controller {
                 ..Default::default()
             },
         };
+        s.incident = Some(inc.id.clone());
         if let Some(c) = s.candidate.as_mut() {
             c.pending_report = Some(PendingReport { incident: inc.id.clone(), started_at_swap: started });
         }
@@ -109,7 +105,7 @@ impl Controller {
             });
         }
         self.persist_incident(inc).await;
-        self.publish();
+        self.persist_and_publish().await;
     }
 
     async fn persist_incident(&mut self, inc: Incident) {
