@@ -6,19 +6,13 @@ use super::decide::{self, Decision, PlanView, Verdict};
 use super::incident;
 use super::service::{HistoryPoint, HISTORY};
 use super::Controller;
-use crate::alerts::{Alert, Severity};
+use crate::alerts::Alert;
 use crate::route::Weight;
 use crate::stats::{names, Measurement};
 use crate::Color;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
-
-/// Spec §4.3 rules that alert even without a rollback: (name, severity, how long bad).
-const RULES: [(&str, Severity, Duration); 2] = [
-    ("compliance_low", Severity::Critical, Duration::from_secs(180)),
-    ("p95_high", Severity::High, Duration::from_secs(120)),
-];
 
 impl Controller {
     /// Closes the interval and judges every service.
@@ -154,36 +148,23 @@ impl Controller {
     fn check_rules(&mut self, i: usize, m: &[Measurement; 2]) {
         let min = self.cfg.control.min_samples;
         let s = &mut self.services[i];
-        let (ct, pt) = (s.cfg.triggers.compliance, s.cfg.triggers.p95_latency);
+        let now = Instant::now();
         for c in [Color::Blue, Color::Green] {
             let x = &m[c.index()];
-            let conclusive = x.samples >= min.max(1);
-            let bad = [
-                conclusive && ct.zip(x.compliance).is_some_and(|(t, v)| v < t.threshold),
-                conclusive && pt.is_some_and(|t| x.p95 > t.threshold),
-            ];
-            for (r, (alert, sev, hold)) in RULES.iter().enumerate() {
-                let slot = &mut s.alert_rules[c.index()][r];
-                if !bad[r] {
-                    *slot = (None, false);
-                    continue;
-                }
-                let since = *slot.0.get_or_insert_with(Instant::now);
-                if !slot.1 && since.elapsed() >= *hold {
-                    slot.1 = true;
-                    self.alerter.send(Alert {
-                        severity: *sev,
-                        alert: (*alert).into(),
-                        text: format!(
-                            "{} {} {alert} for {}",
-                            s.cfg.name,
-                            c.as_str(),
-                            humantime::format_duration(*hold)
-                        ),
-                        service: Some(s.cfg.name.to_string()),
-                        fields: serde_json::json!({"color": c.as_str(), "measurement": x.view()}),
-                    });
-                }
+            for rule in s.alert_rules.observe(c, x, &s.cfg.triggers, min, now) {
+                self.alerter.send(Alert {
+                    severity: rule.severity,
+                    alert: rule.alert.into(),
+                    text: format!(
+                        "{} {} {} for {}",
+                        s.cfg.name,
+                        c.as_str(),
+                        rule.alert,
+                        humantime::format_duration(rule.hold)
+                    ),
+                    service: Some(s.cfg.name.to_string()),
+                    fields: serde_json::json!({"color": c.as_str(), "measurement": x.view()}),
+                });
             }
         }
     }

@@ -6,8 +6,8 @@
 //! snapshot that the admin API reads without asking the loop.
 //!
 //! Layout, by what each file holds:
-//! - pure policy: `decide` (verdicts and decisions), `sequence` (which plans may run),
-//!   `progress` (why a plan holds);
+//! - pure policy: `decide` (verdicts and decisions), `alert_rules` (duration-based alerts),
+//!   `sequence` (which plans may run), `progress` (why a plan holds);
 //! - state: `service` (resources, live color, candidate), `candidate`;
 //! - shell: `measure` (the tick), `rollback`, `actions` (operator commands), `reconfigure`
 //!   (config diff as a plan, then executed), `persist`, `commit`, `status`, `incident`.
@@ -16,6 +16,7 @@
 //! through `Controller::commit`, the single place routes are stored, persisted and published.
 
 mod actions;
+pub mod alert_rules;
 mod candidate;
 mod commit;
 pub mod decide;

@@ -12,7 +12,6 @@ use crate::Color;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use super::candidate::{Candidate, PendingReport};
@@ -100,9 +99,9 @@ pub struct ServiceControl {
     pub history: VecDeque<HistoryPoint>,
     /// Green weight in the stored route table.
     pub weight: Weight,
-    /// Duration-based alert rules per color: since when each is bad, and whether it fired. On
-    /// the service, not the candidate: they watch the live color too.
-    pub alert_rules: [[(Option<Instant>, bool); 2]; 2],
+    /// Duration-based alert rule timers. On the service, not the candidate: they watch the
+    /// live color too.
+    pub alert_rules: super::alert_rules::RuleTimers,
 }
 
 /// What identifies a release in a pool: a change of either is a new deployment.
