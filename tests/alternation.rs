@@ -131,8 +131,8 @@ async fn three_releases_alternate_and_a_rollback_of_the_third_returns_to_the_sec
     // No request ever went back to a retired release.
     assert_eq!(legacy.requests(), legacy_at_retirement, "1.0 got requests after its retirement");
     assert_eq!(r1.requests(), r1_at_retirement, "1.1 got requests after its retirement");
-    for release in ["legacy", "r1", "r2", "r3"] {
-        assert!(seen.get(release).copied().unwrap_or(0) > 0, "{release} served nothing: {seen:?}");
+    for (release, m) in [("1.0", &legacy), ("1.1", &r1), ("1.2", &r2), ("1.3", &r3)] {
+        assert!(m.requests() > 0, "{release} was never reached; clients saw {seen:?}");
     }
     let inc = admin_get(&app, "/incidents").await;
     let last = inc.as_array().unwrap().last().unwrap().clone();
@@ -285,4 +285,18 @@ async fn a_gated_step_says_manual_gate_and_an_empty_window_is_a_dash() {
     let (seen, failures) = traffic.finish().await;
     assert!(failures.is_empty() && !seen.is_empty(), "{failures:?}");
     app.shutdown().await;
+}
+
+#[test]
+fn a_force_header_token_from_an_unset_variable_is_a_config_error() {
+    let text = "[[services]]\nname = \"fhc\"\nlisten = \"127.0.0.1:0\"\n\
+        force_header = { name = \"x-switchyard-color\", token_env = \"SWITCHYARD_TEST_UNSET_FORCE_TOKEN\" }\n\
+        blue = { endpoints = [\"127.0.0.1:1\"] }\ngreen = { endpoints = [\"127.0.0.1:2\"] }\n";
+    let e = switchyard::config::parse(text, std::path::Path::new("t.toml")).unwrap_err().to_string();
+    assert!(e.contains("force_header.token_env") && e.contains("SWITCHYARD_TEST_UNSET_FORCE_TOKEN"), "{e}");
+    let plain = text.replace(
+        "{ name = \"x-switchyard-color\", token_env = \"SWITCHYARD_TEST_UNSET_FORCE_TOKEN\" }",
+        "\"x-switchyard-color\"",
+    );
+    assert!(switchyard::config::parse(&plain, std::path::Path::new("t.toml")).is_ok(), "the plain form keeps working");
 }
