@@ -300,3 +300,33 @@ fn a_force_header_token_from_an_unset_variable_is_a_config_error() {
     );
     assert!(switchyard::config::parse(&plain, std::path::Path::new("t.toml")).is_ok(), "the plain form keeps working");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_in_blue_is_hash_checked_and_rolls_back_to_live_green() {
+    let (legacy, r1) = (mock("hb-legacy").await, mock("hb-r1").await);
+    let mut bad = MockConfig::new("hb-r2");
+    bad.hash = Some("not-the-constitutional-hash".into());
+    let r2 = mock_upstream::spawn("127.0.0.1:0".parse().unwrap(), bad).await.unwrap();
+    let env = Env::new(QUICK, &config("hb", (&legacy, "1.0"), (&r1, "1.1"), ""));
+    let app = env.start().await;
+    let traffic = Traffic::start(app.service_addr("hb").unwrap());
+    until(&app, "hb", "1.1 never became live", Duration::from_secs(15), |s| live_without_candidate(s, "green")).await;
+
+    env.write(QUICK, &config("hb", (&r2, "1.2"), (&r1, "1.1"), ""));
+    until(&app, "hb", "1.2 in blue was never rolled back", Duration::from_secs(15), |s| s["state"] == "rolled_back")
+        .await;
+    let (_, failures) = traffic.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let s = service(&app, "hb");
+    assert_eq!(
+        (s["live"].as_str(), s["candidate"].as_str(), s["green_weight"].as_f64()),
+        (Some("green"), Some("blue"), Some(100.0)),
+        "{s:#}"
+    );
+    let inc = admin_get(&app, "/incidents").await;
+    let last = inc.as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["trigger"].as_str(), last["release"].as_str()), (Some("hash_mismatch"), Some("1.2")), "{last:#}");
+    let after = burst(app.service_addr("hb").unwrap(), 50, 2).await;
+    assert!(after.iter().all(|(st, who)| *st == 200 && who == "hb-r1"), "{after:?}");
+    app.shutdown().await;
+}
