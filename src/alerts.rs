@@ -140,13 +140,7 @@ async fn deliver_all(mut rx: mpsc::Receiver<(Alert, Targets)>, delivery: Arc<Arc
     }
 }
 
-async fn deliver(
-    client: &WebhookClient,
-    url: &str,
-    body: Bytes,
-    timeout: Duration,
-    tries: u32,
-) -> bool {
+async fn deliver(client: &WebhookClient, url: &str, body: Bytes, timeout: Duration, tries: u32) -> bool {
     for attempt in 0..tries.max(1) {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;

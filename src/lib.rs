@@ -26,6 +26,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod error;
+pub mod escalation;
 pub mod listener;
 pub mod mock_upstream;
 pub mod proxy;

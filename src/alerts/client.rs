@@ -50,7 +50,10 @@ pub fn build(extra_ca: Option<&Path>) -> WebhookClient {
     let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
-    let https =
-        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new()).build(https)
 }

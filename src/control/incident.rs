@@ -52,6 +52,10 @@ pub struct Incident {
     pub measurements: Vec<MeasurementView>,
     /// Validation report.
     pub report: Report,
+    /// Paging schedule and acknowledgement. `None`: the incident does not page (an operator's own
+    /// rollback, escalation off when it happened, or a log written before escalation existed).
+    #[serde(default)]
+    pub escalation: Option<crate::escalation::Escalation>,
 }
 
 /// RFC 3339 with milliseconds.

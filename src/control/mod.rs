@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod decide;
+mod escalate;
 pub mod incident;
 mod ops;
 pub mod service;
@@ -18,6 +19,7 @@ use crate::route::{RouteTable, Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
 use arc_swap::ArcSwap;
+pub use escalate::AckRequest;
 use incident::Incident;
 use service::ServiceControl;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +58,9 @@ pub enum CommandError {
     /// A reload failed validation or binding.
     #[error("{0}")]
     Invalid(String),
+    /// Unknown incident id.
+    #[error("no incident {0:?}")]
+    NoIncident(String),
 }
 
 /// Reply channel of a command.
@@ -69,6 +74,8 @@ pub enum Command {
     ReloadFailed(String),
     /// An operator's action.
     Act(String, Action, Reply),
+    /// An operator acknowledges an incident (stops its escalation).
+    Ack(String, AckRequest, Reply),
 }
 
 /// What the loop publishes for readers (admin API, demo).
@@ -187,6 +194,7 @@ impl Controller {
                 _ = tick.tick() => self.on_tick().await,
                 Some(key) = inbox.alarms.recv() => self.on_hash_alarm(key).await,
                 Some(cmd) = inbox.commands.recv() => self.on_command(cmd).await,
+                _ = sleep_until(self.next_escalation()) => self.escalate_due().await,
                 _ = shutdown.cancelled() => break,
             }
             if self.cfg.control.interval != interval {
@@ -216,6 +224,10 @@ impl Controller {
                 let r = self.act(&name, action).await;
                 let _ = reply.send(r);
             }
+            Command::Ack(id, req, reply) => {
+                let r = self.acknowledge(&id, req).await;
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -242,4 +254,12 @@ fn ticker(every: std::time::Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -176,6 +176,8 @@ impl Controller {
                     .sum(),
                 ..Default::default()
             },
+            escalation: (trip.trigger != TriggerId::Manual && self.cfg.alerts.escalation_enabled())
+                .then(|| crate::escalation::Escalation::starting(swapped_wall)),
         };
         s.incident = Some(inc.id.clone());
         s.pending_report = Some(PendingReport { incident: inc.id.clone(), green_started_at_swap: started });
@@ -208,7 +210,7 @@ impl Controller {
         self.after_change().await;
     }
 
-    async fn persist_incident(&mut self, inc: Incident) {
+    pub(super) async fn persist_incident(&mut self, inc: Incident) {
         let dir = self.cfg.state_dir.clone();
         let copy = inc.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || incident::append(&dir, &copy)).await {
