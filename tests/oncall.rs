@@ -1,0 +1,214 @@
+//! On-call (issue 16, issue 12 §4): escalation of unacknowledged critical incidents through local
+//! webhook receivers with short configured delays, acknowledgement over the API and the CLI,
+//! persistence of the schedule across a restart, and https webhooks verified against a test CA.
+
+mod common;
+#[path = "oncall/hooks.rs"]
+mod hooks;
+
+use common::*;
+use hooks::Hooks;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchyard::mock_upstream::{self, MockConfig};
+use tokio::time::Instant;
+
+/// Blue healthy; green answers with a wrong constitutional hash, so its first response trips
+/// the `hash_mismatch` trigger (a critical, non-manual rollback).
+async fn bad_hash_mocks(name: &str) -> Mocks {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut blue = MockConfig::new(format!("{name}-blue"));
+    blue.hash = None;
+    let mut green = MockConfig::new(format!("{name}-green"));
+    green.hash = Some("0000000000000000".into());
+    Mocks {
+        blue: mock_upstream::spawn(any, blue).await.unwrap(),
+        green: mock_upstream::spawn(any, green).await.unwrap(),
+    }
+}
+
+/// A manual service at 100 % green with alerts to `hooks` and three levels after `after_ms`.
+fn config(name: &str, m: &Mocks, hooks: &Hooks, after_ms: [u64; 3]) -> String {
+    let h = hooks.addr;
+    let levels: Vec<String> = (0..3)
+        .map(|i| format!("{{ after = \"{}ms\", webhooks = [\"http://{h}/level{}\"] }}", after_ms[i], i + 1))
+        .collect();
+    format!(
+        "[alerts]\ncritical = [\"http://{h}/critical\"]\ntimeout = \"2s\"\nretries = 2\n\
+         [alerts.escalation]\nlevels = [{}]\n\
+         [[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 100\n{}",
+        levels.join(", "),
+        m.pools("r2")
+    )
+}
+
+/// Starts the app, sends one request to green and waits for the rollback alert: its arrival is
+/// the time the schedule counts from (within the delivery latency).
+async fn trip(env: &Env, name: &str, hooks: &Hooks) -> (switchyard::app::App, String, Instant) {
+    let app = env.start().await;
+    let addr = app.service_addr(name).unwrap();
+    let _ = get(&client(), addr, "/").await;
+    let rollback = hooks.first("/critical", Duration::from_secs(10)).await;
+    // The alert leaves before the incident is published.
+    assert!(eventually(Duration::from_secs(5), || !app.control.published.incidents.load().is_empty()).await);
+    let incidents = admin_get(&app, "/incidents").await;
+    let inc = &incidents[0];
+    assert_eq!(inc["trigger"], "hash_mismatch", "{incidents}");
+    assert_eq!(inc["escalation"]["level"], 0, "{inc}");
+    (app, inc["id"].as_str().unwrap().to_string(), rollback.at)
+}
+
+fn incident(list: &Value, id: &str) -> Value {
+    list.as_array().unwrap().iter().find(|i| i["id"] == id).cloned().unwrap_or(Value::Null)
+}
+
+/// `at` is no earlier than `t0 + after` (less 50 ms for the alert's own delivery time) and not
+/// more than 2 s late.
+fn on_time(at: Instant, t0: Instant, after_ms: u64, what: &str) {
+    let got = at.saturating_duration_since(t0).as_millis() as i64;
+    assert!(got >= after_ms as i64 - 50, "{what} came {got} ms after the incident, expected >= {after_ms} ms");
+    assert!(got <= after_ms as i64 + 2000, "{what} came {got} ms after the incident, expected about {after_ms} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_rollback_escalates_to_levels_1_2_and_3_in_order_at_their_delays() {
+    let name = "oc-esc";
+    let hooks = Hooks::start().await;
+    let m = bad_hash_mocks(name).await;
+    let after = [300, 900, 1500];
+    let env = Env::new(FAST, &config(name, &m, &hooks, after));
+    let (app, id, t0) = trip(&env, name, &hooks).await;
+    let l3 = hooks.first("/level3", Duration::from_secs(10)).await;
+    let (l1, l2) = (hooks.on("/level1"), hooks.on("/level2"));
+    assert_eq!((l1.len(), l2.len(), hooks.on("/level3").len()), (1, 1, 1), "each level paged once");
+    on_time(l1[0].at, t0, after[0], "level 1");
+    on_time(l2[0].at, t0, after[1], "level 2");
+    on_time(l3.at, t0, after[2], "level 3");
+    assert!(l1[0].at < l2[0].at && l2[0].at < l3.at, "levels in order");
+    let text = l2[0].body["text"].as_str().unwrap_or_default();
+    assert!(text.contains("ESCALATION level 2/3") && text.contains(&id), "Slack-style text: {text}");
+    assert_eq!(l2[0].body["fields"]["incident"], id.as_str());
+    assert!(
+        eventually(Duration::from_secs(5), || app
+            .control
+            .published
+            .incidents
+            .load()
+            .iter()
+            .any(|i| i.id == id && i.escalation.as_ref().is_some_and(|e| e.level == 3 && e.paged_at.len() == 3)))
+        .await
+    );
+    let inc = incident(&admin_get(&app, "/incidents").await, &id);
+    assert_eq!(inc["escalation"]["level"], 3, "{inc}");
+    assert!(inc["escalation"]["acknowledged"].is_null(), "{inc}");
+    let metrics =
+        client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
+    // One recorder per test process: other tests' pages count too.
+    assert!(metrics.contains("switchyard_escalations_total{level=\"3\"}"), "{metrics}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_incident_stops_escalating_and_records_who_when_and_at_which_level() {
+    let name = "oc-ack";
+    let hooks = Hooks::start().await;
+    let m = bad_hash_mocks(name).await;
+    let env = Env::new(FAST, &config(name, &m, &hooks, [300, 1200, 1500]));
+    let (app, id, t0) = trip(&env, name, &hooks).await;
+    hooks.first("/level1", Duration::from_secs(5)).await;
+    let no_token = client().post(format!("http://{}/incidents/{id}/ack", app.admin_addr)).body("{\"by\":\"x\"}");
+    assert_eq!(no_token.send().await.unwrap().status().as_u16(), 401, "ack needs the token");
+    let (st, _) = admin_post(&app, "/incidents/inc-nope/ack", "{\"by\":\"ana\"}").await;
+    assert_eq!(st, 404);
+    let (st, _) = admin_post(&app, &format!("/incidents/{id}/ack"), "{\"note\":\"who?\"}").await;
+    assert_eq!(st, 400, "by is required");
+    // The CLI, as an operator would run it.
+    let admin = format!("http://{}", app.admin_addr);
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let ack = tokio::process::Command::new(bin)
+        .args(["ack", &id, "--by", "ana", "--note", "looking at green r2", "--admin", &admin])
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(ack.status.success(), "{}", String::from_utf8_lossy(&ack.stderr));
+    assert!(String::from_utf8_lossy(&ack.stdout).contains("acknowledged by ana at level 1"));
+    let (st, body) = admin_post(&app, &format!("/incidents/{id}/ack"), "{\"by\":\"bob\"}").await;
+    assert_eq!(st, 409, "second ack refused: {body}");
+    let inc = incident(&admin_get(&app, "/incidents").await, &id);
+    let a = &inc["escalation"]["acknowledged"];
+    assert_eq!((a["by"].as_str(), a["level"].as_u64()), (Some("ana"), Some(1)), "{inc}");
+    assert_eq!(a["note"], "looking at green r2");
+    assert!(a["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{inc}");
+    // Well past level 3's delay: nothing more was paged.
+    tokio::time::sleep_until(t0 + Duration::from_millis(2500)).await;
+    assert!(hooks.on("/level2").is_empty() && hooks.on("/level3").is_empty(), "{:?}", hooks.hits());
+    let list = tokio::process::Command::new(bin).args(["incidents", "--admin", &admin]).output().await.unwrap().stdout;
+    assert!(String::from_utf8_lossy(&list).contains("acknowledged by ana at level 1"));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_keeps_the_schedule_and_repeats_no_page() {
+    let name = "oc-restart";
+    let hooks = Hooks::start().await;
+    let m = bad_hash_mocks(name).await;
+    let after = [300, 1800, 2400];
+    let env = Env::new(FAST, &config(name, &m, &hooks, after));
+    let (app, id, t0) = trip(&env, name, &hooks).await;
+    hooks.first("/level1", Duration::from_secs(5)).await;
+    app.shutdown().await;
+    let restarted_at = Instant::now();
+    let app = env.start().await;
+    let l2 = hooks.first("/level2", Duration::from_secs(10)).await;
+    on_time(l2.at, t0, after[1], "level 2 after the restart");
+    assert!(
+        l2.at.duration_since(restarted_at) < Duration::from_millis(after[1]),
+        "the schedule counts from the incident, not from the restart"
+    );
+    hooks.first("/level3", Duration::from_secs(10)).await;
+    assert_eq!(hooks.on("/level1").len(), 1, "level 1 is not paged again after the restart");
+    assert_eq!(hooks.on("/critical").iter().filter(|h| h.body["alert"] == "rollback").count(), 1);
+    let inc = incident(&admin_get(&app, "/incidents").await, &id);
+    assert_eq!(inc["escalation"]["paged_at"].as_array().map(Vec::len), Some(3), "{inc}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_delivered_to_a_tls_receiver_trusted_through_alerts_ca() {
+    let name = "oc-https";
+    let (hooks, ca_pem) = Hooks::start_tls().await;
+    let m = Mocks::start(name).await;
+    let env = Env::new(FAST, "");
+    let ca = env.dir.path().join("hook-ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let body = format!(
+        "[alerts]\ncritical = [\"https://{}/slack\"]\nca = \"{}\"\ntimeout = \"2s\"\n\
+         [[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n{}",
+        hooks.addr,
+        ca.display(),
+        m.pools("r1")
+    );
+    env.write(FAST, &body);
+    let app = env.start().await;
+    let (st, _) = admin_post(&app, &format!("/services/{name}/rollback"), "").await;
+    assert_eq!(st, 200);
+    let hit = hooks.first("/slack", Duration::from_secs(10)).await;
+    let text = hit.body["text"].as_str().unwrap_or_default();
+    assert!(text.contains(name), "Slack-style body with a text line: {}", hit.body);
+    app.shutdown().await;
+}
+
+#[test]
+fn an_unreadable_alerts_ca_and_a_non_http_webhook_are_config_errors_naming_their_keys() {
+    let env = Env::new(
+        FAST,
+        "[alerts]\nca = \"/nonexistent/ca.pem\"\n[alerts.escalation]\n\
+         levels = [{ after = \"15m\", webhooks = [\"ftp://x/\"] }, { after = \"5m\" }]\n",
+    );
+    let e = switchyard::config::load(&env.path).unwrap_err().to_string();
+    assert!(e.contains("alerts.ca"), "{e}");
+    assert!(e.contains("alerts.escalation.levels[0].webhooks[0]"), "{e}");
+    assert!(e.contains("alerts.escalation.levels[1].after: must be later"), "{e}");
+}
