@@ -27,6 +27,7 @@ pub mod control;
 pub mod demo;
 pub mod error;
 pub mod escalation;
+pub mod health_score;
 pub mod listener;
 pub mod mock_upstream;
 pub mod proxy;

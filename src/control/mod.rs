@@ -7,6 +7,7 @@
 mod apply;
 pub mod decide;
 mod escalate;
+mod health;
 pub mod incident;
 mod ops;
 pub mod service;

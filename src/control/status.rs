@@ -38,6 +38,7 @@ impl Controller {
             "admin_weight": s.admin_weight.map(|w| w.percent()),
             "step": step,
             "incident": s.incident,
+            "health_score": super::health::json(self.health(i)),
             "endpoints": {
                 "blue": s.blue.endpoints.iter().map(|e| json!({"address": e.authority.as_str(), "healthy": e.healthy(), "ejected": e.ejected()})).collect::<Vec<_>>(),
                 "green": s.green.endpoints.iter().map(|e| json!({"address": e.authority.as_str(), "healthy": e.healthy(), "ejected": e.ejected()})).collect::<Vec<_>>(),
@@ -58,6 +59,7 @@ impl Controller {
         });
         let doc = json!({
             "generation": self.generation,
+            "health_score": super::health::json(self.overall_health()),
             "sequence": {
                 "order": order,
                 "sequential": self.cfg.rollout.sequential,

@@ -44,6 +44,7 @@ impl Controller {
             }
             changed |= self.judge(i, now).await;
         }
+        self.export_health();
         if changed {
             self.after_change().await;
         } else {
