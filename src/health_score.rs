@@ -44,8 +44,7 @@ impl Budgets {
         let d = Triggers::default();
         let pick = |a: Option<f64>, b: Option<f64>| a.or(b).unwrap_or_default();
         Budgets {
-            unavailability: 1.0
-                - pick(t.availability.map(|x| x.threshold), d.availability.map(|x| x.threshold)),
+            unavailability: 1.0 - pick(t.availability.map(|x| x.threshold), d.availability.map(|x| x.threshold)),
             p95_secs: pick(
                 t.p95_latency.map(|x| x.threshold.as_secs_f64()),
                 d.p95_latency.map(|x| x.threshold.as_secs_f64()),
@@ -99,7 +98,8 @@ pub fn color(m: &Measurement, b: &Budgets) -> Option<Score> {
 
 /// Sample-weighted mean of scores; `None` when none has requests.
 pub fn combine(scores: impl IntoIterator<Item = Option<Score>>) -> Option<Score> {
-    let (sum, n) = scores.into_iter().flatten().fold((0.0, 0u64), |(s, n), x| (s + x.score * x.samples as f64, n + x.samples));
+    let (sum, n) =
+        scores.into_iter().flatten().fold((0.0, 0u64), |(s, n), x| (s + x.score * x.samples as f64, n + x.samples));
     (n > 0).then(|| Score { score: sum / n as f64, samples: n })
 }
 

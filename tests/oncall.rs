@@ -212,3 +212,56 @@ fn an_unreadable_alerts_ca_and_a_non_http_webhook_are_config_errors_naming_their
     assert!(e.contains("alerts.escalation.levels[0].webhooks[0]"), "{e}");
     assert!(e.contains("alerts.escalation.levels[1].after: must be later"), "{e}");
 }
+
+/// Polls `/status` until `pred` holds for the service's and the top-level `health_score`.
+async fn health_until(app: &switchyard::app::App, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> f64 {
+    let ok = eventually(Duration::from_secs(10), || {
+        let st = app.status();
+        pred(&service(app, name)["health_score"]) && pred(&st["health_score"])
+    })
+    .await;
+    let s = service(app, name);
+    assert!(ok, "{what}: health_score {} / top level {}", s["health_score"], app.status()["health_score"]);
+    s["health_score"].as_f64().unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_score_falls_as_measurements_degrade_and_is_null_without_traffic() {
+    use switchyard::mock_upstream::MockPatch;
+    let name = "oc-health";
+    let f = Fixture::one_service(name, FAST, "").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let traffic = tokio::spawn({
+        let (addr, stop) = (f.addr, stop.clone());
+        async move {
+            let c = client();
+            while !stop.is_cancelled() {
+                get(&c, addr, "/").await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let healthy = health_until(&f.app, name, "healthy", |v| v.as_f64() == Some(100.0)).await;
+    assert_eq!(healthy, 100.0);
+    // 4 % non-compliant of a 5 % budget: the compliance component drops to 40, the score to 88.
+    f.mocks.blue.set(MockPatch { compliance: Some(Some(0.96)), ..Default::default() });
+    let low = health_until(&f.app, name, "compliance 0.96", |v| v.as_f64().is_some_and(|x| x < 90.0)).await;
+    assert!((85.0..90.0).contains(&low), "compliance 0.96 scores {low}");
+    let metrics =
+        client().get(format!("http://{}/metrics", f.app.admin_addr)).send().await.unwrap().text().await.unwrap();
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("switchyard_system_health_score{{service=\"{name}\"}} ")))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(gauge.is_some_and(|g| g < 90.0), "gauge: {gauge:?}");
+    assert!(metrics.contains("switchyard_system_health_score{service=\"_overall\"}"));
+    // Half the requests answer 500 as well: the error-rate component (20) is gone; a 500 still
+    // comes from a live upstream, so availability stays.
+    f.mocks.blue.set(MockPatch { error_rate: Some(0.5), ..Default::default() });
+    let worse = health_until(&f.app, name, "errors", |v| v.as_f64().is_some_and(|x| x < 75.0)).await;
+    assert!((60.0..75.0).contains(&worse), "50 % errors and compliance 0.96 score {worse}");
+    stop.cancel();
+    traffic.await.unwrap();
+    health_until(&f.app, name, "no traffic", Value::is_null).await;
+    f.stop().await;
+}
