@@ -134,6 +134,8 @@ async fn an_acknowledged_incident_stops_escalating_and_records_who_when_and_at_w
         .unwrap();
     assert!(ack.status.success(), "{}", String::from_utf8_lossy(&ack.stderr));
     assert!(String::from_utf8_lossy(&ack.stdout).contains("acknowledged by ana at level 1"));
+    let metrics = client().get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("switchyard_incidents_unacknowledged{{service=\"{name}\"}} 0")), "{metrics}");
     let (st, body) = admin_post(&app, &format!("/incidents/{id}/ack"), "{\"by\":\"bob\"}").await;
     assert_eq!(st, 409, "second ack refused: {body}");
     let inc = incident(&admin_get(&app, "/incidents").await, &id);

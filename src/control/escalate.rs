@@ -61,6 +61,21 @@ impl Controller {
         self.publish();
     }
 
+    /// `switchyard_incidents_unacknowledged{service}`: what Prometheus escalates on when
+    /// Alertmanager, not Switchyard, does the paging (docker/alertmanager).
+    pub(super) fn export_unacknowledged(&self) {
+        for s in &self.services {
+            let n = self
+                .incidents
+                .iter()
+                .filter(|i| {
+                    *i.service == *s.cfg.name && i.escalation.as_ref().is_some_and(|e| e.acknowledged.is_none())
+                })
+                .count();
+            metrics::gauge!(crate::stats::names::UNACKNOWLEDGED, "service" => s.cfg.name.to_string()).set(n as f64);
+        }
+    }
+
     /// Records an acknowledgement; a second one is refused so the first responder stays on record.
     pub(super) async fn acknowledge(&mut self, id: &str, req: AckRequest) -> Result<serde_json::Value, CommandError> {
         if req.by.trim().is_empty() {
@@ -83,6 +98,7 @@ impl Controller {
         tracing::info!(incident = id, state = %esc.describe(), "incident acknowledged");
         let out = serde_json::to_value(&inc).unwrap_or_default();
         self.persist_incident(inc).await;
+        self.export_unacknowledged();
         self.publish();
         Ok(out)
     }

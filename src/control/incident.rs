@@ -53,7 +53,8 @@ pub struct Incident {
     /// Validation report.
     pub report: Report,
     /// Paging schedule and acknowledgement. `None`: the incident does not page (an operator's own
-    /// rollback, escalation off when it happened, or a log written before escalation existed).
+    /// rollback, or a log written before escalation existed). Kept while escalation is off, so
+    /// acknowledgement and `switchyard_incidents_unacknowledged` work for Alertmanager users.
     #[serde(default)]
     pub escalation: Option<crate::escalation::Escalation>,
 }

@@ -45,6 +45,7 @@ impl Controller {
             changed |= self.judge(i, now).await;
         }
         self.export_health();
+        self.export_unacknowledged();
         if changed {
             self.after_change().await;
         } else {
@@ -177,7 +178,7 @@ impl Controller {
                     .sum(),
                 ..Default::default()
             },
-            escalation: (trip.trigger != TriggerId::Manual && self.cfg.alerts.escalation_enabled())
+            escalation: (trip.trigger != TriggerId::Manual)
                 .then(|| crate::escalation::Escalation::starting(swapped_wall)),
         };
         s.incident = Some(inc.id.clone());
