@@ -14,6 +14,7 @@ SUDO=""
 apt_missing=()
 command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 if ((${#apt_missing[@]})); then
   step "installing ${apt_missing[*]}"
   $SUDO apt-get update -qq
@@ -44,6 +45,39 @@ step "promtool check rules"
 promtool check rules docker/prometheus/alerts.yml
 step "promtool test rules"
 promtool test rules docker/prometheus/alerts_test.yml
+
+# ---------------------------------------------------------------- alertmanager
+step "amtool check-config"
+am=docker/alertmanager/alertmanager.yml
+amtool check-config "$am"
+step "alertmanager routes"
+route() { # expected receiver, then labels
+  local want=$1; shift
+  local got
+  got=$(amtool config routes test --config.file="$am" "$@" 2>/dev/null)
+  [[ $got == "$want" ]] || { echo "route for $*: got '$got', want '$want'" >&2; exit 1; }
+  echo "$* -> $got"
+}
+route critical alertname=SwitchyardRollback severity=critical service=ac
+route high alertname=SwitchyardP95LatencyHigh severity=high service=ac color=green
+route monitoring alertname=SwitchyardConfigReloadFailed severity=medium
+route dashboards-only alertname=SwitchyardThroughputLow severity=info service=ac
+route escalation-team-lead alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=team-lead service=ac
+route escalation-eng-manager alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=eng-manager service=ac
+route escalation-director alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=director service=ac
+python3 - "$am" <<'PY'
+import sys, yaml
+am = yaml.safe_load(open(sys.argv[1]))
+rules = yaml.safe_load(open("docker/prometheus/alerts.yml"))
+names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+for inh in am["inhibit_rules"]:
+    for m in inh["target_matchers"]:
+        if m.startswith("alertname=~"):
+            for n in m.split('"')[1].split("|"):
+                assert n in names, f"inhibit rule names unknown alert {n}"
+assert any('alertname="SwitchyardRollback"' in m for i in am["inhibit_rules"] for m in i["source_matchers"])
+print("inhibition names only alerts defined in alerts.yml")
+PY
 
 # ---------------------------------------------------------------- grafana
 step "grafana dashboards"

@@ -102,10 +102,6 @@ async fn an_unacknowledged_rollback_escalates_to_levels_1_2_and_3_in_order_at_th
     let inc = incident(&admin_get(&app, "/incidents").await, &id);
     assert_eq!(inc["escalation"]["level"], 3, "{inc}");
     assert!(inc["escalation"]["acknowledged"].is_null(), "{inc}");
-    let metrics =
-        client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
-    // One recorder per test process: other tests' pages count too.
-    assert!(metrics.contains("switchyard_escalations_total{level=\"3\"}"), "{metrics}");
     app.shutdown().await;
 }
 

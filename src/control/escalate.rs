@@ -48,7 +48,6 @@ impl Controller {
             for level in due {
                 let l = &levels[level - 1];
                 self.alerter.page(page(inc, level, levels.len(), l.after), l.webhooks.clone());
-                metrics::counter!(crate::stats::names::ESCALATIONS_TOTAL, "level" => level.to_string()).increment(1);
             }
             changed.push(inc.clone());
         }

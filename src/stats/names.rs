@@ -53,8 +53,6 @@ pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 /// Alerts by severity and result.
 pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
-/// Escalation pages sent, by level (1 = first).
-pub const ESCALATIONS_TOTAL: &str = "switchyard_escalations_total";
 /// Critical incidents nobody acknowledged yet, per service.
 pub const UNACKNOWLEDGED: &str = "switchyard_incidents_unacknowledged";
 /// System health score 0-100 (spec §5.3), per service and `service="_overall"`.
@@ -104,7 +102,6 @@ pub fn describe_all() {
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
     describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
-    describe_counter!(ESCALATIONS_TOTAL, "Escalation pages of unacknowledged critical incidents, by level.");
     describe_gauge!(UNACKNOWLEDGED, "Critical rollback incidents not yet acknowledged (POST /incidents/ID/ack).");
     describe_gauge!(
         HEALTH_SCORE,
