@@ -144,6 +144,7 @@ async fn an_acknowledged_incident_stops_escalating_and_records_who_when_and_at_w
     assert!(hooks.on("/level2").is_empty() && hooks.on("/level3").is_empty(), "{:?}", hooks.hits());
     let list = tokio::process::Command::new(bin).args(["incidents", "--admin", &admin]).output().await.unwrap().stdout;
     assert!(String::from_utf8_lossy(&list).contains("acknowledged by ana at level 1"));
+    page_shows_the_acknowledgement(&app, &id).await;
     app.shutdown().await;
 }
 
@@ -262,4 +263,32 @@ async fn the_health_score_falls_as_measurements_degrade_and_is_null_without_traf
     traffic.await.unwrap();
     health_until(&f.app, name, "no traffic", Value::is_null).await;
     f.stop().await;
+}
+
+/// The status page (headless Chromium, when installed) lists the incident as acknowledged and
+/// shows the health score fields.
+async fn page_shows_the_acknowledgement(app: &switchyard::app::App, id: &str) {
+    let Some(chrome) = ["chromium", "chromium-browser"].iter().find_map(|b| which(b)) else {
+        eprintln!("chromium not installed: status page check skipped");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(chrome)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--virtual-time-budget=4000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{}/", app.admin_addr))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out).await.expect("chromium finishes").unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let row = dom.split(&format!("data-incident=\"{id}\"")).nth(1).unwrap_or_else(|| panic!("no row for {id}: {dom}"));
+    let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+    assert!(row.contains("data-field=\"escalation\" data-value=\"acknowledged\""), "{row}");
+    assert!(row.contains("acknowledged by ana at level 1"), "{row}");
+    assert!(dom.contains("id=\"health-score\"") && dom.contains("data-field=\"health_score\""), "{dom}");
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(bin)).find(|p| p.is_file())
 }
