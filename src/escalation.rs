@@ -118,6 +118,24 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_levels_are_the_default_and_escalation_is_off_until_a_level_has_a_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        let service = "[[services]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n\
+                       blue = { endpoints = [\"127.0.0.1:1\"] }\ngreen = { endpoints = [\"127.0.0.1:2\"] }\n";
+        std::fs::write(&path, service).unwrap();
+        let a = crate::config::load(&path).unwrap().alerts;
+        let afters: Vec<u64> = a.escalation.iter().map(|l| l.after.as_secs()).collect();
+        assert_eq!(afters, [300, 900, 1800]);
+        assert!(!a.escalation_enabled());
+        let on = "[alerts.escalation]\nlevels = [{ after = \"1m\", webhooks = [\"https://x/lead\"] }]\n";
+        std::fs::write(&path, format!("{on}{service}")).unwrap();
+        let a = crate::config::load(&path).unwrap().alerts;
+        assert!(a.escalation_enabled());
+        assert_eq!(a.escalation.len(), 1);
+    }
+
+    #[test]
     fn wait_is_zero_once_due() {
         assert_eq!(wait(100, 150), Duration::ZERO);
         assert_eq!(wait(150, 100), Duration::from_millis(50));

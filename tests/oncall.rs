@@ -199,6 +199,36 @@ async fn an_https_webhook_is_delivered_to_a_tls_receiver_trusted_through_alerts_
     app.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_with_an_untrusted_certificate_is_not_delivered() {
+    let name = "oc-https-untrusted";
+    let (hooks, _ca) = Hooks::start_tls().await;
+    let m = Mocks::start(name).await;
+    let body = format!(
+        "[alerts]\ncritical = [\"https://{}/slack\"]\ntimeout = \"2s\"\nretries = 1\n\
+         [[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n{}",
+        hooks.addr,
+        m.pools("r1")
+    );
+    let env = Env::new(FAST, &body);
+    let app = env.start().await;
+    let (st, _) = admin_post(&app, &format!("/services/{name}/rollback"), "").await;
+    assert_eq!(st, 200);
+    let failed = "switchyard_alerts_total{severity=\"critical\",result=\"failed\"}";
+    let mut seen = false;
+    for _ in 0..100 {
+        let m = client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
+        if m.contains(failed) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the delivery to a receiver signed by an unknown CA is counted as failed");
+    assert!(hooks.hits().is_empty(), "nothing reached the receiver: {:?}", hooks.hits());
+    app.shutdown().await;
+}
+
 #[test]
 fn an_unreadable_alerts_ca_and_a_non_http_webhook_are_config_errors_naming_their_keys() {
     let env = Env::new(
