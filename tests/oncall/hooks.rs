@@ -17,6 +17,8 @@ pub struct Hit {
     pub path: String,
     pub body: Value,
     pub at: Instant,
+    /// Wall clock, to compare with the persisted schedule (`escalation.since_ms`).
+    pub wall: std::time::SystemTime,
 }
 
 /// A running receiver.
@@ -68,7 +70,8 @@ impl Hooks {
                             let path = req.uri().path().to_string();
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            hits.lock().unwrap().push(Hit { path, body, at: Instant::now() });
+                            let (at, wall) = (Instant::now(), std::time::SystemTime::now());
+                            hits.lock().unwrap().push(Hit { path, body, at, wall });
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                         }
                     });
