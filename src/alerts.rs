@@ -91,9 +91,16 @@ impl Alerter {
         Alerter { tx, delivery }
     }
 
-    /// Replaces the channels (on reload).
+    /// Replaces the channels (on reload). The client, whose trust store takes milliseconds to
+    /// load from disk, is rebuilt only when `alerts.ca` changed: reloads run on the control loop.
     pub fn set_config(&self, cfg: AlertConfig) {
-        self.delivery.store(Arc::new(Delivery::new(cfg)));
+        let current = self.delivery.load();
+        let next = if current.cfg.ca == cfg.ca {
+            Delivery { cfg, client: current.client.clone() }
+        } else {
+            Delivery::new(cfg)
+        };
+        self.delivery.store(Arc::new(next));
     }
 
     /// Queues an alert for its severity's channel; never waits.

@@ -200,6 +200,9 @@ fn print_status(v: &serde_json::Value) {
     if let Some(e) = v["config"]["last_reload_error"].as_str() {
         println!("last reload error: {e}");
     }
+    if let Some(h) = v["health_score"].as_f64() {
+        println!("health score {h:.1}{}", if h < 90.0 { "  (BELOW 90)" } else { "" });
+    }
     println!(
         "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
         "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
