@@ -236,7 +236,7 @@ fn paging(e: &serde_json::Value) -> String {
             format!("acknowledged by {} at level {}", a["by"].as_str().unwrap_or("?"), a["level"].as_u64().unwrap_or(0))
         }
         _ if level > 0 => format!("escalated to level {level}"),
-        _ => "not escalated".into(),
+        _ => "unacknowledged".into(),
     }
 }
 

@@ -64,12 +64,12 @@ impl Escalation {
             .collect()
     }
 
-    /// `acknowledged by NAME at level N`, `escalated to level N`, or `not escalated`.
+    /// `acknowledged by NAME at level N`, `escalated to level N`, or `unacknowledged`.
     pub fn describe(&self) -> String {
         match &self.acknowledged {
             Some(a) => format!("acknowledged by {} at level {}", a.by, a.level),
             None if self.level > 0 => format!("escalated to level {}", self.level),
-            None => "not escalated".into(),
+            None => "unacknowledged".into(),
         }
     }
 }

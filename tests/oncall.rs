@@ -102,6 +102,7 @@ async fn an_unacknowledged_rollback_escalates_to_levels_1_2_and_3_in_order_at_th
     );
     let inc = incident(&admin_get(&app, "/incidents").await, &id);
     assert_eq!(inc["escalation"]["level"], 3, "{inc}");
+    assert_eq!(service(&app, name)["incident_paging"], "escalated to level 3");
     assert!(inc["escalation"]["acknowledged"].is_null(), "{inc}");
     app.shutdown().await;
 }

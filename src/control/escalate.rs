@@ -60,6 +60,13 @@ impl Controller {
         self.publish();
     }
 
+    /// The paging state of incident `id` for `/status` ("escalated to level 2", ...); `null` when
+    /// the incident does not page.
+    pub(super) fn paging(&self, id: Option<&str>) -> serde_json::Value {
+        let esc = id.and_then(|id| self.incidents.iter().find(|i| i.id == id)?.escalation.as_ref());
+        esc.map_or(serde_json::Value::Null, |e| e.describe().into())
+    }
+
     /// `switchyard_incidents_unacknowledged{service}`: what Prometheus escalates on when
     /// Alertmanager, not Switchyard, does the paging (docker/alertmanager).
     pub(super) fn export_unacknowledged(&self) {

@@ -39,6 +39,7 @@ impl Controller {
             "step": step,
             "incident": s.incident,
             "health_score": super::health::json(self.health(i)),
+            "incident_paging": self.paging(s.incident.as_deref()),
             "endpoints": {
                 "blue": s.blue.endpoints.iter().map(|e| json!({"address": e.authority.as_str(), "healthy": e.healthy(), "ejected": e.ejected()})).collect::<Vec<_>>(),
                 "green": s.green.endpoints.iter().map(|e| json!({"address": e.authority.as_str(), "healthy": e.healthy(), "ejected": e.ejected()})).collect::<Vec<_>>(),
