@@ -78,6 +78,44 @@ for inh in am["inhibit_rules"]:
 assert any('alertname="SwitchyardRollback"' in m for i in am["inhibit_rules"] for m in i["source_matchers"])
 print("inhibition names only alerts defined in alerts.yml")
 PY
+am_bin=$(command -v prometheus-alertmanager || command -v alertmanager || true)
+if [[ -n $am_bin ]]; then
+  step "alertmanager inhibition (live, loopback)"
+  am_dir=$(mktemp -d)
+  am_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$am_bin" --config.file="$am" --storage.path="$am_dir" --web.listen-address="127.0.0.1:$am_port" \
+    --cluster.listen-address= >"$am_dir/log" 2>&1 &
+  am_pid=$!
+  trap 'kill $am_pid 2>/dev/null; rm -rf "$am_dir"' EXIT
+  python3 - "$am_port" <<'PY'
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/api/v2/alerts"
+def alert(name, sev, service, **extra):
+    return {"labels": {"alertname": name, "severity": sev, "service": service, **extra}}
+fired = [alert("SwitchyardRollback", "critical", "ac", trigger="error_rate"),
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="green"),
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="blue"),
+         alert("SwitchyardErrorRateHigh", "high", "gs", color="green")]
+for _ in range(50):
+    try:
+        req = urllib.request.Request(base, json.dumps(fired).encode(), {"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=2)
+        break
+    except OSError:
+        time.sleep(0.2)
+want = {("SwitchyardRollback", "ac", None): "active", ("SwitchyardErrorRateHigh", "ac", "green"): "suppressed",
+        ("SwitchyardErrorRateHigh", "ac", "blue"): "active", ("SwitchyardErrorRateHigh", "gs", "green"): "active"}
+for _ in range(50):
+    got = {(a["labels"]["alertname"], a["labels"]["service"], a["labels"].get("color")): a["status"]["state"]
+           for a in json.load(urllib.request.urlopen(base, timeout=2))}
+    if got == want:
+        break
+    time.sleep(0.2)
+assert got == want, f"inhibition: got {got}, want {want}"
+print("rollback of ac suppresses ac/green's per-trigger alert; ac/blue and gs/green stay active")
+PY
+  kill $am_pid 2>/dev/null || true
+fi
 
 # ---------------------------------------------------------------- grafana
 step "grafana dashboards"
