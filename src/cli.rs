@@ -118,6 +118,19 @@ pub enum Ops {
     Advance(Named),
     /// Send all of a service's traffic to its candidate.
     Promote(Named),
+    /// Acknowledge an incident: records who and stops its escalation.
+    Ack {
+        /// Incident id (see `switchyard incidents`).
+        id: String,
+        /// Who acknowledges (default: $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+        /// What is being done about it.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Set a service's green weight in percent.
     Weight {
         /// Service.
@@ -187,6 +200,9 @@ fn print_status(v: &serde_json::Value) {
     if let Some(e) = v["config"]["last_reload_error"].as_str() {
         println!("last reload error: {e}");
     }
+    if let Some(h) = v["health_score"].as_f64() {
+        println!("health score {h:.1}{}", if h < 90.0 { "  (BELOW 90)" } else { "" });
+    }
     println!(
         "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
         "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
@@ -233,11 +249,34 @@ fn progress_line(s: &serde_json::Value) -> String {
     line
 }
 
+/// An incident's paging state as `/incidents` carries it: acknowledged, escalated to level N, or
+/// `-` for incidents that do not page.
+fn paging(e: &serde_json::Value) -> String {
+    if e.is_null() {
+        return "-".into();
+    }
+    let level = e["level"].as_u64().unwrap_or(0);
+    match &e["acknowledged"] {
+        a if a.is_object() => {
+            format!("acknowledged by {} at level {}", a["by"].as_str().unwrap_or("?"), a["level"].as_u64().unwrap_or(0))
+        }
+        _ if level > 0 => format!("escalated to level {level}"),
+        _ => "unacknowledged".into(),
+    }
+}
+
 /// Runs an operator command.
 pub async fn ops(op: Ops) -> anyhow::Result<()> {
     let (common, v) = match &op {
         Ops::Status(c) => (c, call(c, "GET", "/status", None).await?),
         Ops::Incidents(c) => (c, call(c, "GET", "/incidents", None).await?),
+        Ops::Ack { id, by, note, common } => {
+            let Some(by) = by.as_deref().filter(|b| !b.trim().is_empty()) else {
+                bail!("who acknowledges? pass --by NAME");
+            };
+            let body = serde_json::json!({"by": by, "note": note});
+            (common, call(common, "POST", &format!("/incidents/{id}/ack"), Some(body.to_string())).await?)
+        }
         Ops::Weight { service, percent, common } => (
             common,
             call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}")))
@@ -262,19 +301,24 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
     match op {
         Ops::Status(_) => print_status(&v),
         Ops::Incidents(_) => {
-            println!("{:<32} {:<10} {:<14} {:<26} {:>8}  report", "id", "service", "trigger", "decided_at", "swap_us");
+            println!(
+                "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} report",
+                "id", "service", "trigger", "decided_at", "swap_us", "paging"
+            );
             for i in v.as_array().into_iter().flatten() {
                 println!(
-                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {}",
+                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} {}",
                     i["id"].as_str().unwrap_or(""),
                     i["service"].as_str().unwrap_or(""),
                     i["trigger"].as_str().unwrap_or(""),
                     i["decided_at"].as_str().unwrap_or(""),
                     i["decision_to_swap_us"],
+                    paging(&i["escalation"]),
                     i["report"]["summary"].as_str().unwrap_or("pending")
                 );
             }
         }
+        Ops::Ack { .. } => println!("{}: {}", v["id"].as_str().unwrap_or(""), paging(&v["escalation"])),
         _ => println!(
             "{}: state {}, green {}%",
             v["name"].as_str().unwrap_or(""),

@@ -4,7 +4,10 @@
 //! Each module uses only the modules below it in this list:
 //! - `app` wires everything and owns shutdown; `demo` and `cli` sit on top of it.
 //! - `control` is the only writer of routes: ticks, commands (admin, reload, data-path hash
-//!   alarms), the pure `decide` function, rollout plans, incidents. `admin` and `reload` talk to it.
+//!   alarms), the pure `decide` function, rollout plans, incidents and their escalation timer.
+//!   `admin` and `reload` talk to it.
+//! - `escalation` (paging schedule, acknowledgement) and `health_score` are pure arithmetic the
+//!   loop applies; `alerts` delivers webhooks (http/https) off the loop.
 //! - `listener` accepts connections; `proxy` serves one request; `upstream` holds pools, the client
 //!   and health checks; `stats` records on the data path and aggregates windows.
 //! - `route` is the lock-free snapshot a request loads once; `config` parses and validates.
@@ -26,6 +29,8 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod error;
+pub mod escalation;
+pub mod health_score;
 pub mod listener;
 pub mod mock_upstream;
 pub mod proxy;

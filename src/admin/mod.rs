@@ -2,6 +2,7 @@
 //! readiness, `/status`, incidents, and mutating calls that need `Authorization: Bearer TOKEN`.
 //! Reads come from snapshots the control loop published; writes are commands to it.
 
+mod ack;
 mod auth;
 
 use crate::body::ResponseBody;
@@ -120,6 +121,7 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
             };
         }
+        ["incidents", id, "ack"] => return ack::ack(&admin.control, req, id).await,
         ["services", name, "weight"] => {
             let body = match http_body_util::Limited::new(req.into_body(), 4096).collect().await {
                 Ok(b) => b.to_bytes(),

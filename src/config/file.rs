@@ -201,6 +201,28 @@ pub struct FileAlerts {
     pub timeout: Option<String>,
     /// Attempts per alert and URL.
     pub retries: Option<u32>,
+    /// Extra PEM CA bundle trusted for https webhooks besides the system roots.
+    pub ca: Option<PathBuf>,
+    /// `[alerts.escalation]`.
+    pub escalation: Option<FileEscalation>,
+}
+
+/// `[alerts.escalation]`: who is paged next while a critical incident stays unacknowledged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEscalation {
+    /// Levels in order; `after` counts from the incident, not from the previous level.
+    pub levels: Option<Vec<FileEscalationLevel>>,
+}
+
+/// `{ after = "5m", webhooks = ["https://..."] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEscalationLevel {
+    /// Time since the incident at which this level is paged.
+    pub after: String,
+    /// Webhook URLs of this level.
+    pub webhooks: Option<Vec<String>>,
 }
 
 /// `[[services]]`.

@@ -303,4 +303,24 @@ pub struct AlertConfig {
     pub timeout: Duration,
     /// Attempts.
     pub retries: u32,
+    /// Extra CA bundle for https webhooks (private receivers, tests); system roots always apply.
+    pub ca: Option<PathBuf>,
+    /// Escalation levels, in increasing `after` order.
+    pub escalation: Vec<EscalationLevel>,
+}
+
+impl AlertConfig {
+    /// Escalation is off until some level names a webhook (the spec's defaults name none).
+    pub fn escalation_enabled(&self) -> bool {
+        self.escalation.iter().any(|l| !l.webhooks.is_empty())
+    }
+}
+
+/// One escalation level (spec §4.3: team lead 5m, engineering manager 15m, director 30m).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationLevel {
+    /// Time since the incident after which this level is paged.
+    pub after: Duration,
+    /// Webhooks paged at this level.
+    pub webhooks: Vec<String>,
 }

@@ -267,24 +267,56 @@ fn limits(p: &mut Problems, f: &FileLimits) -> Limits {
 }
 
 fn alerts(p: &mut Problems, f: &FileAlerts) -> AlertConfig {
-    let mut urls = |k: &str, v: &Option<Vec<String>>| {
-        let v = v.clone().unwrap_or_default();
-        for (i, u) in v.iter().enumerate() {
-            match u.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
-                _ => p.push(format!("alerts.{k}[{i}]"), format!("{u:?} is not an http:// URL")),
-            }
+    let (critical, high, medium) = (
+        webhook_urls(p, "alerts.critical", f.critical.as_deref()),
+        webhook_urls(p, "alerts.high", f.high.as_deref()),
+        webhook_urls(p, "alerts.medium", f.medium.as_deref()),
+    );
+    if let Some(ca) = &f.ca {
+        if let Err(e) = crate::alerts::read_ca(ca) {
+            p.push("alerts.ca", e);
         }
-        v
-    };
-    let (critical, high, medium) = (urls("critical", &f.critical), urls("high", &f.high), urls("medium", &f.medium));
+    }
     AlertConfig {
         critical,
         high,
         medium,
         timeout: p.duration("alerts.timeout", f.timeout.as_deref(), Duration::from_secs(5)),
         retries: f.retries.unwrap_or(3).max(1),
+        ca: f.ca.clone(),
+        escalation: escalation(p, f.escalation.as_ref()),
     }
+}
+
+fn webhook_urls(p: &mut Problems, key: &str, v: Option<&[String]>) -> Vec<String> {
+    let v = v.unwrap_or_default().to_vec();
+    for (i, u) in v.iter().enumerate() {
+        match u.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => {}
+            _ => p.push(format!("{key}[{i}]"), format!("{u:?} is not an http:// or https:// URL")),
+        }
+    }
+    v
+}
+
+/// The spec's levels (5m, 15m, 30m) unless the file lists its own; `after` must increase.
+fn escalation(p: &mut Problems, f: Option<&FileEscalation>) -> Vec<EscalationLevel> {
+    let Some(levels) = f.and_then(|f| f.levels.as_ref()) else {
+        return [5, 15, 30]
+            .map(|m| EscalationLevel { after: Duration::from_secs(m * 60), webhooks: Vec::new() })
+            .to_vec();
+    };
+    let mut out: Vec<EscalationLevel> = Vec::with_capacity(levels.len());
+    for (i, l) in levels.iter().enumerate() {
+        let key = format!("alerts.escalation.levels[{i}]");
+        let after = p.duration(&format!("{key}.after"), Some(&l.after), Duration::from_secs(300));
+        if out.last().is_some_and(|prev| prev.after >= after) {
+            p.push(format!("{key}.after"), "must be later than the previous level's");
+        }
+        let webhooks = webhook_urls(p, &format!("{key}.webhooks"), l.webhooks.as_deref());
+        out.push(EscalationLevel { after, webhooks });
+    }
+    out
 }
 
 fn pool(p: &mut Problems, key: &str, f: &FilePool) -> PoolConfig {

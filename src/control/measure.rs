@@ -46,6 +46,8 @@ impl Controller {
             }
             changed |= self.judge(i, now).await;
         }
+        self.export_health();
+        self.export_unacknowledged();
         if changed {
             self.commit().await;
         } else {

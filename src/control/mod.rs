@@ -20,6 +20,8 @@ pub mod alert_rules;
 mod candidate;
 mod commit;
 pub mod decide;
+mod escalate;
+mod health;
 pub mod incident;
 mod measure;
 mod persist;
@@ -36,6 +38,7 @@ use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
 use arc_swap::ArcSwap;
+pub use escalate::AckRequest;
 use incident::Incident;
 use service::ServiceControl;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +77,9 @@ pub enum CommandError {
     /// A reload failed validation or binding.
     #[error("{0}")]
     Invalid(String),
+    /// Unknown incident id.
+    #[error("no incident {0:?}")]
+    NoIncident(String),
 }
 
 /// Reply channel of a command.
@@ -87,6 +93,8 @@ pub enum Command {
     ReloadFailed(String),
     /// An operator's action.
     Act(String, Action, Reply),
+    /// An operator acknowledges an incident (stops its escalation).
+    Ack(String, AckRequest, Reply),
 }
 
 /// What the loop publishes for readers (admin API, demo).
@@ -205,6 +213,7 @@ impl Controller {
                 _ = tick.tick() => self.on_tick().await,
                 Some(key) = inbox.alarms.recv() => self.on_hash_alarm(key).await,
                 Some(cmd) = inbox.commands.recv() => self.on_command(cmd).await,
+                _ = sleep_until(self.next_escalation()) => self.escalate_due().await,
                 _ = shutdown.cancelled() => break,
             }
             if self.cfg.control.interval != interval {
@@ -234,6 +243,10 @@ impl Controller {
                 let r = self.act(&name, action).await;
                 let _ = reply.send(r);
             }
+            Command::Ack(id, req, reply) => {
+                let r = self.acknowledge(&id, req).await;
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -257,4 +270,12 @@ fn ticker(every: std::time::Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

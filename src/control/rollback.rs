@@ -2,7 +2,7 @@
 //! the alert and (at the next measurement) the report that validates it. Triggered by a
 //! measurement, a data-path hash alarm, or an operator.
 
-use super::decide::{self, Trip};
+use super::decide::{self, TriggerId, Trip};
 use super::incident::{self, Incident, Report};
 use super::service::{pool_cfg, PendingReport};
 use super::Controller;
@@ -73,6 +73,8 @@ impl Controller {
                     .sum(),
                 ..Default::default()
             },
+            escalation: (trip.trigger != TriggerId::Manual)
+                .then(|| crate::escalation::Escalation::starting(swapped_wall)),
         };
         s.incident = Some(inc.id.clone());
         if let Some(c) = s.candidate.as_mut() {
@@ -108,7 +110,7 @@ impl Controller {
         self.persist_and_publish().await;
     }
 
-    async fn persist_incident(&mut self, inc: Incident) {
+    pub(super) async fn persist_incident(&mut self, inc: Incident) {
         let dir = self.cfg.state_dir.clone();
         let copy = inc.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || incident::append(&dir, &copy)).await {

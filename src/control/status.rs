@@ -53,6 +53,8 @@ impl Controller {
             "step": step,
             "progress": self.progress(s),
             "incident": s.incident,
+            "health_score": super::health::json(self.health(i)),
+            "incident_paging": self.paging(s.incident.as_deref()),
             "endpoints": {"blue": endpoints(Color::Blue), "green": endpoints(Color::Green)},
             "window": {"blue": s.last[0].view(), "green": s.last[1].view()},
             "history": {"blue": history(0), "green": history(1)},
@@ -98,6 +100,7 @@ impl Controller {
             order.iter().find(|n| self.by_name(n).is_some_and(|s| s.cfg.mode == Mode::Progressive && !s.promoted()));
         let doc = json!({
             "generation": self.generation,
+            "health_score": super::health::json(self.overall_health()),
             "sequence": {
                 "order": order,
                 "sequential": self.cfg.rollout.sequential,

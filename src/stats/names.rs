@@ -53,6 +53,10 @@ pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 /// Alerts by severity and result.
 pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
+/// Critical incidents nobody acknowledged yet, per service.
+pub const UNACKNOWLEDGED: &str = "switchyard_incidents_unacknowledged";
+/// System health score 0-100 (spec §5.3), per service and `service="_overall"`.
+pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 /// Retries onto blue.
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
@@ -98,6 +102,11 @@ pub fn describe_all() {
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
     describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
+    describe_gauge!(UNACKNOWLEDGED, "Critical rollback incidents not yet acknowledged (POST /incidents/ID/ack).");
+    describe_gauge!(
+        HEALTH_SCORE,
+        "System health score 0-100 over the control window (spec 5.3; README), per service and service=\"_overall\"; NaN without traffic."
+    );
     describe_counter!(RETRIES_TOTAL, "Failed green attempts retried on blue.");
     describe_counter!(STATS_DROPPED_TOTAL, "Samples dropped because the statistics aggregator was behind.");
 }
