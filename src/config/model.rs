@@ -1,7 +1,7 @@
 //! Validated domain types. A value of these types cannot be wrong: weights are basis points in
 //! range, endpoint sets are non-empty, durations are positive. Everything downstream trusts them.
 
-use crate::route::Weight;
+use crate::types::Weight;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;

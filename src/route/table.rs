@@ -2,21 +2,16 @@
 //! `RouteTable` behind one `ArcSwap`: a request calls `load()` once and sees a consistent
 //! generation; the control loop, the only writer, builds a new table and stores it in one step.
 
-use super::{pick, Weight};
+use super::pick;
 use crate::config::Sticky;
 use crate::stats::ServiceStats;
+use crate::types::{Color, ServiceKey, Weight};
 use crate::upstream::Pool;
-use crate::Color;
 use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Stable identity of a service for the life of the process (names may be reloaded away and
-/// back; keys are never reused), so listeners find their route without string compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey(pub u32);
 
 /// Per-request policy that comes from config rather than from routing decisions.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ pub mod names;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;
-use crate::route::ServiceKey;
+use crate::types::ServiceKey;
 use crate::Color;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering};

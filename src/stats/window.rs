@@ -4,7 +4,7 @@
 //! Nothing here is shared, so nothing here locks.
 
 use super::{HashCheck, Sample, SampleKind};
-use crate::route::ServiceKey;
+use crate::types::ServiceKey;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
