@@ -80,8 +80,7 @@ impl App {
         let admin_addr = admin_listener.local_addr()?;
         let alerter = Alerter::spawn(cfg.alerts.clone());
         let router = Arc::new(Router::new());
-        let (controller, control, inbox) =
-            Controller::start(cfg, router, alerter).await.map_err(|e| ServeError::Start(e.to_string()))?;
+        let (controller, control, inbox) = Controller::start(cfg, router, alerter).await?;
         let stop = CancellationToken::new();
         let control_task = tokio::spawn(controller.run(inbox, stop.clone()));
         let reload: admin::ReloadFn = {

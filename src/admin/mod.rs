@@ -6,6 +6,7 @@ mod auth;
 
 use crate::body::ResponseBody;
 use crate::control::{Action, Command, CommandError, ControlHandle};
+use crate::reload::ReloadError;
 use crate::route::Weight;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -26,7 +27,7 @@ const PAGE: &str = include_str!("status.html");
 
 /// Reloads the config on demand (`POST /reload`); implemented by `reload`.
 pub type ReloadFn =
-    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>;
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, ReloadError>> + Send + Sync>;
 
 /// What the admin server needs.
 pub struct Admin {
@@ -117,7 +118,10 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
         ["reload"] => {
             return match (admin.reload)().await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                Err(ReloadError::Apply(CommandError::NotRunning)) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, "control loop stopped")
+                }
+                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             };
         }
         ["services", name, "weight"] => {
@@ -152,6 +156,8 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
     match admin.control.call(|reply| Command::Act(name, action, reply)).await {
         Ok(v) => json(StatusCode::OK, &v),
         Err(CommandError::NoService(n)) => error(StatusCode::NOT_FOUND, format!("no service named {n:?}")),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ CommandError::NotRunning) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e @ CommandError::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ CommandError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }

@@ -3,8 +3,9 @@
 //! untouched services keep their listener, pools, ejection state and statistics.
 
 use super::service::{ServiceControl, State};
-use super::{CommandError, Controller};
+use super::Controller;
 use crate::config::{Config, Mode, ServiceConfig};
+use crate::error::ApplyError;
 use crate::listener::Listener;
 use crate::proxy::ServiceCtx;
 use crate::route::{Policy, ServiceKey, Weight};
@@ -32,7 +33,7 @@ struct Prepared {
 
 impl Controller {
     /// Applies `cfg`; `saved` is the persisted state at start-up (None on reloads).
-    pub(super) async fn apply(&mut self, cfg: Config, saved: Option<StateFile>) -> Result<(), CommandError> {
+    pub(super) async fn apply(&mut self, cfg: Config, saved: Option<StateFile>) -> Result<(), ApplyError> {
         let prepared = self.prepare(&cfg)?;
         let first = self.config_generation == 0;
         let mut keep: Vec<ServiceControl> = Vec::with_capacity(cfg.services.len());
@@ -72,13 +73,13 @@ impl Controller {
         Ok(())
     }
 
-    fn prepare(&self, cfg: &Config) -> Result<Vec<Prepared>, CommandError> {
+    fn prepare(&self, cfg: &Config) -> Result<Vec<Prepared>, ApplyError> {
         let mut out = Vec::with_capacity(cfg.services.len());
         for sc in &cfg.services {
             let tls = match &sc.tls {
                 Some(t) => Some(TlsAcceptor::from(
                     crate::tls::server_config(t)
-                        .map_err(|e| CommandError::Invalid(format!("services.{}.tls: {e}", sc.name)))?,
+                        .map_err(|source| ApplyError::Tls { service: sc.name.to_string(), source })?,
                 )),
                 None => None,
             };
@@ -90,17 +91,19 @@ impl Controller {
             let socket = match (rebind, bound) {
                 (false, _) => None,
                 (true, Some(l)) => Some(l.socket()),
-                (true, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|e| {
-                    CommandError::Invalid(format!("services.{}.listen: cannot bind {}: {e}", sc.name, sc.listen))
+                (true, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|source| ApplyError::Bind {
+                    service: sc.name.to_string(),
+                    addr: sc.listen,
+                    source,
                 })?)),
             };
             let mut upstream_tls = [None, None];
-            for (i, (color, pool)) in [("blue", &sc.blue), ("green", &sc.green)].into_iter().enumerate() {
+            for (i, (color, pool)) in [(Color::Blue, &sc.blue), (Color::Green, &sc.green)].into_iter().enumerate() {
                 if let Some(ca) = &pool.tls_ca {
-                    upstream_tls[i] = Some(
-                        crate::upstream::client::build_tls(&cfg.limits, ca)
-                            .map_err(|e| CommandError::Invalid(format!("services.{}.{color}.tls.ca: {e}", sc.name)))?,
-                    );
+                    upstream_tls[i] =
+                        Some(crate::upstream::client::build_tls(&cfg.limits, ca).map_err(|source| {
+                            ApplyError::UpstreamCa { service: sc.name.to_string(), color, source }
+                        })?);
                 }
             }
             out.push(Prepared { socket, tls, upstream_tls });

@@ -6,11 +6,14 @@
 
 mod apply;
 pub mod decide;
+mod error;
 pub mod incident;
 mod ops;
 pub mod service;
 mod status;
 mod tick;
+
+pub use error::{CommandError, Conflict};
 
 use crate::alerts::Alerter;
 use crate::config::Config;
@@ -42,20 +45,6 @@ pub enum Action {
     Advance,
     /// 100 % now.
     Promote,
-}
-
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CommandError {
-    /// Unknown service.
-    #[error("no service named {0:?}")]
-    NoService(String),
-    /// Not applicable in the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// A reload failed validation or binding.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Reply channel of a command.
@@ -94,8 +83,8 @@ impl ControlHandle {
     /// Sends a command and waits for its reply.
     pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<serde_json::Value, CommandError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?;
-        rx.await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?
+        self.tx.send(make(tx)).await.map_err(|_| CommandError::NotRunning)?;
+        rx.await.map_err(|_| CommandError::NotRunning)?
     }
 
     /// Reports a failed reload.
@@ -141,7 +130,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
-    ) -> Result<(Controller, ControlHandle, Inbox), CommandError> {
+    ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
         let (alarms_tx, alarms) = mpsc::channel(1024);
@@ -205,7 +194,7 @@ impl Controller {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::ApplyConfig(cfg, reply) => {
-                let r = self.apply(*cfg, None).await;
+                let r = self.apply(*cfg, None).await.map_err(CommandError::Invalid);
                 if let Err(e) = &r {
                     self.reload_error(e.to_string());
                 }

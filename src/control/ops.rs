@@ -1,7 +1,7 @@
 //! Operator actions, the migration sequence and persistence.
 
 use super::decide::{TriggerId, Trip};
-use super::{Action, CommandError, Controller};
+use super::{Action, CommandError, Conflict, Controller};
 use crate::config::Mode;
 use crate::route::Weight;
 use crate::state::{ServiceState, StateFile};
@@ -16,7 +16,7 @@ impl Controller {
         match action {
             Action::Rollback => {
                 if self.services[i].latched {
-                    return Err(CommandError::Conflict(format!("{name} is already rolled back")));
+                    return Err(Conflict::AlreadyRolledBack(name.into()).into());
                 }
                 let trip = Trip { trigger: TriggerId::Manual, value: 0.0, threshold: "operator".into() };
                 self.rollback(i, trip, Instant::now()).await;
@@ -24,9 +24,7 @@ impl Controller {
             }
             Action::Weight(w) => {
                 if self.services[i].latched && w != Weight::ZERO {
-                    return Err(CommandError::Conflict(format!(
-                        "{name} is rolled back; POST /services/{name}/reset first"
-                    )));
+                    return Err(Conflict::WeightWhileRolledBack(name.into()).into());
                 }
                 self.services[i].admin_weight = Some(w);
             }
@@ -42,14 +40,14 @@ impl Controller {
                 self.window.forget(key).await;
             }
             Action::Pause | Action::Resume | Action::Advance if !progressive => {
-                return Err(CommandError::Conflict(format!("{name} is not in progressive mode")));
+                return Err(Conflict::NotProgressive(name.into()).into());
             }
             Action::Pause => self.services[i].paused = true,
             Action::Resume => self.services[i].paused = false,
             Action::Advance => {
                 let s = &mut self.services[i];
                 if s.latched {
-                    return Err(CommandError::Conflict(format!("{name} is rolled back")));
+                    return Err(Conflict::RolledBack(name.into()).into());
                 }
                 match s.step {
                     None => s.start_plan(),
@@ -57,13 +55,13 @@ impl Controller {
                         s.step = Some(st + 1);
                         s.enter_step();
                     }
-                    Some(_) => return Err(CommandError::Conflict(format!("{name} is already at its last step"))),
+                    Some(_) => return Err(Conflict::AtLastStep(name.into()).into()),
                 }
             }
             Action::Promote => {
                 let s = &mut self.services[i];
                 if s.latched {
-                    return Err(CommandError::Conflict(format!("{name} is rolled back")));
+                    return Err(Conflict::RolledBack(name.into()).into());
                 }
                 if progressive {
                     // Nothing is left to hold: a pause would only mislabel a finished plan.
