@@ -97,13 +97,14 @@ pub enum ServeError {
 /// Why a validated config could not be applied: what it names on disk or on the network is not
 /// usable. Defined here rather than in `control` so `ServeError` can carry it without `error`
 /// depending on `control` (which depends on `error` through `upstream`). The texts are the
-/// config key paths operators see in `/status` and in the reload answer.
+/// config key paths operators see in `/status` and in the reload answer. TLS causes are boxed:
+/// `rustls::Error` would make every `Result` carrying this error large.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("services.{service}.tls: {source}")]
-    Tls { service: String, source: crate::tls::TlsError },
+    Tls { service: String, source: Box<crate::tls::TlsError> },
     #[error("services.{service}.listen: cannot bind {addr}: {source}")]
     Bind { service: String, addr: std::net::SocketAddr, source: std::io::Error },
     #[error("services.{service}.{}.tls.ca: {source}", color.as_str())]
-    UpstreamCa { service: String, color: crate::Color, source: crate::tls::TlsError },
+    UpstreamCa { service: String, color: crate::Color, source: Box<crate::tls::TlsError> },
 }

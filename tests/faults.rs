@@ -7,9 +7,9 @@
 mod common;
 use common::Fixture as Fx;
 use common::*;
+use mock_upstream::{Fault, MockPatch};
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard::mock_upstream::{Fault, MockPatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -80,12 +80,9 @@ async fn killing_green_under_load_loses_no_get_and_still_rolls_back() {
     let fx = Fx {
         mocks: Mocks {
             blue: mocks.blue,
-            green: switchyard::mock_upstream::spawn(
-                "127.0.0.1:0".parse().unwrap(),
-                switchyard::mock_upstream::MockConfig::new("spare"),
-            )
-            .await
-            .unwrap(),
+            green: mock_upstream::spawn("127.0.0.1:0".parse().unwrap(), mock_upstream::MockConfig::new("spare"))
+                .await
+                .unwrap(),
         },
         _env,
         app,

@@ -76,13 +76,13 @@ impl Controller {
     fn prepare(&self, cfg: &Config) -> Result<Vec<Prepared>, ApplyError> {
         let mut out = Vec::with_capacity(cfg.services.len());
         for sc in &cfg.services {
-            let tls = match &sc.tls {
-                Some(t) => Some(TlsAcceptor::from(
-                    crate::tls::server_config(t)
-                        .map_err(|source| ApplyError::Tls { service: sc.name.to_string(), source })?,
-                )),
-                None => None,
-            };
+            let tls =
+                match &sc.tls {
+                    Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t).map_err(|source| {
+                        ApplyError::Tls { service: sc.name.to_string(), source: Box::new(source) }
+                    })?)),
+                    None => None,
+                };
             let existing = self.services.iter().find(|s| s.cfg.name == sc.name);
             let rebind = existing.is_none_or(|s| s.cfg.listen != sc.listen || s.cfg.tls != sc.tls);
             // A socket already bound at this address (by this service before a TLS change, or by
@@ -100,10 +100,9 @@ impl Controller {
             let mut upstream_tls = [None, None];
             for (i, (color, pool)) in [(Color::Blue, &sc.blue), (Color::Green, &sc.green)].into_iter().enumerate() {
                 if let Some(ca) = &pool.tls_ca {
-                    upstream_tls[i] =
-                        Some(crate::upstream::client::build_tls(&cfg.limits, ca).map_err(|source| {
-                            ApplyError::UpstreamCa { service: sc.name.to_string(), color, source }
-                        })?);
+                    upstream_tls[i] = Some(crate::upstream::client::build_tls(&cfg.limits, ca).map_err(|source| {
+                        ApplyError::UpstreamCa { service: sc.name.to_string(), color, source: Box::new(source) }
+                    })?);
                 }
             }
             out.push(Prepared { socket, tls, upstream_tls });

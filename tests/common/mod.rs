@@ -2,11 +2,11 @@
 //! HTTP client. Each test gets its own temp dir (config + state) and unique service names.
 #![allow(dead_code)]
 
+use mock_upstream::{self, MockConfig, MockHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use switchyard::app::{App, AppOptions};
-use switchyard::mock_upstream::{self, MockConfig, MockHandle};
 
 pub const TOKEN: &str = "test-token";
 

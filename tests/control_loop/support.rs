@@ -3,13 +3,13 @@
 //! per-measurement history that the loop publishes in `/status`.
 
 use crate::common::get;
+use mock_upstream::MockPatch;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard::app::App;
-use switchyard::mock_upstream::MockPatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;

@@ -3,9 +3,9 @@
 
 use crate::common::{client, service, Mocks, FAST};
 use crate::support::*;
+use mock_upstream::{self, MockConfig, MockHandle, MockPatch};
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard::mock_upstream::{self, MockConfig, MockHandle, MockPatch};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,8 @@
 use crate::common::client;
 use crate::support::*;
 use bytes::Bytes;
+use mock_upstream::{Fault, MockPatch};
 use std::time::Duration;
-use switchyard::mock_upstream::{Fault, MockPatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
