@@ -22,20 +22,13 @@ impl Fx {
 async fn exchange(addr: SocketAddr, req: &[u8]) -> (String, bool) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(req).await.unwrap();
-    read_to_eof(&mut s, Duration::from_secs(5)).await
+    read_text(&mut s, Duration::from_secs(5)).await
 }
 
-async fn read_to_eof(s: &mut TcpStream, limit: Duration) -> (String, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
-        }
-    }
+/// The kit's `read_to_eof` as text, for status-line checks.
+async fn read_text(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let (bytes, closed) = read_to_eof(s, limit).await;
+    (String::from_utf8_lossy(&bytes).into_owned(), closed)
 }
 
 fn status(resp: &str) -> u16 {
@@ -140,7 +133,7 @@ async fn slowloris_connections_are_closed_after_the_header_read_timeout() {
         let start = Instant::now();
         let mut s = TcpStream::connect(fx.addr).await.unwrap();
         s.write_all(partial).await.unwrap();
-        let (_, closed) = read_to_eof(&mut s, Duration::from_secs(3)).await;
+        let (_, closed) = read_text(&mut s, Duration::from_secs(3)).await;
         let took = start.elapsed();
         assert!(closed, "{partial:?}: still open after 3 s");
         assert!(took >= Duration::from_millis(250), "{partial:?}: closed too early ({took:?})");
@@ -153,7 +146,7 @@ async fn slowloris_connections_are_closed_after_the_header_read_timeout() {
         s.write_all(part).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status(&read_to_eof(&mut s, Duration::from_secs(3)).await.0), 200);
+    assert_eq!(status(&read_text(&mut s, Duration::from_secs(3)).await.0), 200);
     fx.stop().await;
 }
 
@@ -200,7 +193,7 @@ async fn connections_over_the_limit_wait_until_one_closes() {
     let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
     assert!(early.is_err(), "a third connection must not be served while two are open");
     drop(held.pop());
-    let (resp, _) = read_to_eof(&mut third, Duration::from_secs(3)).await;
+    let (resp, _) = read_text(&mut third, Duration::from_secs(3)).await;
     assert_eq!(status(&resp), 200, "served once a slot is free: {resp:?}");
     drop(held);
     fx.still_serves().await;

@@ -2,102 +2,18 @@
 //! under load, and persisted state across restarts (including `kill -9` of the real binary).
 //!
 //! Every test runs the real app against real mock upstreams on 127.0.0.1. Measurements need
-//! green samples to be conclusive, so plan tests drive steady background traffic ([`Traffic`]),
+//! green samples to be conclusive, so plan tests drive steady background traffic (`Load::gapped`),
 //! bounded in time and count, against the service's listener.
 
 use crate::support::*;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard::app::App;
 use tokio::time::Instant;
 
 /// 100 ms measurements over a 300 ms window; a handful of green samples is conclusive.
 const QUICK: &str = "interval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = 3";
-
-/// Steady traffic against one listener until stopped, a deadline, or a request cap.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    green: Arc<AtomicU64>,
-    /// Wall-clock time of the first green response (compared with `/status` step times).
-    first_green: Arc<Mutex<Option<std::time::SystemTime>>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    tasks: tokio::task::JoinSet<()>,
-}
-
-/// What a [`Traffic`] run saw.
-#[derive(Debug)]
-struct Outcome {
-    ok: u64,
-    green: u64,
-    failures: Vec<String>,
-}
-
-impl Traffic {
-    /// `workers` loops, each sending one request about every 2 ms, for at most `limit`.
-    fn start(addr: SocketAddr, workers: usize, limit: Duration) -> Traffic {
-        let t = Traffic {
-            stop: Arc::default(),
-            ok: Arc::default(),
-            green: Arc::default(),
-            first_green: Arc::default(),
-            failures: Arc::default(),
-            tasks: tokio::task::JoinSet::new(),
-        };
-        let mut tasks = tokio::task::JoinSet::new();
-        let deadline = Instant::now() + limit;
-        let c = client();
-        for _ in 0..workers {
-            let (c, stop, ok, green, failures) =
-                (c.clone(), t.stop.clone(), t.ok.clone(), t.green.clone(), t.failures.clone());
-            let first_green = t.first_green.clone();
-            tasks.spawn(async move {
-                for _ in 0..200_000 {
-                    if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                        break;
-                    }
-                    match get(&c, addr, "/").await {
-                        (200, who) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            if who.ends_with("-green") {
-                                first_green.lock().unwrap().get_or_insert_with(std::time::SystemTime::now);
-                                green.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        (status, who) => failures.lock().unwrap().push(format!("status {status} from {who:?}")),
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            });
-        }
-        Traffic { tasks, ..t }
-    }
-
-    /// Successful responses so far.
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// When the first green response arrived.
-    fn first_green(&self) -> Option<std::time::SystemTime> {
-        *self.first_green.lock().unwrap()
-    }
-
-    async fn finish(mut self) -> Outcome {
-        self.stop.store(true, Ordering::Relaxed);
-        while let Some(r) = self.tasks.join_next().await {
-            r.unwrap();
-        }
-        Outcome {
-            ok: self.ok.load(Ordering::Relaxed),
-            green: self.green.load(Ordering::Relaxed),
-            failures: self.failures.lock().unwrap().clone(),
-        }
-    }
-}
 
 /// A `[[services]]` table listening on port 0; `extra` holds mode, steps, hold and so on.
 fn svc(name: &str, m: &Mocks, release: &str, extra: &str) -> String {
@@ -131,7 +47,8 @@ async fn a_plan_steps_through_its_weights_with_short_holds() {
     let plan = rollout(&["steps"], "steps = [10, 50, 100]\nhold = \"200ms\"");
     let env = Env::new(QUICK, &format!("{plan}{}", svc("steps", &m, "r1", "mode = \"progressive\"")));
     let app = env.start().await;
-    let traffic = Traffic::start(app.service_addr("steps").unwrap(), 2, Duration::from_secs(20));
+    let traffic =
+        Load::gapped(app.service_addr("steps").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(20));
 
     let mut seen: Vec<f64> = Vec::new();
     let end = Instant::now() + Duration::from_secs(15);
@@ -167,7 +84,8 @@ async fn inconclusive_measurements_hold_a_step() {
     let control = "interval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = 1000000";
     let env = Env::new(control, &format!("{plan}{}", svc("inconc", &m, "r1", "mode = \"progressive\"")));
     let app = env.start().await;
-    let traffic = Traffic::start(app.service_addr("inconc").unwrap(), 2, Duration::from_secs(10));
+    let traffic =
+        Load::gapped(app.service_addr("inconc").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(10));
 
     let decisions = |text: &str| {
         metric(text, "switchyard_control_decisions_total", &[("service", "inconc"), ("decision", "inconclusive")])
@@ -202,8 +120,8 @@ async fn the_sequence_waits_for_the_previous_promotion() {
     );
     let env = Env::new(QUICK, &format!("{plan}{services}"));
     let app = env.start().await;
-    let ta = Traffic::start(app.service_addr("seqa").unwrap(), 2, Duration::from_secs(25));
-    let tb = Traffic::start(app.service_addr("seqb").unwrap(), 1, Duration::from_secs(25));
+    let ta = Load::gapped(app.service_addr("seqa").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(25));
+    let tb = Load::gapped(app.service_addr("seqb").unwrap(), 1, Duration::from_millis(2), Duration::from_secs(25));
 
     // While a is in its plan, b stays stable on blue, in the same snapshot.
     let end = Instant::now() + Duration::from_secs(15);
@@ -260,8 +178,8 @@ async fn a_rollback_halts_the_sequence_and_later_services_stay_on_blue() {
     );
     let env = Env::new(QUICK, &format!("{plan}{services}"));
     let app = env.start().await;
-    let ta = Traffic::start(app.service_addr("halta").unwrap(), 2, Duration::from_secs(20));
-    let tb = Traffic::start(app.service_addr("haltb").unwrap(), 1, Duration::from_secs(20));
+    let ta = Load::gapped(app.service_addr("halta").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(20));
+    let tb = Load::gapped(app.service_addr("haltb").unwrap(), 1, Duration::from_millis(2), Duration::from_secs(20));
 
     assert!(
         eventually(Duration::from_secs(10), || service(&app, "halta")["state"] == "rolled_back").await,
@@ -297,10 +215,12 @@ async fn operators_pause_resume_advance_and_promote_and_the_gate_waits_for_advan
     let app = env.start().await;
     let (s, v) = admin_post(&app, "/services/ops/pause", "").await;
     assert_eq!((s, v["state"].as_str(), v["step"]["index"].as_u64()), (200, Some("paused"), Some(0)), "{v:#}");
-    let traffic = Traffic::start(app.service_addr("ops").unwrap(), 2, Duration::from_secs(20));
+    let traffic = Load::gapped(app.service_addr("ops").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(20));
 
-    // Paused: healthy traffic for many holds changes nothing.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Paused: healthy traffic for many holds (ten more measurements judged) changes nothing.
+    let decisions = [("service", "ops")];
+    let judged = scrape_metric(&app, "switchyard_control_decisions_total", &decisions).await.unwrap_or(0.0);
+    wait_metric(&app, "switchyard_control_decisions_total", &decisions, |v| v >= judged + 10.0).await;
     let s = service(&app, "ops");
     assert_eq!(
         (s["state"].as_str(), s["step"]["index"].as_u64(), s["green_weight"].as_f64()),
@@ -318,7 +238,9 @@ async fn operators_pause_resume_advance_and_promote_and_the_gate_waits_for_advan
         service(&app, "ops")
     );
     assert_eq!(weight(&app, "ops"), 50.0);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let gated =
+        |s: &serde_json::Value| s["step"]["gated"] == true && s["step"]["healthy_measurements"].as_u64() >= Some(3);
+    assert!(eventually(Duration::from_secs(5), || gated(&service(&app, "ops"))).await, "{:#}", service(&app, "ops"));
     let s = service(&app, "ops");
     assert_eq!((s["step"]["index"].as_u64(), s["step"]["gated"].as_bool()), (Some(1), Some(true)), "{s:#}");
     assert!(s["step"]["healthy_measurements"].as_u64().unwrap() >= 3, "gated, not unhealthy: {s:#}");
@@ -423,8 +345,8 @@ async fn reloads_under_steady_load_fail_no_request_and_keep_the_last_good_config
     replace(&path, &text(0.0));
     let env = Env { dir, path: path.clone() };
     let app = env.start().await;
-    let traffic = Traffic::start(app.service_addr("hot").unwrap(), 2, Duration::from_secs(40));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let traffic = Load::gapped(app.service_addr("hot").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(40));
+    assert!(eventually(Duration::from_secs(5), || traffic.ok() > 0).await, "traffic flows before the first reload");
 
     let errors = |t: &str| metric(t, "switchyard_config_reloads_total", &[("result", "error")]).unwrap_or(0.0);
     let mut current = 0.0;
@@ -626,12 +548,12 @@ async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_
     let env = Env::new(QUICK, &format!("{a}{b}"));
     let app = env.start().await;
     let (a_addr, b_addr) = (app.service_addr("adda").unwrap(), app.service_addr("addb").unwrap());
-    let traffic = Traffic::start(a_addr, 2, Duration::from_secs(15));
+    let traffic = Load::gapped(a_addr, 2, Duration::from_millis(2), Duration::from_secs(15));
 
     // A slow request is in flight on b when b is removed.
     mb.blue.set(serde_json::from_str(r#"{"latency_ms": 1000}"#).unwrap());
     let slow = tokio::spawn(async move { get(&client(), b_addr, "/").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(eventually(Duration::from_secs(5), || mb.blue.requests() >= 1).await, "the slow request reached addb");
     replace(&env.path, &config_text(&env.dir.path().join("state"), QUICK, &format!("{a}{c}")));
     assert!(
         eventually(Duration::from_secs(3), || app.service_addr("addc").is_some() && app.service_addr("addb").is_none())
@@ -652,7 +574,11 @@ async fn an_added_listener_starts_and_a_removed_one_drains_without_touching_the_
         "addb's listener still accepts"
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_reload = traffic.ok();
+    assert!(
+        eventually(Duration::from_secs(5), || traffic.ok() >= after_reload + 50).await,
+        "adda serves after the reload"
+    );
     let out = traffic.finish().await;
     assert!(out.failures.is_empty() && out.ok > 100, "{out:?}");
     assert_eq!(app.service_addr("adda"), Some(a_addr), "adda keeps its listener");

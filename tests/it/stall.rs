@@ -10,10 +10,7 @@ async fn a_stalled_green_rolls_back_before_its_slow_responses_finish() {
     let control = "interval = \"250ms\"\nwindow = \"250ms\"\nmin_samples = 5\n\
                    [control.triggers]\np95_latency = { above = \"1s\", consecutive = 2 }\n\
                    error_rate = { enabled = false, above = 0.01 }\navailability = { enabled = false, below = 0.9 }";
-    let env = Env::new(
-        control,
-        &format!("[[services]]\nname = \"stall\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 50\n{}", m.pools("r1")),
-    );
+    let env = Env::new(control, &service_toml("stall", "127.0.0.1:0", "green_weight = 50", &m.pools("r1")));
     let app = env.start().await;
     let addr = app.service_addr("stall").unwrap();
     // Healthy traffic first, so the loop has conclusive measurements.
@@ -27,7 +24,8 @@ async fn a_stalled_green_rolls_back_before_its_slow_responses_finish() {
             }
         });
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let measured = || service(&app, "stall")["history"]["green"].as_array().is_some_and(|h| h.len() >= 2);
+    assert!(eventually(Duration::from_secs(10), measured).await, "two green measurements under healthy load");
     assert_eq!(service(&app, "stall")["state"], "canary");
     // Green now takes 10 s per response: none of them can finish before the assertion below.
     m.green.set(serde_json::from_str(r#"{"latency_ms": 10000}"#).unwrap());

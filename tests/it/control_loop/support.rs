@@ -2,20 +2,12 @@
 //! receiver, `/metrics` scraping, and a replay of the consecutive-count rule over the
 //! per-measurement history that the loop publishes in `/status`.
 
-use crate::support::get;
 use mock_upstream::MockPatch;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-
-/// Hard cap on the requests of one load, whatever its time limit.
-const MAX_REQUESTS: u64 = 2_000_000;
 
 /// A `[[services]]` table for `name` in manual mode at `weight` percent, plus `extra` lines.
 pub fn weighted(name: &str, m: &crate::support::Mocks, weight: f64, extra: &str) -> String {
@@ -43,86 +35,6 @@ pub fn only(key: &str, spec: &str) -> String {
 /// A mock patch from JSON (panics on a typo: `MockPatch` denies unknown fields).
 pub fn patch(json: &str) -> MockPatch {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("bad mock patch {json}: {e}"))
-}
-
-/// What a load saw.
-#[derive(Default)]
-pub struct Tally {
-    /// Responses received (any status, including transport failures).
-    pub sent: AtomicU64,
-    /// 5xx responses and transport failures.
-    pub failed: AtomicU64,
-}
-
-/// Background HTTP load on one address, bounded in time and count; stop it with [`Load::stop`].
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    /// Counters, readable while it runs.
-    pub tally: Arc<Tally>,
-    tasks: JoinSet<()>,
-}
-
-impl Load {
-    /// `conc` closed-loop workers, each sending as fast as answers come, for at most `limit`.
-    pub fn closed(addr: SocketAddr, conc: usize, limit: Duration) -> Load {
-        Self::start(addr, conc, None, limit)
-    }
-
-    /// Open loop at about `rps` requests per second over `workers` paced workers, for at most `limit`.
-    /// A worker whose answer is late skips the missed slots rather than bursting.
-    pub fn paced(addr: SocketAddr, workers: usize, rps: u64, limit: Duration) -> Load {
-        let period = Duration::from_secs_f64(workers as f64 / rps as f64);
-        Self::start(addr, workers, Some(period), limit)
-    }
-
-    fn start(addr: SocketAddr, workers: usize, period: Option<Duration>, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Tally::default());
-        let mut tasks = JoinSet::new();
-        let end = Instant::now() + limit;
-        let c = crate::support::client();
-        for _ in 0..workers {
-            let (c, stop, tally) = (c.clone(), stop.clone(), tally.clone());
-            tasks.spawn(async move {
-                let mut tick = period.map(|p| {
-                    let mut t = tokio::time::interval(p);
-                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                    t
-                });
-                while !stop.load(Ordering::Relaxed)
-                    && Instant::now() < end
-                    && tally.sent.load(Ordering::Relaxed) < MAX_REQUESTS
-                {
-                    if let Some(t) = tick.as_mut() {
-                        t.tick().await;
-                    }
-                    let (status, _) = get(&c, addr, "/").await;
-                    if status == 0 || status >= 500 {
-                        tally.failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tally.sent.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        Load { stop, tally, tasks }
-    }
-
-    /// Responses so far.
-    pub fn sent(&self) -> u64 {
-        self.tally.sent.load(Ordering::Relaxed)
-    }
-
-    /// Failed responses so far.
-    pub fn failed(&self) -> u64 {
-        self.tally.failed.load(Ordering::Relaxed)
-    }
-
-    /// Stops the workers and waits for their last requests; returns (sent, failed).
-    pub async fn stop(mut self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        while self.tasks.join_next().await.is_some() {}
-        (self.sent(), self.failed())
-    }
 }
 
 /// A tiny HTTP/1.1 receiver on 127.0.0.1:0 that answers 200 to anything and forwards each

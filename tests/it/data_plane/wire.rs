@@ -1,7 +1,7 @@
 //! What goes over the wire: header rewriting, streamed bodies, Upgrade tunnels, malformed input.
 
 use super::support::*;
-use crate::support::client;
+use crate::support::{client, raw_exchange, read_head, read_response, read_to_eof};
 use bytes::Bytes;
 use mock_upstream::{Fault, MockPatch};
 use std::time::Duration;
@@ -99,7 +99,7 @@ async fn a_malformed_request_gets_400_and_a_closed_connection_and_nothing_else_b
     let f = Fixture::builder("dp_garbage").start().await;
     let mut s = TcpStream::connect(f.addr).await.unwrap();
     s.write_all(b"\x01\x02 NOT HTTP \xff\r\n\r\n").await.unwrap();
-    let (bytes, eof) = read_to_eof(&mut s).await;
+    let (bytes, eof) = read_to_eof(&mut s, Duration::from_secs(5)).await;
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 400"), "got {text:?}");
     assert!(eof, "the connection must be closed");

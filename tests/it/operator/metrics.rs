@@ -13,11 +13,13 @@ async fn full_scrape() -> String {
     let b = &s.names[1];
     let (code, body) = admin_post(&s.app, &format!("/services/{b}/rollback"), "").await;
     assert_eq!(code, 200, "{body}");
+    let decided = scrape_metric(&s.app, "switchyard_control_decisions_total", &[]).await.unwrap_or(0.0);
     let (code, body) = admin_post(&s.app, "/reload", "").await;
     assert_eq!(code, 200, "{body}");
     let addr = s.app.service_addr(&s.names[0]).unwrap();
     burst(addr, 100, 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // at least one tick after the rollback
+    // At least one tick after the rollback, seen as decisions counted after it.
+    wait_metric(&s.app, "switchyard_control_decisions_total", &[], |v| v > decided).await;
     let text = scrape(&s.app).await;
     s.app.shutdown().await;
     text

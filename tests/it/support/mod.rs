@@ -9,9 +9,13 @@ use std::time::Duration;
 use switchyard::app::{App, AppOptions};
 
 mod fixture;
+mod load;
 mod metrics;
+mod raw;
 pub use fixture::{Fixture, FixtureBuilder};
+pub use load::Load;
 pub use metrics::{metric, scrape, scrape_metric, wait_metric};
+pub use raw::{raw_exchange, read_head, read_response, read_to_eof};
 
 pub const TOKEN: &str = "test-token";
 
