@@ -11,7 +11,6 @@
 //! client-visible failures for 5 % green errors at 10 % weight under ~1000 RPS. Run it with
 //! `cargo test --release --test control_loop -- --ignored --nocapture`.
 
-mod decide_cases;
 mod measure;
 mod support;
 
