@@ -18,7 +18,6 @@ impl UpstreamErrorKind {
     /// All kinds, in index order.
     pub const ALL: [UpstreamErrorKind; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Protocol];
 
-    /// Metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -40,9 +39,7 @@ pub enum ProxyError {
     /// The upstream failed; counts against its color.
     #[error("upstream {kind:?} error: {source}")]
     Upstream {
-        /// Classification.
         kind: UpstreamErrorKind,
-        /// Underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -69,11 +66,8 @@ pub enum ServeError {
     /// A socket could not be bound.
     #[error("cannot bind {addr} for {what}: {source}")]
     Bind {
-        /// Address.
         addr: std::net::SocketAddr,
-        /// Which listener.
         what: String,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },

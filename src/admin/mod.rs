@@ -31,13 +31,10 @@ pub type ReloadFn =
 
 /// What the admin server needs.
 pub struct Admin {
-    /// Control loop handle.
     pub control: ControlHandle,
-    /// Prometheus renderer.
     pub metrics: PrometheusHandle,
     /// Bearer token, if configured.
     pub token: Option<Token>,
-    /// Reload trigger.
     pub reload: ReloadFn,
 }
 

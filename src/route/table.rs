@@ -20,13 +20,10 @@ pub struct Policy {
     pub expected_hash: Arc<str>,
     /// Header carrying the hash.
     pub hash_header: HeaderName,
-    /// Header carrying compliance.
     pub compliance_header: HeaderName,
     /// Header carrying per-principle compliance.
     pub principles_header: HeaderName,
-    /// Retries onto blue.
     pub retry: crate::config::RetryConfig,
-    /// Request body limit.
     pub max_body_bytes: Option<u64>,
     /// Upstream response-head timeout.
     pub response_timeout: std::time::Duration,
@@ -35,25 +32,19 @@ pub struct Policy {
 /// One service's route in one generation.
 #[derive(Debug)]
 pub struct Route {
-    /// Identity.
     pub key: ServiceKey,
     /// Name (metrics label, logs).
     pub name: Arc<str>,
-    /// Green share.
     pub weight: Weight,
-    /// Sticky key.
     pub sticky: Option<Sticky>,
-    /// Force header.
     pub force_header: Option<HeaderName>,
     /// Blue endpoints (shared across generations while unchanged, so ejection state survives).
     pub blue: Arc<Pool>,
-    /// Green endpoints.
     pub green: Arc<Pool>,
     /// Counter behind the exact split; shared across generations so a swap does not restart it.
     pub split: Arc<AtomicU64>,
     /// Resolved metric handles and the sample sink.
     pub stats: Arc<ServiceStats>,
-    /// Config-derived policy.
     pub policy: Arc<Policy>,
 }
 
@@ -121,7 +112,6 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty router.
     pub fn new() -> Self {
         Self::default()
     }

@@ -41,7 +41,6 @@ impl Weight {
         (bp <= 10_000).then_some(Weight(bp))
     }
 
-    /// Basis points.
     pub fn bp(self) -> u16 {
         self.0
     }
