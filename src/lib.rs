@@ -1,13 +1,17 @@
 //! Switchyard: a blue/green reverse proxy that measures its own traffic and rolls back by itself.
 //!
 //! # Layout
-//! Each module uses only the modules below it in this list:
-//! - `app` wires everything and owns shutdown; `demo` and `cli` sit on top of it.
-//! - `control` is the only writer of routes: ticks, commands (admin, reload, data-path hash
-//!   alarms), the pure `decide` function, rollout plans, incidents. `admin` and `reload` talk to it.
-//! - `listener` accepts connections; `proxy` serves one request; `upstream` holds pools, the client
-//!   and health checks; `stats` records on the data path and aggregates windows.
-//! - `route` is the lock-free snapshot a request loads once; `config` parses and validates.
+//! Each module uses only the modules below it in this list (`tests/it/layers.rs` fails on a
+//! cycle; ARCHITECTURE.md has the rule):
+//! - `app` wires everything and owns shutdown; the binary's `cli` and `demo` sit on top of it.
+//! - `admin` and `reload` talk to `control`, the only writer of routes: ticks, commands (admin,
+//!   reload, data-path hash alarms), the pure `decide` function, rollout plans, incidents.
+//! - `listener` accepts connections; `proxy` serves one request.
+//! - `route` is the lock-free snapshot a request loads once; `alerts` delivers webhooks.
+//! - `upstream` holds pools, the client, health checks and the exchange bodies; `stats` records
+//!   on the data path and aggregates windows.
+//! - `error`, `tls`, `config` (parse, validate), `state`, `clock`; `types` at the bottom is the
+//!   vocabulary (`Color`, `ServiceKey`, `Weight`, `TriggerId`) and uses nothing in the crate.
 //!
 //! ```text
 //! listener → proxy ─load()→ RouteTable → pick color → upstream client → response streams back

@@ -9,7 +9,7 @@
 //!
 //! `measure::detection_time_and_client_failures` is `#[ignore]`d: it prints detection time and
 //! client-visible failures for 5 % green errors at 10 % weight under ~1000 RPS. Run it with
-//! `cargo test --release --test control_loop -- --ignored --nocapture`.
+//! `cargo test --release --test it control_loop::measure -- --ignored --nocapture`.
 
 mod measure;
 mod support;
