@@ -3,7 +3,7 @@ use crate::support::*;
 use std::time::Duration;
 use switchyard::app::{App, AppOptions};
 use switchyard::error::ServeError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Starts one service with the admin API on a non-loopback address (`0.0.0.0:0`), with or
 /// without a bearer token; returns the temp dir too so the config outlives the call.
@@ -53,21 +53,12 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     let addr = f.addr;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n").await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "first request is served");
+    let first = read_response(&mut s).await.expect("a response to the first request");
+    assert_eq!(first.status, 200, "first request is served");
     // Now stay silent: the connection must be closed by the proxy well before our bound.
     let started = tokio::time::Instant::now();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "idle keep-alive connection still open after 5 s");
+    let (_, closed) = read_to_eof(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "idle keep-alive connection still open after 5 s");
     assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
     f.stop().await;
 }
