@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::test]
 async fn a_stopped_control_loop_answers_503_to_actions_and_reloads() {
     let m = Mocks::start("stopped").await;
-    let env = Env::new(FAST, &format!("[[services]]\nname = \"stopped\"\nlisten = \"127.0.0.1:0\"\n{}", m.pools("r1")));
+    let env = Env::new(FAST, &service_toml("stopped", "127.0.0.1:0", "", &m.pools("r1")));
     let cfg = switchyard::config::load(&env.path).unwrap();
     let alerter = Alerter::spawn(cfg.alerts.clone());
     let (controller, control, inbox) = Controller::start(cfg, Arc::new(Router::new()), alerter).await.unwrap();
@@ -49,8 +49,7 @@ async fn a_listener_that_cannot_bind_fails_start_with_a_typed_apply_error() {
     let m = Mocks::start("taken").await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let env =
-        Env::new(FAST, &format!("[[services]]\nname = \"taken\"\nlisten = \"127.0.0.1:{port}\"\n{}", m.pools("r1")));
+    let env = Env::new(FAST, &service_toml("taken", &format!("127.0.0.1:{port}"), "", &m.pools("r1")));
     let cfg = switchyard::config::load(&env.path).unwrap();
     let mut opts = switchyard::app::AppOptions::new(&env.path);
     opts.watch = false;

@@ -609,8 +609,7 @@ async fn promoting_a_paused_plan_ends_the_pause() {
 async fn renaming_a_service_on_a_fixed_port_moves_the_port_to_the_new_name() {
     let m = Mocks::start("ren").await;
     let port = free_port();
-    let table =
-        |name: &str| format!("[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{}", m.pools("r1"));
+    let table = |name: &str| service_toml(name, &format!("127.0.0.1:{port}"), "", &m.pools("r1"));
     let env = Env::new(QUICK, &table("renold"));
     let app = env.start().await;
     let state = env.dir.path().join("state");

@@ -4,10 +4,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_rate_on_green_rolls_back_and_records_an_incident() {
     let m = Mocks::start("smoke").await;
-    let env = Env::new(
-        FAST,
-        &format!("[[services]]\nname = \"smoke\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 50\n{}", m.pools("r1")),
-    );
+    let env = Env::new(FAST, &service_toml("smoke", "127.0.0.1:0", "green_weight = 50", &m.pools("r1")));
     let app = env.start().await;
     let addr = app.service_addr("smoke").unwrap();
     m.green.set(serde_json::from_str(r#"{"error_rate": 0.2}"#).unwrap());
@@ -24,10 +21,7 @@ async fn per_principle_compliance_is_exported_and_hostile_values_are_ignored() {
     let m = Mocks::start("princ").await;
     m.green
         .set(serde_json::from_str(r#"{"principles": "fairness=0.5, Bad=0.2, transparency=2, safety=0.9"}"#).unwrap());
-    let env = Env::new(
-        FAST,
-        &format!("[[services]]\nname = \"princ\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 100\n{}", m.pools("r1")),
-    );
+    let env = Env::new(FAST, &service_toml("princ", "127.0.0.1:0", "green_weight = 100", &m.pools("r1")));
     let app = env.start().await;
     let addr = app.service_addr("princ").unwrap();
     for r in burst(addr, 20, 2).await {

@@ -89,10 +89,7 @@ async fn setup() -> (Proxy, Env, Vec<Mocks>) {
     let mut mocks = Vec::new();
     for (name, w) in [("clia", 10), ("clib", 50)] {
         let m = Mocks::start(name).await;
-        body += &format!(
-            "[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {w}\n{}\n",
-            m.pools("r7")
-        );
+        body += &service_toml(name, "127.0.0.1:0", &format!("green_weight = {w}"), &m.pools("r7"));
         mocks.push(m);
     }
     let env = Env::new("interval = \"200ms\"\nwindow = \"400ms\"\nmin_samples = 20", &body);

@@ -82,10 +82,7 @@ impl TwoServices {
         let mut mocks = Vec::new();
         for (name, (weight, release)) in names.iter().zip([(25, "r-a1"), (60, "r-b2")]) {
             let m = Mocks::start(name).await;
-            body += &format!(
-                "[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = {weight}\n{}\n",
-                m.pools(release)
-            );
+            body += &service_toml(name, "127.0.0.1:0", &format!("green_weight = {weight}"), &m.pools(release));
             mocks.push(m);
         }
         // A critical webhook (any mock answers 200), so rollbacks are delivered and counted.
