@@ -1,5 +1,8 @@
-//! Shared test harness: real mock upstreams on 127.0.0.1:0, the real app in-process, a real
-//! HTTP client. Each test gets its own temp dir (config + state) and unique service names.
+//! The support kit of the integration suite: real mock upstreams on 127.0.0.1:0, the real app
+//! in-process, a real HTTP client. Each test gets its own temp dir (config + state) and unique
+//! service names. `fixture` (one builder), `metrics` (one scrape and matcher, retrying waits),
+//! `load` (one background load generator; `burst` here is the fixed-count form), `raw` (one
+//! raw-socket HTTP/1.1 client), `service_toml` (one `[[services]]` builder).
 #![allow(dead_code)]
 
 use mock_upstream::{self, MockConfig, MockHandle};
