@@ -14,14 +14,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How to run.
 #[derive(Clone, Debug)]
 pub struct AppOptions {
     /// Config file (for reloads and `/status`).
     pub config_path: PathBuf,
     /// Watch the config file and SIGHUP.
     pub watch: bool,
-    /// Admin token.
     pub token: Option<Token>,
     /// Debounce of file events.
     pub debounce: Duration,
@@ -55,9 +53,7 @@ pub fn prometheus() -> PrometheusHandle {
 
 /// A running Switchyard.
 pub struct App {
-    /// Control loop handle.
     pub control: ControlHandle,
-    /// Bound admin address.
     pub admin_addr: SocketAddr,
     stop: CancellationToken,
     control_task: tokio::task::JoinHandle<()>,
@@ -80,8 +76,7 @@ impl App {
         let admin_addr = admin_listener.local_addr()?;
         let alerter = Alerter::spawn(cfg.alerts.clone());
         let router = Arc::new(Router::new());
-        let (controller, control, inbox) =
-            Controller::start(cfg, router, alerter).await.map_err(|e| ServeError::Start(e.to_string()))?;
+        let (controller, control, inbox) = Controller::start(cfg, router, alerter).await?;
         let stop = CancellationToken::new();
         let control_task = tokio::spawn(controller.run(inbox, stop.clone()));
         let reload: admin::ReloadFn = {

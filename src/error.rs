@@ -18,7 +18,6 @@ impl UpstreamErrorKind {
     /// All kinds, in index order.
     pub const ALL: [UpstreamErrorKind; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Protocol];
 
-    /// Metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -40,9 +39,7 @@ pub enum ProxyError {
     /// The upstream failed; counts against its color.
     #[error("upstream {kind:?} error: {source}")]
     Upstream {
-        /// Classification.
         kind: UpstreamErrorKind,
-        /// Underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -69,11 +66,8 @@ pub enum ServeError {
     /// A socket could not be bound.
     #[error("cannot bind {addr} for {what}: {source}")]
     Bind {
-        /// Address.
         addr: std::net::SocketAddr,
-        /// Which listener.
         what: String,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },
@@ -90,6 +84,21 @@ pub enum ServeError {
     #[error("{0}")]
     Unsafe(String),
     /// The first config could not be applied (bind or TLS failure).
-    #[error("{0}")]
-    Start(String),
+    #[error(transparent)]
+    Start(#[from] ApplyError),
+}
+
+/// Why a validated config could not be applied: what it names on disk or on the network is not
+/// usable. Defined here rather than in `control` so `ServeError` can carry it without `error`
+/// depending on `control` (which depends on `error` through `upstream`). The texts are the
+/// config key paths operators see in `/status` and in the reload answer. TLS causes are boxed:
+/// `rustls::Error` would make every `Result` carrying this error large.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("services.{service}.tls: {source}")]
+    Tls { service: String, source: Box<crate::tls::TlsError> },
+    #[error("services.{service}.listen: cannot bind {addr}: {source}")]
+    Bind { service: String, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("services.{service}.{}.tls.ca: {source}", color.as_str())]
+    UpstreamCa { service: String, color: crate::Color, source: Box<crate::tls::TlsError> },
 }

@@ -1,6 +1,7 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
 mod cli;
+mod demo;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -108,15 +109,13 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
             init_logging(args.log_json);
-            let mut cfg = switchyard::mock_upstream::MockConfig::new(name);
+            let mut cfg = mock_upstream::MockConfig::new(name);
             cfg.latency_ms = latency_ms;
             cfg.error_rate = error_rate;
             cfg.hash = hash;
             cfg.compliance = compliance;
             runtime(None)?.block_on(async move {
-                switchyard::mock_upstream::run(listen, cfg, cli::shutdown_signal())
-                    .await
-                    .context("mock upstream failed")
+                mock_upstream::run(listen, cfg, cli::shutdown_signal()).await.context("mock upstream failed")
             })
         }
         Cmd::Demo { duration } => {
@@ -124,7 +123,7 @@ fn main() -> anyhow::Result<()> {
                 std::env::set_var("RUST_LOG", "warn,switchyard::control=warn");
             }
             init_logging(args.log_json);
-            Ok(runtime(None)?.block_on(switchyard::demo::run(duration.map(std::time::Duration::from_secs)))?)
+            Ok(runtime(None)?.block_on(demo::run(duration.map(std::time::Duration::from_secs)))?)
         }
         Cmd::Ops(ops) => runtime(Some(1))?.block_on(cli::ops(ops)),
     }

@@ -3,7 +3,8 @@
 //! The file is parsed and validated completely before the control loop sees it; a bad file is
 //! logged with file, line and key, counted, and shown in `/status`, and the old config keeps running.
 
-use crate::control::{Command, ControlHandle};
+use crate::config::ConfigError;
+use crate::control::{Command, CommandError, ControlHandle};
 use notify_debouncer_full::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -11,22 +12,32 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Why a reload left the running config in place. The texts are what `POST /reload` answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not parse or validate (`file:line: key: message`); the loop never saw it.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The control loop could not apply it, or is not running.
+    #[error(transparent)]
+    Apply(#[from] CommandError),
+    /// The blocking read was cancelled or panicked.
+    #[error("{0}")]
+    Read(#[from] tokio::task::JoinError),
+}
+
 /// Reads, validates and applies the config at `path`.
-pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, String> {
+pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, ReloadError> {
     let p = path.to_path_buf();
-    let parsed = tokio::task::spawn_blocking(move || crate::config::load(&p)).await.map_err(|e| e.to_string())?;
-    match parsed {
+    match tokio::task::spawn_blocking(move || crate::config::load(&p)).await? {
         Ok(cfg) => {
-            let r = control.call(|reply| Command::ApplyConfig(Box::new(cfg), reply)).await.map_err(|e| e.to_string());
-            if r.is_ok() {
-                tracing::info!(path = %path.display(), "config reloaded");
-            }
-            r
+            let v = control.call(|reply| Command::ApplyConfig(Box::new(cfg), reply)).await?;
+            tracing::info!(path = %path.display(), "config reloaded");
+            Ok(v)
         }
         Err(e) => {
-            let msg = e.to_string();
-            control.reload_failed(msg.clone()).await;
-            Err(msg)
+            control.reload_failed(e.to_string()).await;
+            Err(e.into())
         }
     }
 }

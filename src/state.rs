@@ -14,18 +14,14 @@ pub enum StateError {
     /// I/O on the state directory or file.
     #[error("{path}: {source}")]
     Io {
-        /// File or directory.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },
     /// The file exists but is not valid state.
     #[error("{path}: corrupt state file ({source}); starting every service safe on blue")]
     Corrupt {
-        /// File.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: serde_json::Error,
     },
@@ -62,14 +58,12 @@ pub struct ServiceState {
     pub idle_pool: Option<String>,
     /// Plan paused by an operator.
     pub paused: bool,
-    /// Last incident id.
     pub incident: Option<String>,
 }
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateFile {
-    /// Format version.
     pub version: u32,
     /// Per service name.
     pub services: BTreeMap<String, ServiceState>,

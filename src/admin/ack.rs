@@ -2,7 +2,7 @@
 
 use super::{error, json};
 use crate::body::ResponseBody;
-use crate::control::{AckRequest, Command, CommandError, ControlHandle};
+use crate::control::{AckRequest, Command, ControlHandle};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -21,8 +21,6 @@ pub(super) async fn ack(control: &ControlHandle, req: Request<Incoming>, id: &st
     };
     match control.call(|reply| Command::Ack(id.to_string(), ack, reply)).await {
         Ok(v) => json(StatusCode::OK, &v),
-        Err(e @ CommandError::NoIncident(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ CommandError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(super::command_status(&e), e.to_string()),
     }
 }

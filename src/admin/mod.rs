@@ -7,6 +7,7 @@ mod auth;
 
 use crate::body::ResponseBody;
 use crate::control::{Action, Command, CommandError, ControlHandle};
+use crate::reload::ReloadError;
 use crate::route::Weight;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -27,17 +28,14 @@ const PAGE: &str = include_str!("status.html");
 
 /// Reloads the config on demand (`POST /reload`); implemented by `reload`.
 pub type ReloadFn =
-    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>;
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, ReloadError>> + Send + Sync>;
 
 /// What the admin server needs.
 pub struct Admin {
-    /// Control loop handle.
     pub control: ControlHandle,
-    /// Prometheus renderer.
     pub metrics: PrometheusHandle,
     /// Bearer token, if configured.
     pub token: Option<Token>,
-    /// Reload trigger.
     pub reload: ReloadFn,
 }
 
@@ -118,7 +116,10 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
         ["reload"] => {
             return match (admin.reload)().await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                Err(ReloadError::Apply(CommandError::NotRunning)) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, "control loop stopped")
+                }
+                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             };
         }
         ["incidents", id, "ack"] => return ack::ack(&admin.control, req, id).await,
@@ -153,7 +154,17 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
     };
     match admin.control.call(|reply| Command::Act(name, action, reply)).await {
         Ok(v) => json(StatusCode::OK, &v),
-        Err(CommandError::NoService(n)) => error(StatusCode::NOT_FOUND, format!("no service named {n:?}")),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(command_status(&e), e.to_string()),
+    }
+}
+
+/// The one place a refused command becomes an HTTP status, by its class.
+fn command_status(e: &CommandError) -> StatusCode {
+    match e {
+        CommandError::NoService(_) | CommandError::NoIncident(_) => StatusCode::NOT_FOUND,
+        CommandError::MissingAcknowledger => StatusCode::BAD_REQUEST,
+        CommandError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::Conflict(_) => StatusCode::CONFLICT,
+        CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

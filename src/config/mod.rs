@@ -17,7 +17,6 @@ pub struct Problem {
     pub key: String,
     /// 1-based line, when it could be located.
     pub line: Option<usize>,
-    /// What is wrong.
     pub message: String,
 }
 
@@ -26,7 +25,6 @@ pub struct Problem {
 pub struct ConfigError {
     /// File that was read.
     pub path: PathBuf,
-    /// The problems.
     pub problems: Vec<Problem>,
 }
 

@@ -1,7 +1,7 @@
 //! Validated domain types. A value of these types cannot be wrong: weights are basis points in
 //! range, endpoint sets are non-empty, durations are positive. Everything downstream trusts them.
 
-use crate::route::Weight;
+use crate::types::Weight;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,15 +20,12 @@ pub struct Config {
     pub constitutional_hash: Arc<str>,
     /// Directory for `state.json` and `incidents.jsonl`.
     pub state_dir: PathBuf,
-    /// Admin listener.
     pub admin: AdminConfig,
     /// Measurement and trigger settings.
     pub control: ControlConfig,
     /// Sequence settings of the migration.
     pub rollout: RolloutConfig,
-    /// Protective limits.
     pub limits: Limits,
-    /// Webhook channels.
     pub alerts: AlertConfig,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
@@ -41,7 +38,6 @@ impl Config {
     }
 }
 
-/// Admin listener settings.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Bind address; loopback by default so nothing is exposed by accident.
@@ -53,13 +49,11 @@ pub struct AdminConfig {
 /// `[control]`: how measurements are taken and judged.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    /// Measurement period.
     pub interval: Duration,
     /// History a measurement covers; a whole number of intervals.
     pub window: Duration,
     /// Green samples below which rate and percentile triggers are inconclusive.
     pub min_samples: u64,
-    /// Header carrying compliance.
     pub compliance_header: HeaderName,
     /// Header carrying the constitutional hash.
     pub hash_header: HeaderName,
@@ -72,7 +66,6 @@ pub struct ControlConfig {
 /// One threshold with the number of consecutive bad measurements that trips it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trigger<T> {
-    /// The threshold.
     pub threshold: T,
     /// Consecutive bad measurements needed (≥ 1).
     pub consecutive: u32,
@@ -81,7 +74,6 @@ pub struct Trigger<T> {
 /// A status-share trigger (e.g. auth's JWT failures as 401s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusTrigger {
-    /// Statuses counted.
     pub statuses: Vec<u16>,
     /// Share of green responses above which a measurement is bad.
     pub above: f64,
@@ -102,7 +94,6 @@ pub struct Triggers {
     pub compliance: Option<Trigger<f64>>,
     /// Mismatching green responses needed to trip.
     pub hash_mismatch: Option<u32>,
-    /// Status-share triggers.
     pub status_rate: Vec<StatusTrigger>,
 }
 
@@ -141,7 +132,6 @@ pub enum Mode {
     Progressive,
 }
 
-/// A step plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Increasing weights, the last one 100 %.
@@ -152,20 +142,16 @@ pub struct Plan {
     pub manual_gate_before: Option<Weight>,
 }
 
-/// One service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Unique name; also the metrics label.
     pub name: Arc<str>,
-    /// Listener address.
     pub listen: SocketAddr,
     /// Manual or progressive.
     pub mode: Mode,
     /// File weight (manual mode).
     pub green_weight: Weight,
-    /// Blue pool.
     pub blue: PoolConfig,
-    /// Green pool.
     pub green: PoolConfig,
     /// Sticky key, if any.
     pub sticky: Option<Sticky>,
@@ -173,13 +159,11 @@ pub struct ServiceConfig {
     pub force_header: Option<ForceHeader>,
     /// TLS termination.
     pub tls: Option<TlsConfig>,
-    /// Active health checks.
     pub health: HealthConfig,
     /// Effective triggers (global merged with the service's overrides).
     pub triggers: Triggers,
     /// Step plan (progressive mode).
     pub plan: Plan,
-    /// Retries onto blue.
     pub retry: RetryConfig,
 }
 
@@ -188,7 +172,6 @@ pub struct ServiceConfig {
 pub struct PoolConfig {
     /// `host:port` authorities, never empty.
     pub endpoints: Vec<http::uri::Authority>,
-    /// Release label.
     pub release: Option<Arc<str>>,
     /// CA bundle for TLS to these endpoints (`None`: plain HTTP).
     pub tls_ca: Option<PathBuf>,
@@ -224,12 +207,9 @@ pub enum Sticky {
     ClientIp,
 }
 
-/// TLS termination material.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
-    /// PEM chain.
     pub cert: PathBuf,
-    /// PEM key.
     pub key: PathBuf,
     /// Only TLS 1.3 when true.
     pub tls13_only: bool,
@@ -237,21 +217,16 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Active health checking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
-    /// Probe path.
     pub path: Arc<str>,
-    /// Probe period.
     pub interval: Duration,
-    /// Probe timeout.
     pub timeout: Duration,
 }
 
 /// Retries of failed green attempts onto blue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
-    /// On or off.
     pub enabled: bool,
     /// Green statuses that are retried.
     pub on: Vec<u16>,
@@ -261,18 +236,15 @@ pub struct RetryConfig {
     pub max_body_bytes: usize,
 }
 
-/// Protective limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Request head bytes (→ 431).
     pub max_header_bytes: usize,
     /// Head read timeout (slowloris).
     pub header_read_timeout: Duration,
-    /// Keep-alive idle timeout.
     pub idle_timeout: Duration,
     /// Body limit (→ 413).
     pub max_body_bytes: Option<u64>,
-    /// Connections per listener.
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_h2_streams: u32,
@@ -280,28 +252,21 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Upstream response head timeout (→ 504).
     pub response_timeout: Duration,
-    /// Shutdown drain timeout.
     pub drain_timeout: Duration,
     /// Consecutive failures that eject an endpoint.
     pub eject_after: u32,
-    /// Ejection time.
     pub eject_for: Duration,
     /// Requests outstanding per upstream endpoint (full endpoints are skipped; all full → 503).
     pub max_in_flight_per_endpoint: u32,
 }
 
-/// Alert webhooks.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertConfig {
-    /// Critical URLs.
     pub critical: Vec<String>,
-    /// High URLs.
     pub high: Vec<String>,
-    /// Medium URLs.
     pub medium: Vec<String>,
     /// Per attempt timeout.
     pub timeout: Duration,
-    /// Attempts.
     pub retries: u32,
     /// Extra CA bundle for https webhooks (private receivers, tests); system roots always apply.
     pub ca: Option<PathBuf>,

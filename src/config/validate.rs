@@ -3,7 +3,7 @@
 
 use super::file::*;
 use super::model::*;
-use crate::route::Weight;
+use crate::types::Weight;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::path::Path;

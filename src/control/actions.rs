@@ -3,7 +3,7 @@
 
 use super::decide::{TriggerId, Trip};
 use super::service::ServiceControl;
-use super::{Action, CommandError, Controller};
+use super::{Action, CommandError, Conflict, Controller};
 use crate::config::Mode;
 use crate::route::Weight;
 use crate::Color;
@@ -15,8 +15,12 @@ impl Controller {
         let i = self.index(name).ok_or_else(|| CommandError::NoService(name.into()))?;
         if action == Action::Rollback {
             if self.services[i].candidate.as_ref().is_none_or(|c| c.latched) {
-                let why = if self.services[i].candidate.is_some() { "already rolled back" } else { "has no candidate" };
-                return Err(CommandError::Conflict(format!("{name} {why}")));
+                let s = &self.services[i];
+                return Err(match s.candidate {
+                    Some(_) => Conflict::AlreadyRolledBack(name.into()),
+                    None => Conflict::NoCandidate { service: name.into(), idle: s.idle() },
+                }
+                .into());
             }
             let trip = Trip { trigger: TriggerId::Manual, value: 0.0, threshold: "operator".into() };
             self.rollback(i, trip, Instant::now()).await;
@@ -34,20 +38,16 @@ impl Controller {
 
 /// Changes the candidate's state; returns whether its measurements must be forgotten.
 fn apply(s: &mut ServiceControl, name: &str, action: Action) -> Result<bool, CommandError> {
-    let conflict = |why: &str| Err(CommandError::Conflict(format!("{name} {why}")));
     let progressive = s.cfg.mode == Mode::Progressive;
     let idle = s.idle();
     if matches!(action, Action::Pause | Action::Resume | Action::Advance) && !progressive {
-        return conflict("is not in progressive mode");
+        return Err(Conflict::NotProgressive(name.into()).into());
     }
     let Some(c) = s.candidate.as_mut() else {
         return match action {
             Action::Reset => Ok(false),
             Action::Weight(w) if w == s.target_weight() => Ok(false),
-            _ => conflict(&format!(
-                "has no candidate: deploy a new release into the idle pool ({}) first",
-                idle.as_str()
-            )),
+            _ => Err(Conflict::NoCandidate { service: name.into(), idle }.into()),
         };
     };
     match action {
@@ -55,9 +55,7 @@ fn apply(s: &mut ServiceControl, name: &str, action: Action) -> Result<bool, Com
         Action::Weight(w) => {
             let share = if c.color == Color::Green { w } else { w.complement() };
             if c.latched && share != Weight::ZERO {
-                return Err(CommandError::Conflict(format!(
-                    "{name} is rolled back; POST /services/{name}/reset first"
-                )));
+                return Err(Conflict::WeightWhileRolledBack(name.into()).into());
             }
             c.admin_share = Some(share);
         }
@@ -69,7 +67,7 @@ fn apply(s: &mut ServiceControl, name: &str, action: Action) -> Result<bool, Com
         Action::Resume => c.paused = false,
         Action::Advance => {
             if c.latched {
-                return conflict("is rolled back");
+                return Err(Conflict::RolledBack(name.into()).into());
             }
             match c.step {
                 None => c.start_plan(),
@@ -77,12 +75,12 @@ fn apply(s: &mut ServiceControl, name: &str, action: Action) -> Result<bool, Com
                     c.step = Some(st + 1);
                     c.enter_step();
                 }
-                Some(_) => return conflict("is already at its last step"),
+                Some(_) => return Err(Conflict::AtLastStep(name.into()).into()),
             }
         }
         Action::Promote => {
             if c.latched {
-                return conflict("is rolled back");
+                return Err(Conflict::RolledBack(name.into()).into());
             }
             if progressive {
                 // Nothing is left to hold: a pause would only mislabel a finished plan.

@@ -6,40 +6,7 @@ use crate::config::Triggers;
 use crate::stats::Measurement;
 use std::time::Duration;
 
-/// Which trigger, named by its config key (operators grep incidents for these).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerId {
-    /// `p95_latency`.
-    P95Latency,
-    /// `error_rate`.
-    ErrorRate,
-    /// `availability`.
-    Availability,
-    /// `compliance`.
-    Compliance,
-    /// `hash_mismatch`.
-    HashMismatch,
-    /// `status_rate` (index into the list).
-    StatusRate(usize),
-    /// `manual` (an operator's rollback).
-    Manual,
-}
-
-impl TriggerId {
-    /// Config key / metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerId::P95Latency => "p95_latency",
-            TriggerId::ErrorRate => "error_rate",
-            TriggerId::Availability => "availability",
-            TriggerId::Compliance => "compliance",
-            TriggerId::HashMismatch => "hash_mismatch",
-            TriggerId::StatusRate(_) => "status_rate",
-            TriggerId::Manual => "manual",
-        }
-    }
-}
+pub use crate::types::TriggerId;
 
 /// Why a rollback happened.
 #[derive(Clone, Debug, PartialEq)]

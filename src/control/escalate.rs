@@ -85,7 +85,7 @@ impl Controller {
     /// Records an acknowledgement; a second one is refused so the first responder stays on record.
     pub(super) async fn acknowledge(&mut self, id: &str, req: AckRequest) -> Result<serde_json::Value, CommandError> {
         if req.by.trim().is_empty() {
-            return Err(CommandError::Invalid("\"by\" must name who acknowledges".into()));
+            return Err(CommandError::MissingAcknowledger);
         }
         let Some(inc) = self.incidents.iter().find(|i| i.id == id) else {
             return Err(CommandError::NoIncident(id.into()));
@@ -93,7 +93,7 @@ impl Controller {
         let mut inc = inc.clone();
         let esc = inc.escalation.get_or_insert_with(|| escalation::Escalation::starting(SystemTime::now()));
         if let Some(a) = &esc.acknowledged {
-            return Err(CommandError::Conflict(format!("{id} was already acknowledged by {} at {}", a.by, a.at)));
+            return Err(super::Conflict::AlreadyAcknowledged { id: id.into(), by: a.by.clone(), at: a.at.clone() }.into());
         }
         esc.acknowledged = Some(Ack {
             by: req.by.trim().to_string(),

@@ -20,6 +20,7 @@ pub mod alert_rules;
 mod candidate;
 mod commit;
 pub mod decide;
+mod error;
 mod escalate;
 mod health;
 pub mod incident;
@@ -31,6 +32,8 @@ mod rollback;
 mod sequence;
 pub mod service;
 mod status;
+
+pub use error::{CommandError, Conflict};
 
 use crate::alerts::Alerter;
 use crate::config::Config;
@@ -63,23 +66,6 @@ pub enum Action {
     Advance,
     /// 100 % now.
     Promote,
-}
-
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CommandError {
-    /// Unknown service.
-    #[error("no service named {0:?}")]
-    NoService(String),
-    /// Not applicable in the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// A reload failed validation or binding.
-    #[error("{0}")]
-    Invalid(String),
-    /// Unknown incident id.
-    #[error("no incident {0:?}")]
-    NoIncident(String),
 }
 
 /// Reply channel of a command.
@@ -120,8 +106,8 @@ impl ControlHandle {
     /// Sends a command and waits for its reply.
     pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<serde_json::Value, CommandError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?;
-        rx.await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?
+        self.tx.send(make(tx)).await.map_err(|_| CommandError::NotRunning)?;
+        rx.await.map_err(|_| CommandError::NotRunning)?
     }
 
     /// Reports a failed reload.
@@ -167,7 +153,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
-    ) -> Result<(Controller, ControlHandle, Inbox), CommandError> {
+    ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
         let (alarms_tx, alarms) = mpsc::channel(1024);
@@ -232,7 +218,7 @@ impl Controller {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::ApplyConfig(cfg, reply) => {
-                let r = self.reconfigure(*cfg, None).await;
+                let r = self.reconfigure(*cfg, None).await.map_err(CommandError::Invalid);
                 if let Err(e) = &r {
                     self.reload_error(e.to_string());
                 }

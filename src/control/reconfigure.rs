@@ -6,7 +6,8 @@
 
 use super::persist::restore;
 use super::service::{fingerprint, pool_cfg, Resources, ServiceControl};
-use super::{CommandError, Controller};
+use super::Controller;
+use crate::error::ApplyError;
 use crate::config::{Config, Mode, ServiceConfig};
 use crate::listener::Listener;
 use crate::proxy::ServiceCtx;
@@ -67,7 +68,7 @@ struct Prepared {
 
 impl Controller {
     /// Applies `cfg`; `saved` is the persisted state at start-up (None on reloads).
-    pub(super) async fn reconfigure(&mut self, cfg: Config, saved: Option<StateFile>) -> Result<(), CommandError> {
+    pub(super) async fn reconfigure(&mut self, cfg: Config, saved: Option<StateFile>) -> Result<(), ApplyError> {
         let running: Vec<&ServiceConfig> = self.services.iter().map(|s| &s.cfg).collect();
         let plan = plan(&running, &cfg);
         let prepared = self.prepare(&cfg, &plan)?;
@@ -110,14 +111,13 @@ impl Controller {
         Ok(())
     }
 
-    fn prepare(&self, cfg: &Config, plan: &ConfigPlan) -> Result<Vec<Prepared>, CommandError> {
+    fn prepare(&self, cfg: &Config, plan: &ConfigPlan) -> Result<Vec<Prepared>, ApplyError> {
         let mut out = Vec::with_capacity(cfg.services.len());
         for (sc, change) in cfg.services.iter().zip(&plan.changes) {
             let tls = match &sc.tls {
-                Some(t) => Some(TlsAcceptor::from(
-                    crate::tls::server_config(t)
-                        .map_err(|e| CommandError::Invalid(format!("services.{}.tls: {e}", sc.name)))?,
-                )),
+                Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t).map_err(|source| {
+                    ApplyError::Tls { service: sc.name.to_string(), source: Box::new(source) }
+                })?)),
                 None => None,
             };
             // A socket already bound at this address (by this service before a TLS change, or by
@@ -126,16 +126,18 @@ impl Controller {
             let socket = match (change, bound) {
                 (Change::Keep(_), _) => None,
                 (_, Some(l)) => Some(l.socket()),
-                (_, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|e| {
-                    CommandError::Invalid(format!("services.{}.listen: cannot bind {}: {e}", sc.name, sc.listen))
+                (_, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|source| ApplyError::Bind {
+                    service: sc.name.to_string(),
+                    addr: sc.listen,
+                    source,
                 })?)),
             };
             let mut upstream_tls = [None, None];
             for c in [Color::Blue, Color::Green] {
                 if let Some(ca) = &pool_cfg(sc, c).tls_ca {
                     upstream_tls[c.index()] =
-                        Some(crate::upstream::client::build_tls(&cfg.limits, ca).map_err(|e| {
-                            CommandError::Invalid(format!("services.{}.{}.tls.ca: {e}", sc.name, c.as_str()))
+                        Some(crate::upstream::client::build_tls(&cfg.limits, ca).map_err(|source| {
+                            ApplyError::UpstreamCa { service: sc.name.to_string(), color: c, source: Box::new(source) }
                         })?);
                 }
             }

@@ -2,21 +2,16 @@
 //! `RouteTable` behind one `ArcSwap`: a request calls `load()` once and sees a consistent
 //! generation; the control loop, the only writer, builds a new table and stores it in one step.
 
-use super::{pick, Weight};
+use super::pick;
 use crate::config::{ForceHeader, Sticky};
 use crate::stats::ServiceStats;
+use crate::types::{Color, ServiceKey, Weight};
 use crate::upstream::Pool;
-use crate::Color;
 use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Stable identity of a service for the life of the process (names may be reloaded away and
-/// back; keys are never reused), so listeners find their route without string compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey(pub u32);
 
 /// Per-request policy that comes from config rather than from routing decisions.
 #[derive(Debug)]
@@ -25,13 +20,10 @@ pub struct Policy {
     pub expected_hash: Arc<str>,
     /// Header carrying the hash.
     pub hash_header: HeaderName,
-    /// Header carrying compliance.
     pub compliance_header: HeaderName,
     /// Header carrying per-principle compliance.
     pub principles_header: HeaderName,
-    /// Retries onto blue.
     pub retry: crate::config::RetryConfig,
-    /// Request body limit.
     pub max_body_bytes: Option<u64>,
     /// Upstream response-head timeout.
     pub response_timeout: std::time::Duration,
@@ -40,13 +32,10 @@ pub struct Policy {
 /// One service's route in one generation.
 #[derive(Debug)]
 pub struct Route {
-    /// Identity.
     pub key: ServiceKey,
     /// Name (metrics label, logs).
     pub name: Arc<str>,
-    /// Green share.
     pub weight: Weight,
-    /// Sticky key.
     pub sticky: Option<Sticky>,
     /// Force header.
     pub force_header: Option<ForceHeader>,
@@ -60,13 +49,11 @@ pub struct Route {
     pub candidate: Option<Color>,
     /// Blue endpoints (shared across generations while unchanged, so ejection state survives).
     pub blue: Arc<Pool>,
-    /// Green endpoints.
     pub green: Arc<Pool>,
     /// Counter behind the exact split; shared across generations so a swap does not restart it.
     pub split: Arc<AtomicU64>,
     /// Resolved metric handles and the sample sink.
     pub stats: Arc<ServiceStats>,
-    /// Config-derived policy.
     pub policy: Arc<Policy>,
 }
 
@@ -141,7 +128,6 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty router.
     pub fn new() -> Self {
         Self::default()
     }

@@ -9,7 +9,7 @@ pub mod names;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;
-use crate::route::ServiceKey;
+use crate::types::ServiceKey;
 use crate::Color;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +41,6 @@ pub enum HashCheck {
 /// One finished exchange.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
-    /// Service.
     pub service: ServiceKey,
     /// Color that served it.
     pub color: Color,
@@ -53,9 +52,7 @@ pub struct Sample {
     pub latency_us: u64,
     /// Transport failure, if any.
     pub error: Option<UpstreamErrorKind>,
-    /// Hash check.
     pub hash: HashCheck,
-    /// Compliance header value.
     pub compliance: Option<f32>,
 }
 
@@ -102,9 +99,7 @@ impl Drop for InFlight {
 
 /// Hot-path statistics of one service; lives as long as the service exists across reloads.
 pub struct ServiceStats {
-    /// Service identity.
     pub key: ServiceKey,
-    /// Name label.
     pub name: Arc<str>,
     colors: [ColorHandles; 2],
     /// Requests currently being served.
@@ -118,7 +113,6 @@ pub struct ServiceStats {
     /// stall before it ends). Named for green, the usual candidate; the proxy enters it for
     /// whichever color the route judges.
     pub green_inflight: inflight::InFlightClock,
-    /// Retries onto blue.
     pub retries: Counter,
     /// Per-principle histogram handles by color, created on first sight: the data path takes a
     /// read lock and scans a few entries instead of resolving labels (and allocating) per
