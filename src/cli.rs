@@ -6,56 +6,9 @@ use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
-use switchyard::config;
-
-/// `switchyard check`.
-pub fn check(path: &Path) -> anyhow::Result<()> {
-    match config::load(path) {
-        Ok(c) => {
-            println!("{}: OK", path.display());
-            println!(
-                "control: interval {} window {} min_samples {}   admin: {}   state_dir: {}",
-                humantime::format_duration(c.control.interval),
-                humantime::format_duration(c.control.window),
-                c.control.min_samples,
-                c.admin.listen,
-                c.state_dir.display()
-            );
-            println!("rollout order: {}  (sequential: {})", c.rollout.order.join(" → "), c.rollout.sequential);
-            println!(
-                "{:<10} {:<22} {:<12} {:>7}  {:<28} {:<28} release",
-                "service", "listen", "mode", "green", "blue", "green endpoints"
-            );
-            for s in &c.services {
-                let eps = |p: &config::PoolConfig| p.endpoints.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
-                let mode = match s.mode {
-                    config::Mode::Manual => "manual".to_string(),
-                    config::Mode::Progressive => format!(
-                        "steps {}",
-                        s.plan.steps.iter().map(|w| w.percent().to_string()).collect::<Vec<_>>().join("/")
-                    ),
-                };
-                println!(
-                    "{:<10} {:<22} {:<12} {:>6}%  {:<28} {:<28} {}",
-                    s.name,
-                    s.listen,
-                    mode,
-                    s.green_weight.percent(),
-                    eps(&s.blue),
-                    eps(&s.green),
-                    s.green.release.as_deref().unwrap_or("-")
-                );
-            }
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            bail!("{} has {} problem(s)", path.display(), e.problems.len())
-        }
-    }
-}
+use switchyard::{preflight, reload};
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives while the caller is still starting up must not
@@ -79,24 +32,43 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// `switchyard run`.
+/// `switchyard run`: the file if `check` would accept it, else the last good copy (loudly).
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let token = switchyard::admin::Token::from_env_or_file(
-        std::env::var("SWITCHYARD_ADMIN_TOKEN").ok(),
-        cfg.admin.token_file.as_deref(),
-    )
-    .context("cannot read admin.token_file")?;
+    let start = preflight::start_config(&path, env_token()).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n{} has {} problem(s) and there is no last good copy to start from",
+            path.display(),
+            e.problems.len()
+        )
+    })?;
+    let (accepted, refused) = (start.accepted, start.refused);
     let mut opts = AppOptions::new(&path);
-    opts.token = token;
+    opts.token = accepted.token;
+    let (state_dir, running_from) = (accepted.config.state_dir.clone(), accepted.config.source.clone());
     // Before the listeners open: from the first accepted connection on, SIGTERM means drain.
     let shutdown = shutdown_signal();
-    let app = App::start(cfg, opts).await?;
+    let app = App::start(accepted.config, opts).await?;
+    match refused {
+        None => {
+            reload::mark_refused(false);
+            reload::keep_last_good(&state_dir, &accepted.source);
+        }
+        Some(e) => {
+            reload::mark_refused(true);
+            let msg = format!("{e}\n(refused at start: serving the last good copy {})", running_from.display());
+            tracing::error!(error = %msg, "config file refused; running the last good copy");
+            app.control.reload_failed(msg).await;
+        }
+    }
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn env_token() -> Option<String> {
+    std::env::var("SWITCHYARD_ADMIN_TOKEN").ok()
 }
 
 /// Operator commands.

@@ -28,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod listener;
 pub mod mock_upstream;
+pub mod preflight;
 pub mod proxy;
 pub mod reload;
 pub mod route;

@@ -1,5 +1,6 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
+mod check;
 mod cli;
 
 use anyhow::Context;
@@ -96,7 +97,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {
-            if let Err(e) = cli::check(&config) {
+            if let Err(e) = check::check(&config) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }

@@ -11,23 +11,44 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Reads, validates and applies the config at `path`.
+/// Reads, judges (as `run` would) and applies the config at `path`; an applied file becomes the
+/// last good copy a restart falls back to.
 pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, String> {
     let p = path.to_path_buf();
-    let parsed = tokio::task::spawn_blocking(move || crate::config::load(&p)).await.map_err(|e| e.to_string())?;
-    match parsed {
-        Ok(cfg) => {
-            let r = control.call(|reply| Command::ApplyConfig(Box::new(cfg), reply)).await.map_err(|e| e.to_string());
+    let env = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok();
+    let judged =
+        tokio::task::spawn_blocking(move || crate::preflight::judge(&p, env)).await.map_err(|e| e.to_string())?;
+    match judged {
+        Ok(a) => {
+            let state_dir = a.config.state_dir.clone();
+            let cfg = Box::new(a.config);
+            let r = control.call(|reply| Command::ApplyConfig(cfg, reply)).await.map_err(|e| e.to_string());
             if r.is_ok() {
                 tracing::info!(path = %path.display(), "config reloaded");
+                mark_refused(false);
+                keep_last_good(&state_dir, &a.source);
             }
             r
         }
         Err(e) => {
             let msg = e.to_string();
+            mark_refused(true);
             control.reload_failed(msg.clone()).await;
             Err(msg)
         }
+    }
+}
+
+/// Sets the gauge an alert watches: 1 while the file on disk is refused and an older config runs.
+pub fn mark_refused(refused: bool) {
+    metrics::gauge!(crate::stats::names::CONFIG_LAST_RELOAD_FAILED).set(if refused { 1.0 } else { 0.0 });
+}
+
+/// Stores an accepted config as the last good copy; failing to is logged, never fatal (the
+/// running config is fine, only a later restart with a broken file would lack the fallback).
+pub fn keep_last_good(state_dir: &Path, source: &str) {
+    if let Err(e) = crate::config::last_good::save(state_dir, source) {
+        tracing::warn!(error = %e, "cannot keep the last good config copy");
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// The default constitutional hash of the migration spec.
 pub const DEFAULT_CONSTITUTIONAL_HASH: &str = "cdd01ef066bc6cf2";
 
+/// Where state lives when the file names no `state_dir` (relative to the working directory).
+pub const DEFAULT_STATE_DIR: &str = "var/switchyard";
+
 /// A whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

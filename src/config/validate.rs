@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) struct Problems(pub(crate) Vec<(String, String)>);
 
 impl Problems {
-    fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
         self.0.push((key.into(), msg.into()));
     }
 
@@ -63,9 +63,14 @@ impl Problems {
             .ok()
     }
 
+    /// `IP:port`, or `localhost:port` (loopback, as every resolver answers it, without a lookup).
     fn addr(&mut self, key: &str, v: &str) -> SocketAddr {
+        let local = v.strip_prefix("localhost:").and_then(|port| port.parse::<u16>().ok());
+        if let Some(port) = local {
+            return SocketAddr::from(([127, 0, 0, 1], port));
+        }
         v.parse().unwrap_or_else(|_| {
-            self.push(key, format!("{v:?} is not an IP:port socket address"));
+            self.push(key, format!("{v:?} is not an IP:port socket address (or localhost:port)"));
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -94,13 +99,10 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
     if hash.is_empty() || http::HeaderValue::from_str(hash).is_err() {
         p.push("constitutional_hash", "must be a non-empty header-safe string");
     }
-    if !p.0.is_empty() {
-        return Err(p);
-    }
-    Ok(Config {
+    let config = Config {
         source: source.to_path_buf(),
         constitutional_hash: hash.into(),
-        state_dir: file.state_dir.clone().unwrap_or_else(|| "var/switchyard".into()),
+        state_dir: file.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         admin,
         control,
         rollout: RolloutConfig {
@@ -111,7 +113,12 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         limits,
         alerts,
         services,
-    })
+    };
+    super::rules::check(&mut p, &config, file.rollout.order.as_deref());
+    if !p.0.is_empty() {
+        return Err(p);
+    }
+    Ok(config)
 }
 
 fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {

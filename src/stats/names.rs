@@ -49,6 +49,8 @@ pub const ROLLBACK_SWAP: &str = "switchyard_rollback_swap_seconds";
 pub const DECISIONS_TOTAL: &str = "switchyard_control_decisions_total";
 /// Config reloads by result.
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+/// 1 while the config file was refused at the last start or reload (an older config runs).
+pub const CONFIG_LAST_RELOAD_FAILED: &str = "switchyard_config_last_reload_failed";
 /// Config generation.
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 /// Alerts by severity and result.
@@ -96,6 +98,10 @@ pub fn describe_all() {
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_FAILED,
+        "1 while the config file was refused at the last start or reload, so an older accepted config runs."
+    );
     describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
     describe_counter!(RETRIES_TOTAL, "Failed green attempts retried on blue.");
