@@ -1,11 +1,8 @@
 //! Command implementations at the binary's edge (anyhow lives here, not in the library).
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
+use crate::admin_client::{self, Target};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
 use switchyard::{preflight, reload};
@@ -76,11 +73,20 @@ fn env_token() -> Option<String> {
 pub enum Ops {
     /// Show every service's state, weight and window.
     Status(Common),
-    /// List incidents.
-    Incidents(Common),
+    /// List incidents, or show one in full: `switchyard incidents ID`.
+    Incidents {
+        /// Incident id (`inc-...`); without it, the list.
+        id: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-read the config file now (as SIGHUP or POST /reload); prints every problem if refused.
+    Reload(Common),
     /// Roll a service back to blue now.
     Rollback(Named),
-    /// Clear a rollback latch.
+    /// Clear a rollback: green gets traffic again. Lifts the latch, drops any weight set by
+    /// `weight`/`promote` and any pause, and forgets the measurement window; a progressive plan
+    /// restarts at its first step, a manual service returns to its file's green_weight.
     Reset(Named),
     /// Pause a service's plan.
     Pause(Named),
@@ -104,9 +110,18 @@ pub enum Ops {
 /// Options shared by operator commands.
 #[derive(Args)]
 pub struct Common {
-    /// Admin API base URL.
+    /// Admin API base URL (http:// or https://).
     #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "http://127.0.0.1:9900")]
     admin: String,
+    /// Admin token for mutating calls.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Give up when the admin API has not answered within this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// PEM CA bundle to trust for an https:// admin URL (default: the system's roots).
+    #[arg(long, env = "SWITCHYARD_ADMIN_CA")]
+    ca: Option<PathBuf>,
     /// Print raw JSON.
     #[arg(long)]
     json: bool,
@@ -122,21 +137,14 @@ pub struct Named {
 }
 
 async fn call(common: &Common, method: &str, path: &str, body: Option<String>) -> anyhow::Result<serde_json::Value> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req =
-        http::Request::builder().method(method).uri(format!("{}{}", common.admin.trim_end_matches('/'), path));
-    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
-    if let Some(t) = &token {
-        req = req.header("authorization", format!("Bearer {}", t.trim()));
-    }
-    let req = req.header("content-type", "application/json").body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", common.admin))?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
+    let token = common.token.clone().filter(|t| !t.trim().is_empty());
+    let target =
+        Target { base: common.admin.clone(), token: token.clone(), timeout: common.timeout, ca: common.ca.clone() };
+    let (status, bytes) = admin_client::send(&target, method, path, body).await?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     let msg = v["error"].as_str().unwrap_or("request failed");
     if status == http::StatusCode::UNAUTHORIZED && token.is_none() {
-        bail!("SWITCHYARD_ADMIN_TOKEN is not set: {method} {path} needs the admin token ({status}: {msg})");
+        bail!("no admin token (--token or SWITCHYARD_ADMIN_TOKEN): {method} {path} needs it ({status}: {msg})");
     }
     if !status.is_success() {
         bail!("{status}: {msg}");
@@ -184,7 +192,11 @@ fn print_status(v: &serde_json::Value) {
 pub async fn ops(op: Ops) -> anyhow::Result<()> {
     let (common, v) = match &op {
         Ops::Status(c) => (c, call(c, "GET", "/status", None).await?),
-        Ops::Incidents(c) => (c, call(c, "GET", "/incidents", None).await?),
+        Ops::Incidents { id: None, common } => (common, call(common, "GET", "/incidents", None).await?),
+        Ops::Incidents { id: Some(id), common } => {
+            (common, call(common, "GET", &format!("/incidents/{id}"), None).await?)
+        }
+        Ops::Reload(c) => (c, call(c, "POST", "/reload", None).await?),
         Ops::Weight { service, percent, common } => (
             common,
             call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}")))
@@ -208,7 +220,15 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
     }
     match op {
         Ops::Status(_) => print_status(&v),
-        Ops::Incidents(_) => {
+        Ops::Incidents { id: Some(_), .. } => print_incident(&v),
+        Ops::Reload(_) => println!("config reloaded: generation {}", v["generation"]),
+        Ops::Reset(_) => println!(
+            "{}: rollback cleared (latch, admin weight and pause dropped, window forgotten): state {}, green {}%",
+            v["name"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or(""),
+            percent(&v["green_weight"])
+        ),
+        Ops::Incidents { id: None, .. } => {
             println!("{:<32} {:<10} {:<14} {:<26} {:>8}  report", "id", "service", "trigger", "decided_at", "swap_us");
             for i in v.as_array().into_iter().flatten() {
                 println!(
@@ -230,4 +250,18 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// One incident in full: what tripped, when, how fast the swap was, and the report.
+fn print_incident(i: &serde_json::Value) {
+    let s = |k: &str| i[k].as_str().unwrap_or("-").to_string();
+    println!("incident {}  service {}  release {}", s("id"), s("service"), s("release"));
+    println!("trigger {}: value {} vs threshold {}", s("trigger"), i["value"], s("threshold"));
+    println!("green weight before: {}%", percent(&i["weight_before"]));
+    println!("first bad {}  decided {}  swapped {}", s("first_bad_at"), s("decided_at"), s("swapped_at"));
+    println!(
+        "decision to swap: {} us; green requests in between: {}",
+        i["decision_to_swap_us"], i["green_requests_between"]
+    );
+    println!("report: {}", i["report"]["summary"].as_str().unwrap_or("pending"));
 }

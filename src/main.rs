@@ -1,5 +1,6 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
+mod admin_client;
 mod check;
 mod cli;
 

@@ -23,9 +23,9 @@ pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_j
             let state_dir = a.config.state_dir.clone();
             let cfg = Box::new(a.config);
             let r = control.call(|reply| Command::ApplyConfig(cfg, reply)).await.map_err(|e| e.to_string());
+            mark_refused(r.is_err());
             if r.is_ok() {
                 tracing::info!(path = %path.display(), "config reloaded");
-                mark_refused(false);
                 keep_last_good(&state_dir, &a.source);
             }
             r

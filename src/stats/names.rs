@@ -59,7 +59,6 @@ pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
-
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
