@@ -102,12 +102,13 @@ fn triggers(t: &Triggers) -> String {
 }
 
 fn health(c: &Config, s: &ServiceConfig) -> String {
-    format!(
-        "GET {} every {}, timeout {}; 2xx passes, and on green only with {}: {}",
-        s.health.path,
-        dur(s.health.interval),
-        dur(s.health.timeout),
-        c.control.hash_header,
-        c.constitutional_hash
-    )
+    let h = &s.health;
+    if !h.enabled {
+        return "off (passive ejection only)".into();
+    }
+    let probe = format!("GET {} every {}, timeout {}; 2xx passes", h.path, dur(h.interval), dur(h.timeout));
+    match h.require_hash {
+        true => format!("{probe}, and on green only with {}: {}", c.control.hash_header, c.constitutional_hash),
+        false => probe,
+    }
 }

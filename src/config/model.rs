@@ -224,6 +224,11 @@ pub struct TlsConfig {
 /// Active health checking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
+    /// Whether probes run at all (`health = { enabled = false }`).
+    pub enabled: bool,
+    /// Whether a green probe must carry the constitutional hash: follows the `hash_mismatch`
+    /// trigger, so a service that does not speak the hash switches both off with one key.
+    pub require_hash: bool,
     /// Probe path.
     pub path: Arc<str>,
     /// Probe period.

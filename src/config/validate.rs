@@ -153,32 +153,40 @@ fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
     }
 }
 
-/// Overlays `f` on `base`, key by key.
+/// Overlays `f` on `base`, key by key. A threshold left out is inherited (from `base`, else the
+/// spec's default), so `{ enabled = false }` or `{ consecutive = 5 }` is a whole trigger.
 fn triggers(p: &mut Problems, key: &str, f: Option<&FileTriggers>, base: &Triggers) -> Triggers {
     let mut t = base.clone();
     let Some(f) = f else { return t };
+    let spec = Triggers::default();
+    let inherit =
+        |slot: &Option<Trigger<f64>>, spec: &Option<Trigger<f64>>| slot.or(*spec).map_or(0.0, |tr| tr.threshold);
     if let Some(x) = &f.p95_latency {
         let k = format!("{key}.p95_latency");
-        let threshold = p.duration(&format!("{k}.above"), Some(&x.above), Duration::from_secs(2));
+        let prev = t.p95_latency.or(spec.p95_latency).map_or(Duration::from_secs(2), |tr| tr.threshold);
+        let threshold = p.duration(&format!("{k}.above"), x.above.as_deref(), prev);
         let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 2);
         t.p95_latency = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
     }
-    let above =
-        |p: &mut Problems, name: &str, x: &Option<FileAboveTrigger>, slot: &mut Option<Trigger<f64>>, d: u32| {
-            if let Some(x) = x {
-                let k = format!("{key}.{name}");
-                let threshold = p.fraction(&format!("{k}.above"), x.above);
-                let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
-                *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
-            }
+    if let Some(x) = &f.error_rate {
+        let k = format!("{key}.error_rate");
+        let threshold = match x.above {
+            Some(v) => p.fraction(&format!("{k}.above"), v),
+            None => inherit(&t.error_rate, &spec.error_rate),
         };
-    above(p, "error_rate", &f.error_rate, &mut t.error_rate, 3);
-    for (name, x, slot, d) in
-        [("availability", &f.availability, &mut t.availability, 1), ("compliance", &f.compliance, &mut t.compliance, 3)]
-    {
+        let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 3);
+        t.error_rate = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
+    }
+    for (name, x, slot, spec_slot, d) in [
+        ("availability", &f.availability, &mut t.availability, &spec.availability, 1),
+        ("compliance", &f.compliance, &mut t.compliance, &spec.compliance, 3),
+    ] {
         if let Some(x) = x {
             let k = format!("{key}.{name}");
-            let threshold = p.fraction(&format!("{k}.below"), x.below);
+            let threshold = match x.below {
+                Some(v) => p.fraction(&format!("{k}.below"), v),
+                None => inherit(slot, spec_slot),
+            };
             let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
             *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
         }
@@ -352,7 +360,10 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         client_ca: t.client_ca.clone(),
     });
     let h = f.health.as_ref();
+    let triggers = triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global);
     let health = HealthConfig {
+        enabled: h.and_then(|h| h.enabled).unwrap_or(true),
+        require_hash: triggers.hash_mismatch.is_some(),
         path: h.and_then(|h| h.path.as_deref()).unwrap_or("/health").into(),
         interval: p.duration(
             &format!("{k}.health.interval"),
@@ -383,7 +394,7 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         force_header: f.force_header.as_deref().and_then(|h| p.header(&format!("{k}.force_header"), h)),
         tls,
         health,
-        triggers: triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global),
+        triggers,
         plan: steps_plan(p, &k, f.steps.as_deref(), f.hold.as_deref(), f.manual_gate_before, Some(plan_defaults)),
         retry,
     }
