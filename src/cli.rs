@@ -223,7 +223,7 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
         Ops::Incidents { id: Some(_), .. } => print_incident(&v),
         Ops::Reload(_) => println!("config reloaded: generation {}", v["generation"]),
         Ops::Reset(_) => println!(
-            "{}: rollback cleared (latch, admin weight and pause dropped, window forgotten): state {}, green {}%",
+            "{}: state {}, green {}% (rollback cleared: latch, admin weight and pause dropped, window forgotten)",
             v["name"].as_str().unwrap_or(""),
             v["state"].as_str().unwrap_or(""),
             percent(&v["green_weight"])

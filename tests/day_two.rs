@@ -192,7 +192,10 @@ async fn cli_reload_incidents_and_token() {
 
     let (ok, out, err) = p.cli(&["reset", "lg", "--token", TOKEN]).await;
     assert!(ok, "{err}");
-    assert!(out.contains("lg: rollback cleared (latch, admin weight and pause dropped"), "{out}");
+    assert!(
+        out.contains("lg: state") && out.contains("(rollback cleared: latch, admin weight and pause dropped"),
+        "{out}"
+    );
     p.stop().await;
 }
 
