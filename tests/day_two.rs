@@ -124,7 +124,14 @@ async fn a_restart_with_a_broken_file_serves_from_the_last_good_copy() {
     assert_eq!(get(&client(), service, "/").await, (200, "lg-blue".to_string()));
     let copy = state.join("last-good.toml");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), good, "the accepted file is kept verbatim");
-    assert_eq!(gauge(&p.get("/metrics").await, "switchyard_config_last_reload_failed"), Some(0.0));
+    let scrape = p.get("/metrics").await;
+    assert_eq!(gauge(&scrape, "switchyard_config_last_reload_failed"), Some(0.0));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = gauge(&scrape, "process_start_time_seconds").expect("process_start_time_seconds");
+    assert!((now - started).abs() < 60.0, "started {started}, now {now}");
+    assert!(gauge(&scrape, "process_resident_memory_bytes").unwrap() > 1e6, "{scrape}");
+    assert!(gauge(&scrape, "process_open_fds").unwrap() >= 5.0, "listeners, admin, epoll: {scrape}");
+    assert!(gauge(&scrape, "process_cpu_seconds_total").is_some());
     p.stop().await;
 
     // The bad edit a reload would have refused; then the pod restarts.
@@ -159,6 +166,7 @@ async fn a_restart_with_a_broken_file_serves_from_the_last_good_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reload_incidents_and_token() {
+    switchyard::tls::install_provider(); // for the test's own reqwest client
     let m = Mocks::start("lgc").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sy.toml");
@@ -175,6 +183,8 @@ async fn cli_reload_incidents_and_token() {
     std::fs::write(&path, good.replace("window = \"400ms\"", "window = \"500ms\"")).unwrap();
     let (ok, _, err) = p.cli(&["reload", "--token", TOKEN]).await;
     assert!(!ok && err.contains("sy.toml:6: control.window: must be a whole number"), "{err}");
+    let scrape = p.get("/metrics").await;
+    assert_eq!(gauge(&scrape, "switchyard_config_last_reload_failed"), Some(1.0), "a refused reload raises the gauge");
     std::fs::write(&path, &good).unwrap();
 
     let (ok, out, err) = p.cli(&["rollback", "lg", "--token", TOKEN]).await;
