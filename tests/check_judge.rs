@@ -157,3 +157,38 @@ fn every_problem_is_reported_in_one_pass() {
     );
     assert!(err.contains("has 3 problem(s)"), "{err}");
 }
+
+/// The `switchyard.toml: |` block of the shipped ConfigMap, unindented.
+fn configmap_toml() -> String {
+    let cm = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/k8s/configmap.yaml")).unwrap();
+    let body = cm.split("switchyard.toml: |\n").nth(1).expect("switchyard.toml block");
+    body.lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.get(4..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_shipped_configmap_and_compose_configs_pass_with_the_spec_triggers() {
+    let compose = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/switchyard.toml")).unwrap();
+    for (what, text) in [("configmap", configmap_toml()), ("compose", compose)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sy.toml");
+        std::fs::write(&path, &text).unwrap();
+        // Their admin listens on 0.0.0.0 (in a pod, a container): the token comes from a Secret.
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("SWITCHYARD_ADMIN_TOKEN", "from-the-secret")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let section = |name: &str| stdout.split(&format!("\n{name}:\n")).nth(1).unwrap_or("").to_string();
+        assert!(section("auth").contains("status [401] > 0.1% ×3"), "{what}: {stdout}");
+        assert!(section("ac").starts_with("  triggers: p95 > 2s ×2, errors > 0.1% ×3"), "{what}: {stdout}");
+        let (ok, _, err) = check_path(&path);
+        assert!(!ok && err.contains("admin.listen"), "{what} without the token is refused: {err}");
+    }
+}
