@@ -64,6 +64,14 @@ async fn the_quick_start_config_serves_a_generic_service() {
     assert_eq!(s["incident"], serde_json::Value::Null, "{s}");
     assert_eq!(s["state"], "canary", "{s}");
     assert_eq!(s["endpoints"]["green"][0]["healthy"], true, "{s}");
+    let scrape = client().get(format!("http://{}/metrics", app.admin_addr)).send().await.unwrap().text().await.unwrap();
+    let mismatches = scrape
+        .lines()
+        .filter(|l| l.starts_with("switchyard_hash_mismatches_total{"))
+        .filter(|l| l.contains("service=\"shop\"") && l.contains("color=\"green\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(mismatches, 0.0, "a hash nobody asked for is not counted");
     app.shutdown().await;
 }
 
@@ -73,11 +81,13 @@ async fn without_the_switches_the_same_green_is_rolled_back() {
     let (blue, green) = (plain_mock("acge-v1").await, plain_mock("acge-v2").await);
     let dir = tempfile::tempdir().unwrap();
     let text = adapted(&readme_config(), dir.path(), &blue, &green);
+    // Another name: metrics are per process, and the other test asserts shop's are clean.
     let without = text.lines().filter(|l| !l.starts_with("triggers = ")).collect::<Vec<_>>().join("\n");
+    let without = without.replace("name = \"shop\"", "name = \"acge\"");
     let app = start(&without, dir.path()).await;
-    let addr = app.service_addr("shop").unwrap();
+    let addr = app.service_addr("acge").unwrap();
     burst(addr, 400, 4).await;
-    let rolled = eventually(Duration::from_secs(10), || service(&app, "shop")["state"] == "rolled_back").await;
-    assert!(rolled, "{}", service(&app, "shop"));
+    let rolled = eventually(Duration::from_secs(10), || service(&app, "acge")["state"] == "rolled_back").await;
+    assert!(rolled, "{}", service(&app, "acge"));
     app.shutdown().await;
 }

@@ -111,6 +111,7 @@ impl Controller {
     fn policy(sc: &ServiceConfig, cfg: &Config) -> Arc<Policy> {
         Arc::new(Policy {
             expected_hash: cfg.constitutional_hash.clone(),
+            check_hash: sc.triggers.hash_mismatch.is_some(),
             hash_header: cfg.control.hash_header.clone(),
             compliance_header: cfg.control.compliance_header.clone(),
             principles_header: cfg.control.principles_header.clone(),
