@@ -35,6 +35,7 @@ fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
         stats,
         policy: Arc::new(Policy {
             expected_hash: "cdd01ef066bc6cf2".into(),
+            check_hash: true,
             hash_header: HeaderName::from_static("x-constitutional-hash"),
             compliance_header: HeaderName::from_static("x-constitutional-compliance"),
             principles_header: HeaderName::from_static("x-constitutional-principles"),

@@ -35,6 +35,10 @@ cfg = tomllib.load(open("docker/switchyard.toml", "rb"))
 names = [s["name"] for s in cfg["services"]]
 assert names == cfg["rollout"]["order"] == ["auth", "ac", "integrity", "fv", "gs", "pgc", "ec"], names
 assert cfg["constitutional_hash"] == "cdd01ef066bc6cf2"
+svc = {s["name"]: s for s in cfg["services"]}
+# The spec's per-service triggers: auth's JWT failures (401) and ac's inference failures > 0.1 %.
+assert any(401 in t["status"] and t["above"] == 0.001 for t in svc["auth"]["triggers"]["status_rate"]), svc["auth"]
+assert svc["ac"]["triggers"]["error_rate"]["above"] == 0.001, svc["ac"]
 print("switchyard.toml OK")
 PY
 

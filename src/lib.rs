@@ -32,6 +32,7 @@ pub mod error;
 pub mod escalation;
 pub mod health_score;
 pub mod listener;
+pub mod preflight;
 pub mod proxy;
 pub mod reload;
 pub mod route;

@@ -1,5 +1,7 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
+mod admin_client;
+mod check;
 mod cli;
 mod demo;
 
@@ -97,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {
-            if let Err(e) = cli::check(&config) {
+            if let Err(e) = check::check(&config) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }

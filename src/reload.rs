@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// Why a reload left the running config in place. The texts are what `POST /reload` answers.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The file did not parse or validate (`file:line: key: message`); the loop never saw it.
+    /// The file did not parse, validate or pass `run`'s checks (`file:line: key: message`); the
+    /// loop never saw it.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The control loop could not apply it, or is not running.
@@ -26,19 +27,41 @@ pub enum ReloadError {
     Read(#[from] tokio::task::JoinError),
 }
 
-/// Reads, validates and applies the config at `path`.
+/// Reads, judges (as `run` would) and applies the config at `path`; an applied file becomes the
+/// last good copy a restart falls back to.
 pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, ReloadError> {
     let p = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || crate::config::load(&p)).await? {
-        Ok(cfg) => {
-            let v = control.call(|reply| Command::ApplyConfig(Box::new(cfg), reply)).await?;
-            tracing::info!(path = %path.display(), "config reloaded");
-            Ok(v)
+    let env = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok();
+    match tokio::task::spawn_blocking(move || crate::preflight::judge(&p, env)).await? {
+        Ok(a) => {
+            let state_dir = a.config.state_dir.clone();
+            let cfg = Box::new(a.config);
+            let r = control.call(|reply| Command::ApplyConfig(cfg, reply)).await;
+            mark_refused(r.is_err());
+            if r.is_ok() {
+                tracing::info!(path = %path.display(), "config reloaded");
+                keep_last_good(&state_dir, &a.source);
+            }
+            Ok(r?)
         }
         Err(e) => {
+            mark_refused(true);
             control.reload_failed(e.to_string()).await;
             Err(e.into())
         }
+    }
+}
+
+/// Sets the gauge an alert watches: 1 while the file on disk is refused and an older config runs.
+pub fn mark_refused(refused: bool) {
+    metrics::gauge!(crate::stats::names::CONFIG_LAST_RELOAD_FAILED).set(if refused { 1.0 } else { 0.0 });
+}
+
+/// Stores an accepted config as the last good copy; failing to is logged, never fatal (the
+/// running config is fine, only a later restart with a broken file would lack the fallback).
+pub fn keep_last_good(state_dir: &Path, source: &str) {
+    if let Err(e) = crate::config::last_good::save(state_dir, source) {
+        tracing::warn!(error = %e, "cannot keep the last good config copy");
     }
 }
 

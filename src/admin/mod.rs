@@ -87,7 +87,10 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
     let p = &admin.control.published;
     let resp = match (req.method(), segs.as_slice()) {
         (&Method::GET, []) => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
-        (&Method::GET, ["metrics"]) => text(StatusCode::OK, "text/plain; version=0.0.4", admin.metrics.render()),
+        (&Method::GET, ["metrics"]) => {
+            let body = admin.metrics.render() + &crate::stats::process::render();
+            text(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, ["readyz"]) if admin.control.ready() => text(StatusCode::OK, "text/plain", "ready\n"),
         (&Method::GET, ["readyz"]) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),

@@ -85,8 +85,8 @@ pub struct FileTriggers {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDurationTrigger {
-    /// Threshold duration.
-    pub above: String,
+    /// Threshold duration (the inherited one when omitted).
+    pub above: Option<String>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -97,8 +97,8 @@ pub struct FileDurationTrigger {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAboveTrigger {
-    /// Threshold fraction.
-    pub above: f64,
+    /// Threshold fraction (the inherited one when omitted).
+    pub above: Option<f64>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -109,8 +109,8 @@ pub struct FileAboveTrigger {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileBelowTrigger {
-    /// Threshold fraction.
-    pub below: f64,
+    /// Threshold fraction (the inherited one when omitted).
+    pub below: Option<f64>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -338,6 +338,9 @@ pub struct FileTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileHealth {
+    /// `false`: no active probes (endpoints are judged by passive ejection alone), for upstreams
+    /// without a health endpoint.
+    pub enabled: Option<bool>,
     /// Probe path.
     pub path: Option<String>,
     /// Probe interval.

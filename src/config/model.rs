@@ -11,6 +11,9 @@ use std::time::Duration;
 /// The default constitutional hash of the migration spec.
 pub const DEFAULT_CONSTITUTIONAL_HASH: &str = "cdd01ef066bc6cf2";
 
+/// Where state lives when the file names no `state_dir` (relative to the working directory).
+pub const DEFAULT_STATE_DIR: &str = "var/switchyard";
+
 /// A whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -219,6 +222,11 @@ pub struct TlsConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
+    /// Whether probes run at all (`health = { enabled = false }`).
+    pub enabled: bool,
+    /// Whether a green probe must carry the constitutional hash: follows the `hash_mismatch`
+    /// trigger, so a service that does not speak the hash switches both off with one key.
+    pub require_hash: bool,
     pub path: Arc<str>,
     pub interval: Duration,
     pub timeout: Duration,

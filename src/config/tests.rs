@@ -67,3 +67,18 @@ fn duplicate_names_and_ports_are_rejected() {
     assert!(e.problems.iter().any(|p| p.key == "services[1].name"), "{e}");
     assert!(e.problems.iter().any(|p| p.key == "services[1].listen"), "{e}");
 }
+
+#[test]
+fn a_trigger_without_its_threshold_inherits_it() {
+    let text = BASE.replace(
+        "release = \"r1\" }",
+        "release = \"r1\" }\ntriggers = { compliance = { enabled = false }, error_rate = { consecutive = 5 } }\n\
+         health = { enabled = false }",
+    );
+    let c = parse(&text, Path::new("t.toml")).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.triggers.compliance, None);
+    assert_eq!(s.triggers.error_rate, Some(Trigger { threshold: 0.01, consecutive: 5 }));
+    assert!(!s.health.enabled);
+    assert!(s.health.require_hash, "the hash trigger is still on, so probes still ask for it");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) struct Problems(pub(crate) Vec<(String, String)>);
 
 impl Problems {
-    fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
         self.0.push((key.into(), msg.into()));
     }
 
@@ -63,9 +63,14 @@ impl Problems {
             .ok()
     }
 
+    /// `IP:port`, or `localhost:port` (loopback, as every resolver answers it, without a lookup).
     fn addr(&mut self, key: &str, v: &str) -> SocketAddr {
+        let local = v.strip_prefix("localhost:").and_then(|port| port.parse::<u16>().ok());
+        if let Some(port) = local {
+            return SocketAddr::from(([127, 0, 0, 1], port));
+        }
         v.parse().unwrap_or_else(|_| {
-            self.push(key, format!("{v:?} is not an IP:port socket address"));
+            self.push(key, format!("{v:?} is not an IP:port socket address (or localhost:port)"));
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -94,13 +99,10 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
     if hash.is_empty() || http::HeaderValue::from_str(hash).is_err() {
         p.push("constitutional_hash", "must be a non-empty header-safe string");
     }
-    if !p.0.is_empty() {
-        return Err(p);
-    }
-    Ok(Config {
+    let config = Config {
         source: source.to_path_buf(),
         constitutional_hash: hash.into(),
-        state_dir: file.state_dir.clone().unwrap_or_else(|| "var/switchyard".into()),
+        state_dir: file.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         admin,
         control,
         rollout: RolloutConfig {
@@ -111,7 +113,12 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         limits,
         alerts,
         services,
-    })
+    };
+    super::rules::check(&mut p, &config, file.rollout.order.as_deref());
+    if !p.0.is_empty() {
+        return Err(p);
+    }
+    Ok(config)
 }
 
 fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
@@ -146,32 +153,40 @@ fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
     }
 }
 
-/// Overlays `f` on `base`, key by key.
+/// Overlays `f` on `base`, key by key. A threshold left out is inherited (from `base`, else the
+/// spec's default), so `{ enabled = false }` or `{ consecutive = 5 }` is a whole trigger.
 fn triggers(p: &mut Problems, key: &str, f: Option<&FileTriggers>, base: &Triggers) -> Triggers {
     let mut t = base.clone();
     let Some(f) = f else { return t };
+    let spec = Triggers::default();
+    let inherit =
+        |slot: &Option<Trigger<f64>>, spec: &Option<Trigger<f64>>| slot.or(*spec).map_or(0.0, |tr| tr.threshold);
     if let Some(x) = &f.p95_latency {
         let k = format!("{key}.p95_latency");
-        let threshold = p.duration(&format!("{k}.above"), Some(&x.above), Duration::from_secs(2));
+        let prev = t.p95_latency.or(spec.p95_latency).map_or(Duration::from_secs(2), |tr| tr.threshold);
+        let threshold = p.duration(&format!("{k}.above"), x.above.as_deref(), prev);
         let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 2);
         t.p95_latency = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
     }
-    let above =
-        |p: &mut Problems, name: &str, x: &Option<FileAboveTrigger>, slot: &mut Option<Trigger<f64>>, d: u32| {
-            if let Some(x) = x {
-                let k = format!("{key}.{name}");
-                let threshold = p.fraction(&format!("{k}.above"), x.above);
-                let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
-                *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
-            }
+    if let Some(x) = &f.error_rate {
+        let k = format!("{key}.error_rate");
+        let threshold = match x.above {
+            Some(v) => p.fraction(&format!("{k}.above"), v),
+            None => inherit(&t.error_rate, &spec.error_rate),
         };
-    above(p, "error_rate", &f.error_rate, &mut t.error_rate, 3);
-    for (name, x, slot, d) in
-        [("availability", &f.availability, &mut t.availability, 1), ("compliance", &f.compliance, &mut t.compliance, 3)]
-    {
+        let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 3);
+        t.error_rate = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
+    }
+    for (name, x, slot, spec_slot, d) in [
+        ("availability", &f.availability, &mut t.availability, &spec.availability, 1),
+        ("compliance", &f.compliance, &mut t.compliance, &spec.compliance, 3),
+    ] {
         if let Some(x) = x {
             let k = format!("{key}.{name}");
-            let threshold = p.fraction(&format!("{k}.below"), x.below);
+            let threshold = match x.below {
+                Some(v) => p.fraction(&format!("{k}.below"), v),
+                None => inherit(slot, spec_slot),
+            };
             let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
             *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
         }
@@ -272,11 +287,6 @@ fn alerts(p: &mut Problems, f: &FileAlerts) -> AlertConfig {
         webhook_urls(p, "alerts.high", f.high.as_deref()),
         webhook_urls(p, "alerts.medium", f.medium.as_deref()),
     );
-    if let Some(ca) = &f.ca {
-        if let Err(e) = crate::alerts::read_ca(ca) {
-            p.push("alerts.ca", e);
-        }
-    }
     AlertConfig {
         critical,
         high,
@@ -398,7 +408,10 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         client_ca: t.client_ca.clone(),
     });
     let h = f.health.as_ref();
+    let triggers = triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global);
     let health = HealthConfig {
+        enabled: h.and_then(|h| h.enabled).unwrap_or(true),
+        require_hash: triggers.hash_mismatch.is_some(),
         path: h.and_then(|h| h.path.as_deref()).unwrap_or("/health").into(),
         interval: p.duration(
             &format!("{k}.health.interval"),
@@ -429,7 +442,7 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         force_header: f.force_header.as_ref().and_then(|h| force_header(p, &k, h)),
         tls,
         health,
-        triggers: triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global),
+        triggers,
         plan: steps_plan(p, &k, f.steps.as_deref(), f.hold.as_deref(), f.manual_gate_before, Some(plan_defaults)),
         retry,
     }

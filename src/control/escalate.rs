@@ -93,7 +93,9 @@ impl Controller {
         let mut inc = inc.clone();
         let esc = inc.escalation.get_or_insert_with(|| escalation::Escalation::starting(SystemTime::now()));
         if let Some(a) = &esc.acknowledged {
-            return Err(super::Conflict::AlreadyAcknowledged { id: id.into(), by: a.by.clone(), at: a.at.clone() }.into());
+            return Err(
+                super::Conflict::AlreadyAcknowledged { id: id.into(), by: a.by.clone(), at: a.at.clone() }.into()
+            );
         }
         esc.acknowledged = Some(Ack {
             by: req.by.trim().to_string(),

@@ -7,8 +7,8 @@
 use super::persist::restore;
 use super::service::{fingerprint, pool_cfg, Resources, ServiceControl};
 use super::Controller;
-use crate::error::ApplyError;
 use crate::config::{Config, Mode, ServiceConfig};
+use crate::error::ApplyError;
 use crate::listener::Listener;
 use crate::proxy::ServiceCtx;
 use crate::route::{Policy, ServiceKey, Weight};
@@ -114,12 +114,13 @@ impl Controller {
     fn prepare(&self, cfg: &Config, plan: &ConfigPlan) -> Result<Vec<Prepared>, ApplyError> {
         let mut out = Vec::with_capacity(cfg.services.len());
         for (sc, change) in cfg.services.iter().zip(&plan.changes) {
-            let tls = match &sc.tls {
-                Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t).map_err(|source| {
-                    ApplyError::Tls { service: sc.name.to_string(), source: Box::new(source) }
-                })?)),
-                None => None,
-            };
+            let tls =
+                match &sc.tls {
+                    Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t).map_err(|source| {
+                        ApplyError::Tls { service: sc.name.to_string(), source: Box::new(source) }
+                    })?)),
+                    None => None,
+                };
             // A socket already bound at this address (by this service before a TLS change, or by
             // a service renamed or moved in this reload) is handed over rather than re-bound.
             let bound = self.services.iter().filter_map(|s| s.res.listener.as_ref()).find(|l| l.addr == sc.listen);
@@ -149,6 +150,7 @@ impl Controller {
     fn policy(sc: &ServiceConfig, cfg: &Config) -> Arc<Policy> {
         Arc::new(Policy {
             expected_hash: cfg.constitutional_hash.clone(),
+            check_hash: sc.triggers.hash_mismatch.is_some(),
             hash_header: cfg.control.hash_header.clone(),
             compliance_header: cfg.control.compliance_header.clone(),
             principles_header: cfg.control.principles_header.clone(),

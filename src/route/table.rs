@@ -18,6 +18,9 @@ use std::sync::Arc;
 pub struct Policy {
     /// Expected constitutional hash of green responses.
     pub expected_hash: Arc<str>,
+    /// Whether green responses are checked for it at all: off with the `hash_mismatch` trigger,
+    /// so a service that does not speak the hash neither counts mismatches nor raises alarms.
+    pub check_hash: bool,
     /// Header carrying the hash.
     pub hash_header: HeaderName,
     pub compliance_header: HeaderName,

@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod inflight;
 pub mod names;
+pub mod process;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;

@@ -40,6 +40,8 @@ pub const ROLLBACK_SWAP: &str = "switchyard_rollback_swap_seconds";
 pub const DECISIONS_TOTAL: &str = "switchyard_control_decisions_total";
 /// Config reloads by result.
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+/// 1 while the config file was refused at the last start or reload (an older config runs).
+pub const CONFIG_LAST_RELOAD_FAILED: &str = "switchyard_config_last_reload_failed";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 /// Alerts by severity and result.
 pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
@@ -50,7 +52,6 @@ pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
-
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
@@ -89,6 +90,10 @@ pub fn describe_all() {
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_FAILED,
+        "1 while the config file was refused at the last start or reload, so an older accepted config runs."
+    );
     describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
     describe_gauge!(UNACKNOWLEDGED, "Critical rollback incidents not yet acknowledged (POST /incidents/ID/ack).");

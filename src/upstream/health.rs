@@ -32,6 +32,9 @@ pub struct HealthTarget {
 
 /// Spawns the probe loop; it stops when `stop` is cancelled.
 pub fn spawn(t: HealthTarget, stop: CancellationToken) {
+    if !t.cfg.enabled {
+        return;
+    }
     // Each probe opens its own connection (as HAProxy's checks do): it proves a new connection
     // can be made and never touches the request path's pooled ones. TLS pools use their client.
     let plain = super::client::plain(t.cfg.timeout);
@@ -48,7 +51,7 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
                     let s = probe(pool.tls_client.as_ref().unwrap_or(&plain), &t, pool, &ep.authority).await;
                     let ok = s.error.is_none()
                         && (200..300).contains(&s.status)
-                        && (pool.color == Color::Blue || s.hash == HashCheck::Match);
+                        && (pool.color == Color::Blue || !t.cfg.require_hash || s.hash == HashCheck::Match);
                     if ok != ep.healthy() {
                         tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
                     }

@@ -6,15 +6,14 @@
 //!
 //! Real app in-process, real mock upstreams on 127.0.0.1, one per release, counted at the mock.
 
-
 use crate::support::*;
+use mock_upstream::{self, MockConfig, MockHandle, MockPatch};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard::app::App;
-use mock_upstream::{self, MockConfig, MockHandle, MockPatch};
 
 /// 100 ms measurements over a 300 ms window; a handful of samples is conclusive.
 const QUICK: &str = "interval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = 3";

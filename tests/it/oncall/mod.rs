@@ -2,15 +2,14 @@
 //! webhook receivers with short configured delays, acknowledgement over the API and the CLI,
 //! persistence of the schedule across a restart, and https webhooks verified against a test CA.
 
-
 mod hooks;
 
 use crate::support::*;
 use hooks::Hooks;
+use mock_upstream::{self, MockConfig};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use mock_upstream::{self, MockConfig};
 use tokio::time::Instant;
 
 /// Blue healthy; green answers with a wrong constitutional hash, so its first response trips
@@ -248,13 +247,17 @@ async fn an_https_webhook_with_an_untrusted_certificate_is_not_delivered() {
 
 #[test]
 fn an_unreadable_alerts_ca_and_a_non_http_webhook_are_config_errors_naming_their_keys() {
+    // The CA file is read by the preflight judge (`run`, `check`, reloads) once the file parses.
+    let pools = "blue = { endpoints = [\"127.0.0.1:9\"], release = \"r1\" }\ngreen = { endpoints = [\"127.0.0.1:9\"], release = \"r1\" }";
+    let body = format!("[alerts]\nca = \"/nonexistent/ca.pem\"\n{}", service_toml("oc-ca", "127.0.0.1:0", "", pools));
+    let env = Env::new(FAST, &body);
+    let e = switchyard::preflight::judge(&env.path, None).unwrap_err().to_string();
+    assert!(e.contains("alerts.ca"), "{e}");
     let env = Env::new(
         FAST,
-        "[alerts]\nca = \"/nonexistent/ca.pem\"\n[alerts.escalation]\n\
-         levels = [{ after = \"15m\", webhooks = [\"ftp://x/\"] }, { after = \"5m\" }]\n",
+        "[alerts.escalation]\nlevels = [{ after = \"15m\", webhooks = [\"ftp://x/\"] }, { after = \"5m\" }]\n",
     );
     let e = switchyard::config::load(&env.path).unwrap_err().to_string();
-    assert!(e.contains("alerts.ca"), "{e}");
     assert!(e.contains("alerts.escalation.levels[0].webhooks[0]"), "{e}");
     assert!(e.contains("alerts.escalation.levels[1].after: must be later"), "{e}");
 }
