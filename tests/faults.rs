@@ -245,11 +245,12 @@ async fn failures_that_cannot_be_retried_get_the_right_status() {
     fx.stop().await;
 }
 
-/// A dead green at 50 % with a 20 % budget: retries stay within `budget × requests + 10`, so
-/// blue never takes double load; the rest are reported as 502.
+/// A dead green at 50 % with a 20 % budget and a floor of 1 retry a second: retries stay within
+/// `budget × requests + 10`, so blue never takes double load; the rest are reported as 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_bounds_retries() {
-    let fx = Fx::start("flt_budget", "", 50.0, RETRY).await;
+    let retry = "retry = { on = [502, 503], budget = 0.2, min_per_second = 1 }";
+    let fx = Fx::start("flt_budget", "", 50.0, retry).await;
     fx.mocks.green.set(fault(Fault::Reset));
     let results = burst(fx.addr, 1000, 4).await;
     let retries = fx.metric("switchyard_retries_total", &["service=\"flt_budget\""]).await;

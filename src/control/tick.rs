@@ -141,6 +141,9 @@ impl Controller {
         self.services[i].latched = true;
         self.refresh_weights();
         self.store_routes();
+        // Requests already on green are not left to wait out `response_timeout`: the data path
+        // re-sends the replayable ones to blue.
+        self.services[i].green.abandon_waiting();
         let swap = decided.elapsed();
         let swapped_wall = SystemTime::now();
         let s = &mut self.services[i];
@@ -249,6 +252,9 @@ impl Controller {
 
     fn export_window(&self, i: usize, m: &[Measurement; 2]) {
         let name = self.services[i].cfg.name.to_string();
+        let blue = &m[Color::Blue.index()];
+        let p99 = if blue.samples > 0 { blue.p99.as_micros() as u64 } else { 0 };
+        self.services[i].stats.blue_p99_us.store(p99, Ordering::Relaxed);
         for c in [Color::Blue, Color::Green] {
             let x = &m[c.index()];
             let g =
