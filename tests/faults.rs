@@ -255,7 +255,9 @@ async fn the_retry_budget_bounds_retries() {
     let results = burst(fx.addr, 1000, 4).await;
     let retries = fx.metric("switchyard_retries_total", &["service=\"flt_budget\""]).await;
     let failed = failed(&results);
-    assert!(retries <= 0.2 * 1000.0 + 10.0 + 1.0, "retries {retries}");
+    // Plus up to one rescue per client: attempts still waiting when green's last endpoint is
+    // ejected are re-sent without asking the budget (they are bounded by what was in flight).
+    assert!(retries <= 0.2 * 1000.0 + 10.0 + 1.0 + 4.0, "retries {retries}");
     assert!(retries >= 0.2 * 1000.0 - 20.0, "the budget is used: {retries}");
     assert!(failed.iter().all(|&s| s == 502), "{failed:?}");
     assert_eq!(failed.len() as f64 + retries, 500.0, "every green request was either retried or reported");

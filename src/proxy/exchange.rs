@@ -100,6 +100,7 @@ impl Exchange<'_> {
         }
         let stats = &self.route.stats;
         if f.err.upstream_kind() == Some(UpstreamErrorKind::Abandoned) {
+            stats.budget.spend();
             stats.retries.increment(1);
             return true;
         }

@@ -83,6 +83,11 @@ impl RetryBudget {
         self.requests.add(now_epoch());
     }
 
+    /// Counts a retry that is never refused (a rescue after a rollback): later retries see it.
+    pub fn spend(&self) {
+        self.retries.add(now_epoch());
+    }
+
     /// Takes one retry if `ratio × requests + min_per_second × WINDOW_SLOTS` over the window
     /// allows it.
     pub fn withdraw(&self, ratio: f64, min_per_second: u32) -> bool {
