@@ -88,6 +88,7 @@ async fn accept_loop(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
+    let closing = CancellationToken::new();
     let builder = builder(&limits);
     loop {
         let permit = tokio::select! {
@@ -107,17 +108,24 @@ async fn accept_loop(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnCtx::new(svc.clone(), peer));
+        let conn = Arc::new(ConnCtx::new(svc.clone(), peer, tracker.clone(), closing.clone()));
         let (tls, builder, stop, hs_timeout) = (tls.clone(), builder.clone(), stop.clone(), limits.header_read_timeout);
+        let closing = closing.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            serve(stream, conn, tls, builder, stop, hs_timeout).await;
+            tokio::select! {
+                _ = serve(stream, conn, tls, builder, stop, hs_timeout) => {}
+                // Dropping the connection future closes the socket and cancels its requests.
+                _ = closing.cancelled() => {}
+            }
         });
     }
     drop(listener);
     tracker.close();
     if tokio::time::timeout(limits.drain_timeout, tracker.wait()).await.is_err() {
         tracing::warn!(service = %svc.name, remaining = tracker.len(), "drain timeout: closing remaining connections");
+        closing.cancel();
+        tracker.wait().await;
     }
 }
 

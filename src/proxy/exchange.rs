@@ -207,7 +207,7 @@ impl Exchange<'_> {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             rec.finish(None);
             let (parts, _) = resp.into_parts();
-            splice(client_upgrade, upstream_upgrade);
+            splice(self.conn, client_upgrade, upstream_upgrade);
             return Response::from_parts(parts, ResponseBody::full(Bytes::new()));
         }
         headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -238,15 +238,22 @@ fn origin_form(orig: &Uri) -> Uri {
     }
 }
 
-/// Splices the client's and the upstream's upgraded connections together.
-fn splice(client: Option<hyper::upgrade::OnUpgrade>, upstream: hyper::upgrade::OnUpgrade) {
-    if let Some(client) = client {
-        tokio::spawn(async move {
+/// Splices the client's and the upstream's upgraded connections together, as a task of the
+/// listener that ends when the listener closes what is left after its drain timeout.
+fn splice(conn: &ConnCtx, client: Option<hyper::upgrade::OnUpgrade>, upstream: hyper::upgrade::OnUpgrade) {
+    let Some(client) = client else { return };
+    let closing = conn.closing.clone();
+    conn.tasks.spawn(async move {
+        let tunnel = async {
             if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
                 let mut c = hyper_util::rt::TokioIo::new(c);
                 let mut u = hyper_util::rt::TokioIo::new(u);
                 let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
             }
-        });
-    }
+        };
+        tokio::select! {
+            _ = tunnel => {}
+            _ = closing.cancelled() => {}
+        }
+    });
 }

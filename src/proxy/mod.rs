@@ -20,6 +20,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What every request of one listener shares.
 pub struct ServiceCtx {
@@ -45,13 +47,18 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     /// Client IP as a header value.
     pub peer_value: HeaderValue,
+    /// The listener's tasks: an upgrade tunnel outlives its request and its connection task, so
+    /// it joins them here to be waited for (and ended) when the listener drains.
+    pub tasks: TaskTracker,
+    /// Cancelled when the drain timeout has passed: whatever is still open is closed.
+    pub closing: CancellationToken,
 }
 
 impl ConnCtx {
-    /// Context for a new connection.
-    pub fn new(svc: Arc<ServiceCtx>, peer: SocketAddr) -> Self {
+    /// Context for a new connection of a listener whose tasks are `tasks`.
+    pub fn new(svc: Arc<ServiceCtx>, peer: SocketAddr, tasks: TaskTracker, closing: CancellationToken) -> Self {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header value");
-        ConnCtx { svc, peer, peer_value }
+        ConnCtx { svc, peer, peer_value, tasks, closing }
     }
 }
 
