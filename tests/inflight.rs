@@ -118,7 +118,12 @@ async fn a_hedged_service_keeps_p99_near_blue_under_a_slow_green() {
     let p = p99(&results);
     let mut v: Vec<_> = results.iter().map(|r| r.1.as_millis()).collect();
     v.sort();
-    println!("hedged: {} requests, p99 {p:?}, max {:?}, deciles {:?}", results.len(), max_latency(&results), v.iter().step_by(v.len() / 10).collect::<Vec<_>>());
+    println!(
+        "hedged: {} requests, p99 {p:?}, max {:?}, deciles {:?}",
+        results.len(),
+        max_latency(&results),
+        v.iter().step_by(v.len() / 10).collect::<Vec<_>>()
+    );
     assert_eq!(failures(&results), Vec::<u16>::new());
     assert!(p < Duration::from_millis(400), "p99 {p:?} follows the 600 ms green instead of the hedge");
     fx.stop().await;

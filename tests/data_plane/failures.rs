@@ -16,7 +16,9 @@ async fn a_refused_green_endpoint_answers_502_with_a_json_reason() {
         m.blue.addr(),
         closed_port()
     );
-    let f = Fixture::with_pools(m, "dp_502", QUIET, "", &format!("force_header = \"{FORCE}\""), &pools).await;
+    // Retries off: with them (the default) the refused connection would be retried on blue.
+    let extra = format!("force_header = \"{FORCE}\"\nretry = {{ enabled = false }}");
+    let f = Fixture::with_pools(m, "dp_502", QUIET, "", &extra, &pools).await;
     let r = client().get(format!("http://{}/", f.addr)).header(FORCE, "green").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 502);
     let body: serde_json::Value = r.json().await.expect("a JSON error body");
