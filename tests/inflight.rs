@@ -265,3 +265,31 @@ async fn content_length_with_transfer_encoding_smuggles_nothing() {
     assert!(fx.mocks.blue.requests() <= 1, "the hidden GET reached an upstream");
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rollback_rescues_waiting_gets_and_never_resends_a_post() {
+    let name = "inf_rescue";
+    let fx = start(name, 100.0, "").await;
+    fx.mocks.green.set(MockPatch { fault: Some(Fault::Hang), ..Default::default() });
+    let c = client();
+    let url = format!("http://{}/", fx.addr);
+    let gets: Vec<_> = (0..8).map(|_| tokio::spawn(c.get(&url).send())).collect();
+    let post = tokio::spawn(c.post(&url).body("pay once").timeout(Duration::from_millis(1500)).send());
+    // Wait until every request is on green (observable: the mock counted them).
+    assert!(eventually(Duration::from_secs(5), || fx.mocks.green.requests() >= 9).await);
+    let t = Instant::now();
+    let (code, _) = admin_post(&fx.app, &format!("/services/{name}/rollback"), "").await;
+    assert_eq!(code, 200);
+    for g in gets {
+        let r = g.await.unwrap().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-switchyard-mock"], format!("{name}-blue").as_str());
+    }
+    let rescued = t.elapsed();
+    println!("8 waiting GETs answered by blue {rescued:?} after the rollback call");
+    assert!(rescued < Duration::from_secs(2), "{rescued:?}");
+    // The POST may have reached green: it keeps waiting for green, never goes to blue.
+    assert!(post.await.unwrap().is_err(), "the POST was answered");
+    assert_eq!(fx.mocks.blue.requests(), 8, "only the GETs were re-sent");
+    fx.stop().await;
+}
