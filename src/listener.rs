@@ -2,6 +2,8 @@
 //! header limits and timeouts, and structural draining: every connection task is tracked and told
 //! to finish gracefully when the listener stops.
 
+mod framing;
+
 use crate::config::Limits;
 use crate::proxy::{self, ConnCtx, ServiceCtx};
 use hyper::service::service_fn;
@@ -137,10 +139,17 @@ async fn serve(
     stop: CancellationToken,
     hs_timeout: Duration,
 ) {
+    let found = framing::Ambiguous::new();
     match tls {
-        None => serve_io(TokioIo::new(stream), conn, builder, stop, hs_timeout).await,
+        None => {
+            let io = TokioIo::new(framing::Watched::new(stream, found.clone()));
+            serve_io(io, conn, found, builder, stop, hs_timeout).await
+        }
         Some(acceptor) => match tokio::time::timeout(hs_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(TokioIo::new(s), conn, builder, stop, hs_timeout).await,
+            Ok(Ok(s)) => {
+                let io = TokioIo::new(framing::Watched::new(s, found.clone()));
+                serve_io(io, conn, found, builder, stop, hs_timeout).await
+            }
             Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
         },
@@ -150,6 +159,7 @@ async fn serve(
 async fn serve_io<I>(
     io: TokioIo<I>,
     conn: Arc<ConnCtx>,
+    ambiguous: Arc<framing::Ambiguous>,
     builder: auto::Builder<TokioExecutor>,
     stop: CancellationToken,
     head_timeout: Duration,
@@ -159,9 +169,14 @@ async fn serve_io<I>(
     let peer = conn.peer;
     let first = Arc::new(AtomicBool::new(false));
     let seen = first.clone();
-    let service = service_fn(move |req| {
+    let index = std::sync::atomic::AtomicU64::new(0);
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
+        }
+        // Requests reach the service in the order their heads arrived (one at a time on HTTP/1).
+        if ambiguous.is(index.fetch_add(1, Ordering::Relaxed)) {
+            req.extensions_mut().insert(proxy::admit::AmbiguousFraming);
         }
         proxy::handle(conn.clone(), req)
     });

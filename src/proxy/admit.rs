@@ -6,6 +6,11 @@ use crate::error::ProxyError;
 use crate::route::Route;
 use http::{header, Method, Request, Version};
 
+/// Marks a request whose head had both `Content-Length` and `Transfer-Encoding` (hyper drops
+/// the length before the headers reach us; the listener sees the raw head and says so).
+#[derive(Clone, Copy, Debug)]
+pub struct AmbiguousFraming;
+
 /// Refuses CONNECT, ambiguous framing or target, absolute-form URIs to other hosts, and declared
 /// bodies over the limit.
 pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
@@ -13,6 +18,9 @@ pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
     }
     if req.version() <= Version::HTTP_11 {
+        if req.extensions().get::<AmbiguousFraming>().is_some() {
+            return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+        }
         framing(req.headers())?;
         authority(req)?;
     }
