@@ -77,8 +77,7 @@ impl Exchange<'_> {
     pub(super) async fn attempt(&self, color: Color, headers: HeaderMap, body: RequestBody) -> Outcome {
         let route = &self.route;
         let pool = route.pool(color);
-        // Subscribed before the request goes out, so a rollback from here on is seen.
-        let abandoned = (color == Color::Green && self.replayable()).then(|| pool.abandoned());
+        let abandoned = if color == Color::Green && self.replayable() { self.abandon.clone() } else { None };
         let Some(ep) = pool.pick() else {
             // Load shedding, not an upstream failure: nothing is charged to the color.
             return Outcome::Failed(Failure { err: ProxyError::Saturated, rec: None });

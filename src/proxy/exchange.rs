@@ -8,7 +8,7 @@ use super::{headers, respond, ConnCtx};
 use crate::body::{ReplayBody, RequestBody, ResponseBody};
 use crate::config::HedgeAfter;
 use crate::error::UpstreamErrorKind;
-use crate::route::Route;
+use crate::route::{Route, Weight};
 use crate::stats::InFlight;
 use crate::Color;
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The request body as the attempts see it.
@@ -40,11 +41,33 @@ pub(super) struct Exchange<'a> {
     /// The request's unit of `switchyard_in_flight_requests`, handed to the response that
     /// reaches the client.
     in_flight: Option<InFlight>,
+    /// Green's give-up signal, subscribed before the route was last confirmed current (`None`
+    /// when the route cannot send to green).
+    pub abandon: Option<watch::Receiver<u64>>,
+}
+
+/// The route to use and green's give-up signal, without a gap between them: the signal is
+/// subscribed first, then the route confirmed current. A rollback stores its table before it
+/// signals, so either this request sees the new table or its subscription sees the signal.
+fn settle(conn: &ConnCtx, mut route: Arc<Route>) -> (Arc<Route>, Option<watch::Receiver<u64>>) {
+    for _ in 0..3 {
+        if route.weight == Weight::ZERO && route.force_header.is_none() {
+            return (route, None);
+        }
+        let rx = route.green.abandoned();
+        match conn.svc.router.load().get(route.key) {
+            Some(now) if !Arc::ptr_eq(now, &route) => route = now.clone(),
+            _ => return (route, Some(rx)),
+        }
+    }
+    let rx = route.green.abandoned();
+    (route, Some(rx))
 }
 
 /// Runs every phase after admission.
 pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Incoming>) -> Response<ResponseBody> {
     let start = Instant::now();
+    let (route, abandon) = settle(conn, route);
     route.stats.budget.deposit();
     let in_flight = Some(InFlight::enter(&route.stats));
     let color = route.pick(req.headers(), conn.peer);
@@ -59,8 +82,17 @@ pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Inco
     } else {
         Source::Once(Some(RequestBody::stream(body, limit)))
     };
-    let mut x =
-        Exchange { conn, uri: origin_form(&parts.uri), method: parts.method, route, start, headers, source, in_flight };
+    let mut x = Exchange {
+        conn,
+        uri: origin_form(&parts.uri),
+        method: parts.method,
+        route,
+        start,
+        headers,
+        source,
+        in_flight,
+        abandon,
+    };
     let out = x.forward(color).await;
     x.respond(out, client_upgrade)
 }
