@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Debug)]
 pub struct AppOptions {
@@ -56,7 +57,10 @@ pub struct App {
     pub control: ControlHandle,
     pub admin_addr: SocketAddr,
     stop: CancellationToken,
-    control_task: tokio::task::JoinHandle<()>,
+    /// Every task the app spawns directly (control loop, admin server, reload watcher): shutdown
+    /// waits for all of them. The control loop in turn drains its listeners, whose trackers hold
+    /// every connection and upgrade tunnel.
+    tasks: TaskTracker,
 }
 
 impl App {
@@ -78,7 +82,8 @@ impl App {
         let router = Arc::new(Router::new());
         let (controller, control, inbox) = Controller::start(cfg, router, alerter).await?;
         let stop = CancellationToken::new();
-        let control_task = tokio::spawn(controller.run(inbox, stop.clone()));
+        let tasks = TaskTracker::new();
+        tasks.spawn(controller.run(inbox, stop.clone()));
         let reload: admin::ReloadFn = {
             let (path, control) = (opts.config_path.clone(), control.clone());
             Arc::new(move || {
@@ -87,15 +92,16 @@ impl App {
             })
         };
         let admin = Arc::new(Admin { control: control.clone(), metrics, token: opts.token.clone(), reload });
-        tokio::spawn(admin::serve(admin_listener, admin, stop.clone()));
+        tasks.spawn(admin::serve(admin_listener, admin, stop.clone()));
         if opts.watch {
-            if let Err(e) = crate::reload::spawn(opts.config_path.clone(), control.clone(), opts.debounce, stop.clone())
-            {
+            let path = opts.config_path.clone();
+            if let Err(e) = crate::reload::spawn(path, control.clone(), opts.debounce, stop.clone(), &tasks) {
                 tracing::warn!(error = %e, "config watcher unavailable; reload with SIGHUP or POST /reload");
             }
         }
         tracing::info!(admin = %admin_addr, "switchyard ready");
-        Ok(App { control, admin_addr, stop, control_task })
+        tasks.close();
+        Ok(App { control, admin_addr, stop, tasks })
     }
 
     /// The published `/status` document.
@@ -108,9 +114,10 @@ impl App {
         self.status()["services"].as_array()?.iter().find(|s| s["name"] == name)?["listen"].as_str()?.parse().ok()
     }
 
-    /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`), stops the loop.
+    /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`, then closes
+    /// what is left), stops the loop, and returns once every task it started has ended.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let _ = self.control_task.await;
+        self.tasks.wait().await;
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Why a reload left the running config in place. The texts are what `POST /reload` answers.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +74,14 @@ fn content_hash(path: &Path) -> Option<u64> {
 }
 
 /// Watches the config's directory and SIGHUP until `stop`; reloads when the content changes.
-pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: CancellationToken) -> notify::Result<()> {
+/// Its tasks join `tasks`, so shutdown can wait for them.
+pub fn spawn(
+    path: PathBuf,
+    control: ControlHandle,
+    debounce: Duration,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> notify::Result<()> {
     let (tx, mut rx) = mpsc::channel::<bool>(16); // true = forced (SIGHUP)
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let file_tx = tx.clone();
@@ -89,7 +97,7 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
     #[cfg(unix)]
     {
         let (tx, stop) = (tx.clone(), stop.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
             loop {
                 tokio::select! {
@@ -99,7 +107,7 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
             }
         });
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let _keep = debouncer;
         loop {
             let forced = tokio::select! {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use auth::Token;
 
@@ -39,8 +40,10 @@ pub struct Admin {
     pub reload: ReloadFn,
 }
 
-/// Serves the admin API until `stop` is cancelled.
+/// Serves the admin API until `stop` is cancelled, then finishes the requests in progress on
+/// its connections (up to `ADMIN_DRAIN`) and closes them: none is left behind.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
+    let conns = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -51,17 +54,31 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
                     continue;
                 }
             },
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
         };
-        let admin = admin.clone();
-        tokio::spawn(async move {
+        let (admin, stop) = (admin.clone(), stop.clone());
+        conns.spawn(async move {
             let svc = service_fn(move |req| handle(admin.clone(), req));
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(ADMIN_DRAIN, conn).await;
+                }
+            }
         });
     }
+    drop(listener);
+    conns.close();
+    conns.wait().await;
 }
+
+/// How long admin requests in progress at shutdown may take to finish.
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec_pretty(v).expect("json")));

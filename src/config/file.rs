@@ -259,6 +259,16 @@ pub struct FileService {
     pub manual_gate_before: Option<f64>,
     /// Retries of failed green attempts onto blue.
     pub retry: Option<FileRetry>,
+    /// A second attempt on blue when green is slow to answer.
+    pub hedge: Option<FileHedge>,
+}
+
+/// `{ after = "p99" | "500ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHedge {
+    /// `"p99"` (blue's recent p99) or a duration.
+    pub after: String,
 }
 
 /// `{ endpoints = [...], release = "...", tls = { ca = "PATH" } }`.
@@ -349,7 +359,7 @@ pub struct FileHealth {
     pub timeout: Option<String>,
 }
 
-/// `{ on = [502, 503], budget = 0.1, max_body_bytes = 65536 }`.
+/// `{ enabled = true, on = [502, 503], budget = 0.2, min_per_second = 10, max_body_bytes = 65536 }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRetry {
@@ -359,6 +369,9 @@ pub struct FileRetry {
     pub on: Option<Vec<u16>>,
     /// Retries allowed as a fraction of requests.
     pub budget: Option<f64>,
+    /// Retries always allowed per second, however thin the traffic (linkerd's
+    /// `min_retries_per_second`).
+    pub min_per_second: Option<u32>,
     /// Largest body buffered to make a request replayable.
     pub max_body_bytes: Option<usize>,
 }

@@ -232,7 +232,8 @@ pub struct HealthConfig {
     pub timeout: Duration,
 }
 
-/// Retries of failed green attempts onto blue.
+/// Retries of failed green attempts onto blue. On by default: a green attempt that failed before
+/// any response byte reached the client is sent once to blue when that is safe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
     pub enabled: bool,
@@ -240,8 +241,22 @@ pub struct RetryConfig {
     pub on: Vec<u16>,
     /// Retry budget as a fraction of requests.
     pub budget: f64,
-    /// Largest body buffered for replay.
+    /// Floor of the budget, so a quiet service (or a thin canary) can still retry.
+    pub min_per_second: u32,
+    /// Largest body prefix kept while streaming so the request can be replayed.
     pub max_body_bytes: usize,
+    /// Hedging (`hedge = { after }`): it spends the same budget as retries, so it lives here
+    /// and reaches the data path with the rest of the retry policy.
+    pub hedge: Option<HedgeAfter>,
+}
+
+/// When a replayable green request still without a response head gets a second attempt on blue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    /// Blue's p99 over the last closed window (no hedge until a window has samples).
+    BlueP99,
+    /// A fixed delay.
+    Fixed(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -426,10 +426,12 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
     };
     let r = f.retry.as_ref();
     let retry = RetryConfig {
-        enabled: r.is_some_and(|r| r.enabled.unwrap_or(true)),
+        enabled: r.and_then(|r| r.enabled).unwrap_or(true),
         on: r.and_then(|r| r.on.clone()).unwrap_or_else(|| vec![502, 503]),
-        budget: p.fraction(&format!("{k}.retry.budget"), r.and_then(|r| r.budget).unwrap_or(0.1)),
+        budget: p.fraction(&format!("{k}.retry.budget"), r.and_then(|r| r.budget).unwrap_or(0.2)),
+        min_per_second: r.and_then(|r| r.min_per_second).unwrap_or(10),
         max_body_bytes: r.and_then(|r| r.max_body_bytes).unwrap_or(64 * 1024),
+        hedge: f.hedge.as_ref().map(|h| hedge_after(p, &format!("{k}.hedge.after"), &h.after)),
     };
     ServiceConfig {
         name: f.name.as_str().into(),
@@ -446,6 +448,13 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         plan: steps_plan(p, &k, f.steps.as_deref(), f.hold.as_deref(), f.manual_gate_before, Some(plan_defaults)),
         retry,
     }
+}
+
+fn hedge_after(p: &mut Problems, key: &str, v: &str) -> HedgeAfter {
+    if v == "p99" {
+        return HedgeAfter::BlueP99;
+    }
+    HedgeAfter::Fixed(p.duration(key, Some(v), Duration::from_millis(500)))
 }
 
 fn check_unique(p: &mut Problems, services: &[ServiceConfig]) {

@@ -128,6 +128,10 @@ impl Controller {
 
     fn export_window(&self, i: usize, m: &[Measurement; 2]) {
         let name = self.services[i].cfg.name.to_string();
+        // Hedging after "p99" waits for the live color's recent p99 (0 = not measured yet).
+        let live = &m[self.services[i].live.index()];
+        let p99 = if live.samples > 0 { live.p99.as_micros() as u64 } else { 0 };
+        self.services[i].res.stats.live_p99_us.store(p99, Ordering::Relaxed);
         for c in [Color::Blue, Color::Green] {
             let x = &m[c.index()];
             let g =

@@ -39,6 +39,9 @@ impl Controller {
         let first_bad = c.rollback();
         let color = c.color;
         let swap = self.store().saturating_duration_since(decided);
+        // Requests already sent to the candidate are not left to wait out `response_timeout`: the
+        // data path re-sends the replayable ones to the live color.
+        self.services[i].res.pools[color.index()].abandon_waiting();
         let swapped_wall = SystemTime::now();
         let s = &mut self.services[i];
         let name = s.cfg.name.to_string();

@@ -60,7 +60,7 @@ pub struct Sample {
 struct ColorHandles {
     by_class: [Counter; 6],
     duration: Histogram,
-    errors: [Counter; 4],
+    errors: [Counter; UpstreamErrorKind::ALL.len()],
     hash_mismatch: Counter,
 }
 
@@ -115,6 +115,9 @@ pub struct ServiceStats {
     /// whichever color the route judges.
     pub green_inflight: inflight::InFlightClock,
     pub retries: Counter,
+    /// Blue's p99 over the last closed window in µs (0: no samples yet), for `hedge.after = "p99"`:
+    /// written by the control loop on each tick, read by the data path without waiting on it.
+    pub live_p99_us: AtomicU64,
     /// Per-principle histogram handles by color, created on first sight: the data path takes a
     /// read lock and scans a few entries instead of resolving labels (and allocating) per
     /// response. Only the data path touches it; the control loop never holds it.
@@ -142,6 +145,7 @@ impl ServiceStats {
             green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
             started: Default::default(),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
+            live_p99_us: AtomicU64::new(0),
             budget: budget::RetryBudget::default(),
             green_inflight: Default::default(),
             principle_handles: Default::default(),
@@ -151,10 +155,10 @@ impl ServiceStats {
         }
     }
 
-    /// Takes one retry from the budget: `budget` × requests plus ten over a sliding window
-    /// (linkerd's budget shape, see `budget`). Returns false when the budget is spent.
-    pub fn try_retry(&self, budget: f64) -> bool {
-        if !self.budget.withdraw(budget) {
+    /// Takes one retry from the budget: `budget` × requests plus a floor of `min_per_second`
+    /// over a sliding window (linkerd's budget shape, see `budget`). Returns false when spent.
+    pub fn try_retry(&self, budget: f64, min_per_second: u32) -> bool {
+        if !self.budget.withdraw(budget, min_per_second) {
             return false;
         }
         self.retries.increment(1);

@@ -26,7 +26,16 @@ pub enum RequestBodyError {
     /// More than `limits.max_body_bytes`.
     #[error("request body exceeds the configured limit")]
     TooLarge,
+    /// The client's body had already failed when this copy of it was read.
+    #[error("client body failed")]
+    ClientFailed,
+    /// A newer copy of the body went to another attempt; this one's connection is abandoned.
+    #[error("request body superseded by a retry")]
+    Superseded,
 }
+
+mod replay;
+pub use replay::ReplayBody;
 
 pin_project! {
     /// Body sent upstream: the client's stream (with an optional size limit) or buffered bytes
@@ -42,6 +51,10 @@ pin_project! {
         /// Fully buffered (replayable).
         Full {
             data: Option<Bytes>,
+        },
+        /// Streamed while keeping a prefix for a retry.
+        Replay {
+            body: ReplayBody,
         },
     }
 }
@@ -78,6 +91,7 @@ impl Body for RequestBody {
                 None => Poll::Ready(None),
             },
             RequestBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBodyProj::Replay { body } => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -85,6 +99,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.is_end_stream(),
             RequestBody::Full { data } => data.is_none(),
+            RequestBody::Replay { body } => body.is_end_stream(),
         }
     }
 
@@ -92,16 +107,66 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.size_hint(),
             RequestBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestBody::Replay { body } => body.size_hint(),
         }
     }
 }
 
-/// What is needed to record an exchange when its response body ends.
+/// One unit of an endpoint's in-flight count, taken when an attempt picks it and released when
+/// dropped, so the count comes back down on every path (error, retry, cancelled body).
+#[derive(Debug)]
+pub struct EndpointSlot(Arc<Endpoint>);
+
+impl EndpointSlot {
+    /// Counts an attempt in on `ep`.
+    pub fn enter(ep: &Arc<Endpoint>) -> Self {
+        ep.in_flight.fetch_add(1, Ordering::Relaxed);
+        EndpointSlot(ep.clone())
+    }
+}
+
+impl std::ops::Deref for EndpointSlot {
+    type Target = Arc<Endpoint>;
+    fn deref(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for EndpointSlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A green attempt's place in `ServiceStats::green_inflight` (the stall detector), left when
+/// dropped: an attempt cancelled by a hedge or a client that went away must not look like a
+/// green request stuck forever.
+pub struct GreenSlot {
+    stats: Arc<ServiceStats>,
+    bucket: u8,
+}
+
+impl GreenSlot {
+    /// Counts a green attempt in.
+    pub fn enter(stats: &Arc<ServiceStats>) -> Self {
+        GreenSlot { stats: stats.clone(), bucket: stats.green_inflight.enter() }
+    }
+}
+
+impl Drop for GreenSlot {
+    fn drop(&mut self) {
+        self.stats.green_inflight.exit(self.bucket);
+    }
+}
+
+/// What is needed to record an exchange when its response body ends. Dropped without `finish`
+/// (an attempt cancelled before its head arrived), it records nothing and its guards release
+/// the counts it held.
 pub struct Recording {
     /// Service statistics.
     pub stats: Arc<ServiceStats>,
-    /// Endpoint whose in-flight count to release.
-    pub endpoint: Arc<Endpoint>,
+    /// The endpoint, counted in flight there until the recording is dropped.
+    pub endpoint: EndpointSlot,
     /// Sample, completed with the latency at the end.
     pub sample: Sample,
     /// Request start.
@@ -109,8 +174,8 @@ pub struct Recording {
     /// The request's in-flight unit, held by the attempt whose response reaches the client and
     /// released (dropped) when the recording finishes.
     pub in_flight: Option<crate::stats::InFlight>,
-    /// Start bucket of a green attempt in `ServiceStats::green_inflight`.
-    pub green_slot: Option<u8>,
+    /// Set for green attempts.
+    pub green_slot: Option<GreenSlot>,
 }
 
 impl Recording {
@@ -130,10 +195,6 @@ impl Recording {
             self.sample.error = error;
         }
         self.stats.record(self.sample);
-        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(b) = self.green_slot {
-            self.stats.green_inflight.exit(b);
-        }
     }
 }
 

@@ -46,22 +46,25 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
                 _ = tick.tick() => {},
                 _ = stop.cancelled() => return,
             }
-            for pool in &t.pools {
-                for ep in pool.endpoints.iter() {
-                    let s = probe(pool.tls_client.as_ref().unwrap_or(&plain), &t, pool, &ep.authority).await;
-                    let ok = s.error.is_none()
-                        && (200..300).contains(&s.status)
-                        && (pool.color == Color::Blue || !t.cfg.require_hash || s.hash == HashCheck::Match);
-                    if ok != ep.healthy() {
-                        tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
-                    }
-                    ep.set_healthy(ok);
-                    t.stats.record(s);
-                    ep.idle.reap();
-                }
-            }
+            // Concurrently: one endpoint hanging until the probe timeout delays no other.
+            let probes = t.pools.iter().flat_map(|pool| pool.endpoints.iter().map(move |ep| (pool, ep)));
+            futures_util::future::join_all(probes.map(|(pool, ep)| check(&plain, &t, pool, ep))).await;
         }
     });
+}
+
+/// Probes one endpoint and records the verdict.
+async fn check(plain: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &super::Endpoint) {
+    let s = probe(pool.tls_client.as_ref().unwrap_or(plain), t, pool, &ep.authority).await;
+    let ok = s.error.is_none()
+        && (200..300).contains(&s.status)
+        && (pool.color == Color::Blue || !t.cfg.require_hash || s.hash == HashCheck::Match);
+    if ok != ep.healthy() {
+        tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
+    }
+    ep.set_healthy(ok);
+    t.stats.record(s);
+    ep.idle.reap();
 }
 
 async fn probe(client: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &http::uri::Authority) -> Sample {

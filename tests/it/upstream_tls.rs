@@ -29,6 +29,7 @@ async fn setup(name: &str, trust_right_ca: bool) -> (switchyard::app::App, Mocks
         "[[services]]\nname = \"{name}-front\"\nlisten = \"127.0.0.1:{port}\"\ngreen_weight = 100\n{pools}\
          tls = {{ cert = \"{d}/leaf.pem\", key = \"{d}/leaf.key\" }}\n\
          [[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ngreen_weight = 100\n\
+         retry = {{ enabled = false }}\n\
          blue = {{ endpoints = [\"{blue}\"] }}\n\
          green = {{ endpoints = [\"localhost:{port}\"], release = \"r1\", tls = {{ ca = \"{d}/ca.pem\" }} }}\n",
         pools = m.pools("r1"),

@@ -16,7 +16,9 @@ async fn a_refused_green_endpoint_answers_502_with_a_json_reason() {
         m.blue.addr(),
         closed_port()
     );
-    let f = Fixture::builder("dp_502").service(&format!("force_header = \"{FORCE}\"")).pools(m, &pools).start().await;
+    // Retries off: with them (the default) the refused connection would be retried on blue.
+    let extra = format!("force_header = \"{FORCE}\"\nretry = {{ enabled = false }}");
+    let f = Fixture::builder("dp_502").service(&extra).pools(m, &pools).start().await;
     let r = client().get(format!("http://{}/", f.addr)).header(FORCE, "green").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 502);
     let body: serde_json::Value = r.json().await.expect("a JSON error body");
