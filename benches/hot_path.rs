@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard::config::{self, RetryConfig, Sticky, Triggers};
+use switchyard::config::{self, ForceHeader, RetryConfig, Sticky, Triggers};
 use switchyard::control::decide::{self, PlanView, Streaks};
 use switchyard::error::UpstreamErrorKind;
 use switchyard::route::{Policy, Route, ServiceKey, Weight};
@@ -25,17 +25,28 @@ fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
         name: "auth".into(),
         weight: Weight::from_percent(10.0).unwrap(),
         sticky,
-        force_header: Some(HeaderName::from_static("x-switchyard-color")),
+        force_header: Some(ForceHeader { name: HeaderName::from_static("x-switchyard-color"), token: None }),
+        forcible: [true, true],
+        live: Color::Blue,
+        candidate: Some(Color::Green),
         blue: pool(Color::Blue, "127.0.0.1:9000"),
         green: pool(Color::Green, "127.0.0.1:9100"),
         split: Arc::new(AtomicU64::new(0)),
         stats,
         policy: Arc::new(Policy {
             expected_hash: "cdd01ef066bc6cf2".into(),
+            check_hash: true,
             hash_header: HeaderName::from_static("x-constitutional-hash"),
             compliance_header: HeaderName::from_static("x-constitutional-compliance"),
             principles_header: HeaderName::from_static("x-constitutional-principles"),
-            retry: RetryConfig { enabled: false, on: vec![], budget: 0.1, max_body_bytes: 65536 },
+            retry: RetryConfig {
+                enabled: false,
+                on: vec![],
+                budget: 0.1,
+                min_per_second: 10,
+                max_body_bytes: 65536,
+                hedge: None,
+            },
             max_body_bytes: None,
             response_timeout: Duration::from_secs(30),
         }),

@@ -14,6 +14,7 @@ SUDO=""
 apt_missing=()
 command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 if ((${#apt_missing[@]})); then
   step "installing ${apt_missing[*]}"
   $SUDO apt-get update -qq
@@ -34,6 +35,10 @@ cfg = tomllib.load(open("docker/switchyard.toml", "rb"))
 names = [s["name"] for s in cfg["services"]]
 assert names == cfg["rollout"]["order"] == ["auth", "ac", "integrity", "fv", "gs", "pgc", "ec"], names
 assert cfg["constitutional_hash"] == "cdd01ef066bc6cf2"
+svc = {s["name"]: s for s in cfg["services"]}
+# The spec's per-service triggers: auth's JWT failures (401) and ac's inference failures > 0.1 %.
+assert any(401 in t["status"] and t["above"] == 0.001 for t in svc["auth"]["triggers"]["status_rate"]), svc["auth"]
+assert svc["ac"]["triggers"]["error_rate"]["above"] == 0.001, svc["ac"]
 print("switchyard.toml OK")
 fleet = tomllib.load(open("docker/switchyard-fleet.toml", "rb"))
 f = fleet.pop("fleet")
@@ -50,6 +55,77 @@ step "promtool check rules"
 promtool check rules docker/prometheus/alerts.yml
 step "promtool test rules"
 promtool test rules docker/prometheus/alerts_test.yml
+
+# ---------------------------------------------------------------- alertmanager
+step "amtool check-config"
+am=docker/alertmanager/alertmanager.yml
+amtool check-config "$am"
+step "alertmanager routes"
+route() { # expected receiver, then labels
+  local want=$1; shift
+  local got
+  got=$(amtool config routes test --config.file="$am" "$@" 2>/dev/null)
+  [[ $got == "$want" ]] || { echo "route for $*: got '$got', want '$want'" >&2; exit 1; }
+  echo "$* -> $got"
+}
+route critical alertname=SwitchyardRollback severity=critical service=ac
+route high alertname=SwitchyardP95LatencyHigh severity=high service=ac color=green
+route monitoring alertname=SwitchyardConfigReloadFailed severity=medium
+route dashboards-only alertname=SwitchyardThroughputLow severity=info service=ac
+route escalation-team-lead alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=team-lead service=ac
+route escalation-eng-manager alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=eng-manager service=ac
+route escalation-director alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=director service=ac
+python3 - "$am" <<'PY'
+import sys, yaml
+am = yaml.safe_load(open(sys.argv[1]))
+rules = yaml.safe_load(open("docker/prometheus/alerts.yml"))
+names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+for inh in am["inhibit_rules"]:
+    for m in inh["target_matchers"]:
+        if m.startswith("alertname=~"):
+            for n in m.split('"')[1].split("|"):
+                assert n in names, f"inhibit rule names unknown alert {n}"
+assert any('alertname="SwitchyardRollback"' in m for i in am["inhibit_rules"] for m in i["source_matchers"])
+print("inhibition names only alerts defined in alerts.yml")
+PY
+am_bin=$(command -v prometheus-alertmanager || command -v alertmanager || true)
+if [[ -n $am_bin ]]; then
+  step "alertmanager inhibition (live, loopback)"
+  am_dir=$(mktemp -d)
+  am_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$am_bin" --config.file="$am" --storage.path="$am_dir" --web.listen-address="127.0.0.1:$am_port" \
+    --cluster.listen-address= >"$am_dir/log" 2>&1 &
+  am_pid=$!
+  trap 'kill $am_pid 2>/dev/null; rm -rf "$am_dir"' EXIT
+  python3 - "$am_port" <<'PY'
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/api/v2/alerts"
+def alert(name, sev, service, **extra):
+    return {"labels": {"alertname": name, "severity": sev, "service": service, **extra}}
+fired = [alert("SwitchyardRollback", "critical", "ac", trigger="error_rate"),
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="green"),
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="blue"),
+         alert("SwitchyardErrorRateHigh", "high", "gs", color="green")]
+for _ in range(50):
+    try:
+        req = urllib.request.Request(base, json.dumps(fired).encode(), {"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=2)
+        break
+    except OSError:
+        time.sleep(0.2)
+want = {("SwitchyardRollback", "ac", None): "active", ("SwitchyardErrorRateHigh", "ac", "green"): "suppressed",
+        ("SwitchyardErrorRateHigh", "ac", "blue"): "active", ("SwitchyardErrorRateHigh", "gs", "green"): "active"}
+for _ in range(50):
+    got = {(a["labels"]["alertname"], a["labels"]["service"], a["labels"].get("color")): a["status"]["state"]
+           for a in json.load(urllib.request.urlopen(base, timeout=2))}
+    if got == want:
+        break
+    time.sleep(0.2)
+assert got == want, f"inhibition: got {got}, want {want}"
+print("rollback of ac suppresses ac/green's per-trigger alert; ac/blue and gs/green stay active")
+PY
+  kill $am_pid 2>/dev/null || true
+fi
 
 # ---------------------------------------------------------------- grafana
 step "grafana dashboards"

@@ -13,15 +13,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// How to run.
 #[derive(Clone, Debug)]
 pub struct AppOptions {
     /// Config file (for reloads and `/status`).
     pub config_path: PathBuf,
     /// Watch the config file and SIGHUP.
     pub watch: bool,
-    /// Admin token.
     pub token: Option<Token>,
     /// Debounce of file events.
     pub debounce: Duration,
@@ -55,12 +54,13 @@ pub fn prometheus() -> PrometheusHandle {
 
 /// A running Switchyard.
 pub struct App {
-    /// Control loop handle.
     pub control: ControlHandle,
-    /// Bound admin address.
     pub admin_addr: SocketAddr,
     stop: CancellationToken,
-    control_task: tokio::task::JoinHandle<()>,
+    /// Every task the app spawns directly (control loop, admin server, reload watcher): shutdown
+    /// waits for all of them. The control loop in turn drains its listeners, whose trackers hold
+    /// every connection and upgrade tunnel.
+    tasks: TaskTracker,
 }
 
 impl App {
@@ -80,10 +80,10 @@ impl App {
         let admin_addr = admin_listener.local_addr()?;
         let alerter = Alerter::spawn(cfg.alerts.clone());
         let router = Arc::new(Router::new());
-        let (controller, control, inbox) =
-            Controller::start(cfg, router, alerter).await.map_err(|e| ServeError::Start(e.to_string()))?;
+        let (controller, control, inbox) = Controller::start(cfg, router, alerter).await?;
         let stop = CancellationToken::new();
-        let control_task = tokio::spawn(controller.run(inbox, stop.clone()));
+        let tasks = TaskTracker::new();
+        tasks.spawn(controller.run(inbox, stop.clone()));
         let reload: admin::ReloadFn = {
             let (path, control) = (opts.config_path.clone(), control.clone());
             Arc::new(move || {
@@ -92,15 +92,16 @@ impl App {
             })
         };
         let admin = Arc::new(Admin { control: control.clone(), metrics, token: opts.token.clone(), reload });
-        tokio::spawn(admin::serve(admin_listener, admin, stop.clone()));
+        tasks.spawn(admin::serve(admin_listener, admin, stop.clone()));
         if opts.watch {
-            if let Err(e) = crate::reload::spawn(opts.config_path.clone(), control.clone(), opts.debounce, stop.clone())
-            {
+            let path = opts.config_path.clone();
+            if let Err(e) = crate::reload::spawn(path, control.clone(), opts.debounce, stop.clone(), &tasks) {
                 tracing::warn!(error = %e, "config watcher unavailable; reload with SIGHUP or POST /reload");
             }
         }
         tracing::info!(admin = %admin_addr, "switchyard ready");
-        Ok(App { control, admin_addr, stop, control_task })
+        tasks.close();
+        Ok(App { control, admin_addr, stop, tasks })
     }
 
     /// The published `/status` document.
@@ -113,9 +114,10 @@ impl App {
         self.status()["services"].as_array()?.iter().find(|s| s["name"] == name)?["listen"].as_str()?.parse().ok()
     }
 
-    /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`), stops the loop.
+    /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`, then closes
+    /// what is left), stops the loop, and returns once every task it started has ended.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let _ = self.control_task.await;
+        self.tasks.wait().await;
     }
 }

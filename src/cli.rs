@@ -1,61 +1,11 @@
 //! Command implementations at the binary's edge (anyhow lives here, not in the library).
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
+use crate::admin_client::{self, Target};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
-use switchyard::config;
-
-/// `switchyard check`.
-pub fn check(path: &Path) -> anyhow::Result<()> {
-    match config::load(path) {
-        Ok(c) => {
-            println!("{}: OK", path.display());
-            println!(
-                "control: interval {} window {} min_samples {}   admin: {}   state_dir: {}",
-                humantime::format_duration(c.control.interval),
-                humantime::format_duration(c.control.window),
-                c.control.min_samples,
-                c.admin.listen,
-                c.state_dir.display()
-            );
-            println!("rollout order: {}  (sequential: {})", c.rollout.order.join(" → "), c.rollout.sequential);
-            println!(
-                "{:<10} {:<22} {:<12} {:>7}  {:<28} {:<28} release",
-                "service", "listen", "mode", "green", "blue", "green endpoints"
-            );
-            for s in &c.services {
-                let eps = |p: &config::PoolConfig| p.endpoints.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
-                let mode = match s.mode {
-                    config::Mode::Manual => "manual".to_string(),
-                    config::Mode::Progressive => format!(
-                        "steps {}",
-                        s.plan.steps.iter().map(|w| w.percent().to_string()).collect::<Vec<_>>().join("/")
-                    ),
-                };
-                println!(
-                    "{:<10} {:<22} {:<12} {:>6}%  {:<28} {:<28} {}",
-                    s.name,
-                    s.listen,
-                    mode,
-                    s.green_weight.percent(),
-                    eps(&s.blue),
-                    eps(&s.green),
-                    s.green.release.as_deref().unwrap_or("-")
-                );
-            }
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            bail!("{} has {} problem(s)", path.display(), e.problems.len())
-        }
-    }
-}
+use switchyard::{preflight, reload};
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives while the caller is still starting up must not
@@ -79,19 +29,34 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// `switchyard run`.
+/// `switchyard run`: the file if `check` would accept it, else the last good copy (loudly).
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let token = switchyard::admin::Token::from_env_or_file(
-        std::env::var("SWITCHYARD_ADMIN_TOKEN").ok(),
-        cfg.admin.token_file.as_deref(),
-    )
-    .context("cannot read admin.token_file")?;
+    let start = preflight::start_config(&path, env_token()).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n{} has {} problem(s) and there is no last good copy to start from",
+            path.display(),
+            e.problems.len()
+        )
+    })?;
+    let (accepted, refused) = (start.accepted, start.refused);
     let mut opts = AppOptions::new(&path);
-    opts.token = token;
+    opts.token = accepted.token;
+    let (state_dir, running_from) = (accepted.config.state_dir.clone(), accepted.config.source.clone());
     // Before the listeners open: from the first accepted connection on, SIGTERM means drain.
     let shutdown = shutdown_signal();
-    let app = App::start(cfg, opts).await?;
+    let app = App::start(accepted.config, opts).await?;
+    match refused {
+        None => {
+            reload::mark_refused(false);
+            reload::keep_last_good(&state_dir, &accepted.source);
+        }
+        Some(e) => {
+            reload::mark_refused(true);
+            let msg = format!("{e}\n(refused at start: serving the last good copy {})", running_from.display());
+            tracing::error!(error = %msg, "config file refused; running the last good copy");
+            app.control.reload_failed(msg).await;
+        }
+    }
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.shutdown().await;
@@ -99,16 +64,29 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn env_token() -> Option<String> {
+    std::env::var("SWITCHYARD_ADMIN_TOKEN").ok()
+}
+
 /// Operator commands.
 #[derive(Subcommand)]
 pub enum Ops {
     /// Show every service's state, weight and window.
     Status(Common),
-    /// List incidents.
-    Incidents(Common),
-    /// Roll a service back to blue now.
+    /// List incidents, or show one in full: `switchyard incidents ID`.
+    Incidents {
+        /// Incident id (`inc-...`); without it, the list.
+        id: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-read the config file now (as SIGHUP or POST /reload); prints every problem if refused.
+    Reload(Common),
+    /// Roll a service back to its live color now.
     Rollback(Named),
-    /// Clear a rollback latch.
+    /// Clear a rollback: green gets traffic again. Lifts the latch, drops any weight set by
+    /// `weight`/`promote` and any pause, and forgets the measurement window; a progressive plan
+    /// restarts at its first step, a manual service returns to its file's green_weight.
     Reset(Named),
     /// Pause a service's plan.
     Pause(Named),
@@ -116,8 +94,21 @@ pub enum Ops {
     Resume(Named),
     /// Advance a service's plan one step.
     Advance(Named),
-    /// Send all of a service's traffic to green.
+    /// Send all of a service's traffic to its candidate.
     Promote(Named),
+    /// Acknowledge an incident: records who and stops its escalation.
+    Ack {
+        /// Incident id (see `switchyard incidents`).
+        id: String,
+        /// Who acknowledges (default: $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+        /// What is being done about it.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Set a service's green weight in percent.
     Weight {
         /// Service.
@@ -132,9 +123,18 @@ pub enum Ops {
 /// Options shared by operator commands.
 #[derive(Args)]
 pub struct Common {
-    /// Admin API base URL.
+    /// Admin API base URL (http:// or https://).
     #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "http://127.0.0.1:9900")]
     admin: String,
+    /// Admin token for mutating calls.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Give up when the admin API has not answered within this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// PEM CA bundle to trust for an https:// admin URL (default: the system's roots).
+    #[arg(long, env = "SWITCHYARD_ADMIN_CA")]
+    ca: Option<PathBuf>,
     /// Print raw JSON.
     #[arg(long)]
     json: bool,
@@ -150,21 +150,14 @@ pub struct Named {
 }
 
 async fn call(common: &Common, method: &str, path: &str, body: Option<String>) -> anyhow::Result<serde_json::Value> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req =
-        http::Request::builder().method(method).uri(format!("{}{}", common.admin.trim_end_matches('/'), path));
-    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
-    if let Some(t) = &token {
-        req = req.header("authorization", format!("Bearer {}", t.trim()));
-    }
-    let req = req.header("content-type", "application/json").body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let resp = client.request(req).await.with_context(|| format!("cannot reach the admin API at {}", common.admin))?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
+    let token = common.token.clone().filter(|t| !t.trim().is_empty());
+    let target =
+        Target { base: common.admin.clone(), token: token.clone(), timeout: common.timeout, ca: common.ca.clone() };
+    let (status, bytes) = admin_client::send(&target, method, path, body).await?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     let msg = v["error"].as_str().unwrap_or("request failed");
     if status == http::StatusCode::UNAUTHORIZED && token.is_none() {
-        bail!("SWITCHYARD_ADMIN_TOKEN is not set: {method} {path} needs the admin token ({status}: {msg})");
+        bail!("no admin token (--token or SWITCHYARD_ADMIN_TOKEN): {method} {path} needs it ({status}: {msg})");
     }
     if !status.is_success() {
         bail!("{status}: {msg}");
@@ -199,24 +192,68 @@ fn print_status(v: &serde_json::Value) {
             names.join(", ")
         );
     }
+    if let Some(h) = v["health_score"].as_f64() {
+        println!("health score {h:.1}{}", if h < 90.0 { "  (BELOW 90)" } else { "" });
+    }
     println!(
         "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
         "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
     );
     for s in v["services"].as_array().into_iter().flatten() {
         let w = &s["window"];
+        // An empty window has no rate or latency: "—", not a zero that reads as perfect.
+        let stat = |c: &str, key: &str, scale: f64, prec: usize| match w[c]["samples"].as_u64() {
+            Some(n) if n > 0 => w[c][key].as_f64().map_or("—".into(), |x| format!("{:.prec$}", x * scale)),
+            _ => "—".to_string(),
+        };
         println!(
-            "{:<10} {:<12} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8}  {}",
+            "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
             s["name"].as_str().unwrap_or(""),
             s["state"].as_str().unwrap_or(""),
             percent(&s["green_weight"]),
-            w["blue"]["p95_ms"].as_f64().unwrap_or(0.0),
-            w["green"]["p95_ms"].as_f64().unwrap_or(0.0),
-            w["blue"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["green"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["green"]["compliance"].as_f64().map_or("-".into(), |c| format!("{c:.3}")),
+            stat("blue", "p95_ms", 1.0, 1),
+            stat("green", "p95_ms", 1.0, 1),
+            stat("blue", "error_rate", 100.0, 2),
+            stat("green", "error_rate", 100.0, 2),
+            stat("green", "compliance", 1.0, 3),
             s["incident"].as_str().unwrap_or("-")
         );
+        println!("{:<10} {}", "", progress_line(s));
+    }
+}
+
+/// Who is live, who is the candidate, and why its plan is (not) moving:
+/// `live blue (1.0) → candidate green (1.1): step 1/3, healthy 0/3, hold 4s left — inconclusive: 37 of 100 samples`.
+fn progress_line(s: &serde_json::Value) -> String {
+    let release = |k: &str| s[k].as_str().map_or(String::new(), |r| format!(" ({r})"));
+    let live = format!("live {}{}", s["live"].as_str().unwrap_or("blue"), release("live_release"));
+    let Some(cand) = s["candidate"].as_str() else {
+        return format!("{live}, no candidate: the next release goes into the idle pool");
+    };
+    let p = &s["progress"];
+    let mut line = format!("{live} → candidate {cand}{}", release("candidate_release"));
+    if let (Some(step), Some(healthy)) = (p["step"].as_str(), p["healthy"].as_str()) {
+        line += &format!(": step {step}, healthy {healthy}, hold {} left", p["hold_remaining"].as_str().unwrap_or("—"));
+    }
+    if let Some(r) = p["reason"].as_str() {
+        line += &format!(" — {r}");
+    }
+    line
+}
+
+/// An incident's paging state as `/incidents` carries it: acknowledged, escalated to level N, or
+/// `-` for incidents that do not page.
+fn paging(e: &serde_json::Value) -> String {
+    if e.is_null() {
+        return "-".into();
+    }
+    let level = e["level"].as_u64().unwrap_or(0);
+    match &e["acknowledged"] {
+        a if a.is_object() => {
+            format!("acknowledged by {} at level {}", a["by"].as_str().unwrap_or("?"), a["level"].as_u64().unwrap_or(0))
+        }
+        _ if level > 0 => format!("escalated to level {level}"),
+        _ => "unacknowledged".into(),
     }
 }
 
@@ -224,7 +261,18 @@ fn print_status(v: &serde_json::Value) {
 pub async fn ops(op: Ops) -> anyhow::Result<()> {
     let (common, v) = match &op {
         Ops::Status(c) => (c, call(c, "GET", "/status", None).await?),
-        Ops::Incidents(c) => (c, call(c, "GET", "/incidents", None).await?),
+        Ops::Incidents { id: None, common } => (common, call(common, "GET", "/incidents", None).await?),
+        Ops::Incidents { id: Some(id), common } => {
+            (common, call(common, "GET", &format!("/incidents/{id}"), None).await?)
+        }
+        Ops::Reload(c) => (c, call(c, "POST", "/reload", None).await?),
+        Ops::Ack { id, by, note, common } => {
+            let Some(by) = by.as_deref().filter(|b| !b.trim().is_empty()) else {
+                bail!("who acknowledges? pass --by NAME");
+            };
+            let body = serde_json::json!({"by": by, "note": note});
+            (common, call(common, "POST", &format!("/incidents/{id}/ack"), Some(body.to_string())).await?)
+        }
         Ops::Weight { service, percent, common } => (
             common,
             call(common, "POST", &format!("/services/{service}/weight"), Some(format!("{{\"green\": {percent}}}")))
@@ -248,20 +296,33 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
     }
     match op {
         Ops::Status(_) => print_status(&v),
-        Ops::Incidents(_) => {
-            println!("{:<32} {:<10} {:<14} {:<26} {:>8}  report", "id", "service", "trigger", "decided_at", "swap_us");
+        Ops::Incidents { id: Some(_), .. } => print_incident(&v),
+        Ops::Reload(_) => println!("config reloaded: generation {}", v["generation"]),
+        Ops::Reset(_) => println!(
+            "{}: state {}, green {}% (rollback cleared: latch, admin weight and pause dropped, window forgotten)",
+            v["name"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or(""),
+            percent(&v["green_weight"])
+        ),
+        Ops::Incidents { id: None, .. } => {
+            println!(
+                "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} report",
+                "id", "service", "trigger", "decided_at", "swap_us", "paging"
+            );
             for i in v.as_array().into_iter().flatten() {
                 println!(
-                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {}",
+                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} {}",
                     i["id"].as_str().unwrap_or(""),
                     i["service"].as_str().unwrap_or(""),
                     i["trigger"].as_str().unwrap_or(""),
                     i["decided_at"].as_str().unwrap_or(""),
                     i["decision_to_swap_us"],
+                    paging(&i["escalation"]),
                     i["report"]["summary"].as_str().unwrap_or("pending")
                 );
             }
         }
+        Ops::Ack { .. } => println!("{}: {}", v["id"].as_str().unwrap_or(""), paging(&v["escalation"])),
         _ => println!(
             "{}: state {}, green {}%",
             v["name"].as_str().unwrap_or(""),
@@ -270,4 +331,18 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// One incident in full: what tripped, when, how fast the swap was, and the report.
+fn print_incident(i: &serde_json::Value) {
+    let s = |k: &str| i[k].as_str().unwrap_or("-").to_string();
+    println!("incident {}  service {}  release {}", s("id"), s("service"), s("release"));
+    println!("trigger {}: value {} vs threshold {}", s("trigger"), i["value"], s("threshold"));
+    println!("green weight before: {}%", percent(&i["weight_before"]));
+    println!("first bad {}  decided {}  swapped {}", s("first_bad_at"), s("decided_at"), s("swapped_at"));
+    println!(
+        "decision to swap: {} us; green requests in between: {}",
+        i["decision_to_swap_us"], i["green_requests_between"]
+    );
+    println!("report: {}", i["report"]["summary"].as_str().unwrap_or("pending"));
 }

@@ -4,16 +4,16 @@
 //! auth is promoted step by step, ac starts stepping, then its green gets +2.5 s of latency: the
 //! p95 trigger rolls ac back, the sequence halts, and the incident report is printed.
 
-use crate::app::{App, AppOptions};
-use crate::error::ServeError;
-use crate::mock_upstream::{self, MockConfig, MockHandle, MockPatch};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use mock_upstream::{MockConfig, MockHandle, MockPatch};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use switchyard::app::{App, AppOptions};
+use switchyard::error::ServeError;
 use tokio::time::Instant;
 
 /// The spec's services in migration order.
@@ -70,7 +70,7 @@ pub async fn run(duration: Option<Duration>) -> Result<(), ServeError> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, demo_config(&dir.join("state"), &mocks))?;
-    let cfg = crate::config::load(&path)?;
+    let cfg = switchyard::config::load(&path)?;
     let mut opts = AppOptions::new(&path);
     opts.watch = false;
     let app = App::start(cfg, opts).await?;

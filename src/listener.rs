@@ -2,6 +2,8 @@
 //! header limits and timeouts, and structural draining: every connection task is tracked and told
 //! to finish gracefully when the listener stops.
 
+mod framing;
+
 use crate::config::Limits;
 use crate::proxy::{self, ConnCtx, ServiceCtx};
 use hyper::service::service_fn;
@@ -88,6 +90,7 @@ async fn accept_loop(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
+    let closing = CancellationToken::new();
     let builder = builder(&limits);
     loop {
         let permit = tokio::select! {
@@ -107,17 +110,24 @@ async fn accept_loop(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnCtx::new(svc.clone(), peer));
+        let conn = Arc::new(ConnCtx::new(svc.clone(), peer, tracker.clone(), closing.clone()));
         let (tls, builder, stop, hs_timeout) = (tls.clone(), builder.clone(), stop.clone(), limits.header_read_timeout);
+        let closing = closing.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            serve(stream, conn, tls, builder, stop, hs_timeout).await;
+            tokio::select! {
+                _ = serve(stream, conn, tls, builder, stop, hs_timeout) => {}
+                // Dropping the connection future closes the socket and cancels its requests.
+                _ = closing.cancelled() => {}
+            }
         });
     }
     drop(listener);
     tracker.close();
     if tokio::time::timeout(limits.drain_timeout, tracker.wait()).await.is_err() {
         tracing::warn!(service = %svc.name, remaining = tracker.len(), "drain timeout: closing remaining connections");
+        closing.cancel();
+        tracker.wait().await;
     }
 }
 
@@ -129,10 +139,17 @@ async fn serve(
     stop: CancellationToken,
     hs_timeout: Duration,
 ) {
+    let found = framing::Ambiguous::new();
     match tls {
-        None => serve_io(TokioIo::new(stream), conn, builder, stop, hs_timeout).await,
+        None => {
+            let io = TokioIo::new(framing::Watched::new(stream, found.clone()));
+            serve_io(io, conn, found, builder, stop, hs_timeout).await
+        }
         Some(acceptor) => match tokio::time::timeout(hs_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(TokioIo::new(s), conn, builder, stop, hs_timeout).await,
+            Ok(Ok(s)) => {
+                let io = TokioIo::new(framing::Watched::new(s, found.clone()));
+                serve_io(io, conn, found, builder, stop, hs_timeout).await
+            }
             Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
         },
@@ -142,6 +159,7 @@ async fn serve(
 async fn serve_io<I>(
     io: TokioIo<I>,
     conn: Arc<ConnCtx>,
+    ambiguous: Arc<framing::Ambiguous>,
     builder: auto::Builder<TokioExecutor>,
     stop: CancellationToken,
     head_timeout: Duration,
@@ -151,9 +169,14 @@ async fn serve_io<I>(
     let peer = conn.peer;
     let first = Arc::new(AtomicBool::new(false));
     let seen = first.clone();
-    let service = service_fn(move |req| {
+    let index = std::sync::atomic::AtomicU64::new(0);
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
+        }
+        // Requests reach the service in the order their heads arrived (one at a time on HTTP/1).
+        if ambiguous.is(index.fetch_add(1, Ordering::Relaxed)) {
+            req.extensions_mut().insert(proxy::admit::AmbiguousFraming);
         }
         proxy::handle(conn.clone(), req)
     });

@@ -1,6 +1,9 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
+mod admin_client;
+mod check;
 mod cli;
+mod demo;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -96,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {
-            if let Err(e) = cli::check(&config) {
+            if let Err(e) = check::check(&config) {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }
@@ -108,15 +111,13 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
             init_logging(args.log_json);
-            let mut cfg = switchyard::mock_upstream::MockConfig::new(name);
+            let mut cfg = mock_upstream::MockConfig::new(name);
             cfg.latency_ms = latency_ms;
             cfg.error_rate = error_rate;
             cfg.hash = hash;
             cfg.compliance = compliance;
             runtime(None)?.block_on(async move {
-                switchyard::mock_upstream::run(listen, cfg, cli::shutdown_signal())
-                    .await
-                    .context("mock upstream failed")
+                mock_upstream::run(listen, cfg, cli::shutdown_signal()).await.context("mock upstream failed")
             })
         }
         Cmd::Demo { duration } => {
@@ -124,7 +125,7 @@ fn main() -> anyhow::Result<()> {
                 std::env::set_var("RUST_LOG", "warn,switchyard::control=warn");
             }
             init_logging(args.log_json);
-            Ok(runtime(None)?.block_on(switchyard::demo::run(duration.map(std::time::Duration::from_secs)))?)
+            Ok(runtime(None)?.block_on(demo::run(duration.map(std::time::Duration::from_secs)))?)
         }
         Cmd::Ops(ops) => runtime(Some(1))?.block_on(cli::ops(ops)),
     }

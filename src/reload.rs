@@ -3,31 +3,66 @@
 //! The file is parsed and validated completely before the control loop sees it; a bad file is
 //! logged with file, line and key, counted, and shown in `/status`, and the old config keeps running.
 
-use crate::control::{Command, ControlHandle};
+use crate::config::ConfigError;
+use crate::control::{Command, CommandError, ControlHandle};
 use notify_debouncer_full::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// Reads, validates and applies the config at `path`.
-pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, String> {
+/// Why a reload left the running config in place. The texts are what `POST /reload` answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not parse, validate or pass `run`'s checks (`file:line: key: message`); the
+    /// loop never saw it.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The control loop could not apply it, or is not running.
+    #[error(transparent)]
+    Apply(#[from] CommandError),
+    /// The blocking read was cancelled or panicked.
+    #[error("{0}")]
+    Read(#[from] tokio::task::JoinError),
+}
+
+/// Reads, judges (as `run` would) and applies the config at `path`; an applied file becomes the
+/// last good copy a restart falls back to.
+pub async fn reload_once(path: &Path, control: &ControlHandle) -> Result<serde_json::Value, ReloadError> {
     let p = path.to_path_buf();
-    let parsed = tokio::task::spawn_blocking(move || crate::config::load(&p)).await.map_err(|e| e.to_string())?;
-    match parsed {
-        Ok(cfg) => {
-            let r = control.call(|reply| Command::ApplyConfig(Box::new(cfg), reply)).await.map_err(|e| e.to_string());
+    let env = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok();
+    match tokio::task::spawn_blocking(move || crate::preflight::judge(&p, env)).await? {
+        Ok(a) => {
+            let state_dir = a.config.state_dir.clone();
+            let cfg = Box::new(a.config);
+            let r = control.call(|reply| Command::ApplyConfig(cfg, reply)).await;
+            mark_refused(r.is_err());
             if r.is_ok() {
                 tracing::info!(path = %path.display(), "config reloaded");
+                keep_last_good(&state_dir, &a.source);
             }
-            r
+            Ok(r?)
         }
         Err(e) => {
-            let msg = e.to_string();
-            control.reload_failed(msg.clone()).await;
-            Err(msg)
+            mark_refused(true);
+            control.reload_failed(e.to_string()).await;
+            Err(e.into())
         }
+    }
+}
+
+/// Sets the gauge an alert watches: 1 while the file on disk is refused and an older config runs.
+pub fn mark_refused(refused: bool) {
+    metrics::gauge!(crate::stats::names::CONFIG_LAST_RELOAD_FAILED).set(if refused { 1.0 } else { 0.0 });
+}
+
+/// Stores an accepted config as the last good copy; failing to is logged, never fatal (the
+/// running config is fine, only a later restart with a broken file would lack the fallback).
+pub fn keep_last_good(state_dir: &Path, source: &str) {
+    if let Err(e) = crate::config::last_good::save(state_dir, source) {
+        tracing::warn!(error = %e, "cannot keep the last good config copy");
     }
 }
 
@@ -39,7 +74,14 @@ fn content_hash(path: &Path) -> Option<u64> {
 }
 
 /// Watches the config's directory and SIGHUP until `stop`; reloads when the content changes.
-pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: CancellationToken) -> notify::Result<()> {
+/// Its tasks join `tasks`, so shutdown can wait for them.
+pub fn spawn(
+    path: PathBuf,
+    control: ControlHandle,
+    debounce: Duration,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> notify::Result<()> {
     let (tx, mut rx) = mpsc::channel::<bool>(16); // true = forced (SIGHUP)
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let file_tx = tx.clone();
@@ -55,7 +97,7 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
     #[cfg(unix)]
     {
         let (tx, stop) = (tx.clone(), stop.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
             loop {
                 tokio::select! {
@@ -65,7 +107,7 @@ pub fn spawn(path: PathBuf, control: ControlHandle, debounce: Duration, stop: Ca
             }
         });
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let _keep = debouncer;
         loop {
             let forced = tokio::select! {

@@ -14,18 +14,14 @@ pub enum StateError {
     /// I/O on the state directory or file.
     #[error("{path}: {source}")]
     Io {
-        /// File or directory.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },
     /// The file exists but is not valid state.
     #[error("{path}: corrupt state file ({source}); starting every service safe on blue")]
     Corrupt {
-        /// File.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: serde_json::Error,
     },
@@ -46,20 +42,28 @@ pub struct ServiceState {
     pub weight: f64,
     /// Rolled back and latched on blue.
     pub latched: bool,
-    /// Green release the state refers to.
+    /// Green release the state refers to (files from before colors alternated match on it).
     pub release: Option<String>,
-    /// Weight set through the admin API (overrides the file weight).
+    /// Green weight set through the admin API (overrides the plan and the file weight).
     pub admin_weight: Option<f64>,
+    /// The live color; absent in files from before colors alternated (blue then).
+    #[serde(default)]
+    pub live: Option<crate::Color>,
+    /// The candidate's color, `None` when the idle pool holds a retired release.
+    #[serde(default)]
+    pub candidate: Option<crate::Color>,
+    /// What the idle pool held when saved (release and endpoints): a different pool at restart
+    /// is a new release, whose plan starts fresh; the same one keeps its state (or stays retired).
+    #[serde(default)]
+    pub idle_pool: Option<String>,
     /// Plan paused by an operator.
     pub paused: bool,
-    /// Last incident id.
     pub incident: Option<String>,
 }
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateFile {
-    /// Format version.
     pub version: u32,
     /// Per service name.
     pub services: BTreeMap<String, ServiceState>,
@@ -125,6 +129,17 @@ mod tests {
         save(dir.path(), &s).unwrap();
         assert_eq!(load(dir.path()).unwrap(), s);
         assert!(!dir.path().join("state.tmp").exists());
+    }
+
+    #[test]
+    fn files_from_before_alternation_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"version":1,"sequence_halted":false,"services":{"auth":{"mode":"progressive",
+            "state":"canary","step":1,"step_since_ms":5,"weight":10.0,"latched":false,"release":"1.1",
+            "admin_weight":null,"paused":false,"incident":null}}}"#;
+        std::fs::write(path(dir.path()), old).unwrap();
+        let s = &load(dir.path()).unwrap().services["auth"];
+        assert_eq!((s.step, s.live, s.idle_pool.as_deref()), (Some(1), None, None));
     }
 
     #[test]

@@ -23,20 +23,12 @@ pub const RELOAD_POLL: Duration = Duration::from_secs(1);
 pub enum TlsError {
     /// A PEM file could not be read or parsed.
     #[error("{path}: {reason}")]
-    Pem {
-        /// File.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
+    Pem { path: PathBuf, reason: String },
     /// rustls rejected the certificate/key pair.
     #[error("certificate {cert} / key {key}: {source}")]
     Rustls {
-        /// Certificate file.
         cert: PathBuf,
-        /// Key file.
         key: PathBuf,
-        /// Cause.
         #[source]
         source: rustls::Error,
     },

@@ -9,7 +9,11 @@ volumeMount references a declared volume; the config is mounted as a directory
 (no subPath, so ConfigMap updates hot-reload); ConfigMap/PVC/Secret references
 resolve; Services select the Deployment's pods and target declared ports (one
 per 8000-8006 plus admin 9900); the NetworkPolicy selects the pods and limits
-9900 as documented; the embedded switchyard.toml parses and matches the ports.
+9900 as documented; the embedded switchyard.toml parses and matches the ports
+and carries the spec's per-service triggers (auth 401 > 0.1 %, ac errors >
+0.1 %); blue (the app container) outlives Switchyard's preStop + drain within
+the grace period; README.md states the switchyard container's resources as
+deployment.yaml sets them.
 
 Usage (from the repo root): python3 docker/k8s/check_manifests.py [DIR]
 """
@@ -73,6 +77,61 @@ def check_probe(where, c, kind, path, port_names, port_nums, expect=None):
         resolved = port_names.get(port, port)
         if resolved != want_port:
             err(f"{where}: {c['name']}.{kind} must use port {want_port}, got {resolved}")
+
+
+def seconds(d):
+    """A humantime duration as written in switchyard.toml ("30s", "500ms", "1m")."""
+    d = str(d).strip()
+    for suffix, mult in (("ms", 0.001), ("s", 1), ("m", 60)):
+        if d.endswith(suffix) and d[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(d[: -len(suffix)]) * mult
+    raise ValueError(f"unsupported duration {d!r}")
+
+
+def prestop_sleep(c):
+    cmd = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []
+    return float(cmd[1]) if cmd[:1] == ["sleep"] and len(cmd) == 2 else None
+
+
+def check_shutdown(where, pod, drain):
+    """Blue must keep serving until Switchyard has drained, all within the grace period."""
+    by_name = {c["name"]: c for c in pod.get("containers", [])}
+    proxy, app = by_name.get("switchyard"), by_name.get("app")
+    if not proxy or not app:
+        err(f"{where}: expected containers switchyard and app")
+        return
+    proxy_wait, app_wait = prestop_sleep(proxy) or 0.0, prestop_sleep(app)
+    if app_wait is None:
+        err(f"{where}: app (blue) needs a preStop sleep so it is not stopped under the drain")
+        return
+    if app_wait < proxy_wait + drain:
+        err(f"{where}: app preStop {app_wait}s < switchyard preStop {proxy_wait}s + drain {drain}s")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= app_wait:
+        err(f"{where}: terminationGracePeriodSeconds {grace} leaves blue no time after its preStop {app_wait}s")
+
+
+def check_readme_resources(where, pod):
+    proxy = next((c for c in pod.get("containers", []) if c["name"] == "switchyard"), None)
+    if not proxy:
+        return
+    res = proxy.get("resources", {})
+    readme = (DIR / "README.md").read_text()
+    want = (f"requests **{res['requests']['cpu']} CPU / {res['requests']['memory']}**",
+            f"limits **{res['limits']['cpu']} CPU / {res['limits']['memory']}**")
+    for w in want:
+        if w not in readme:
+            err(f"README.md does not state the switchyard resources as deployment.yaml: missing {w!r}")
+
+
+def check_triggers(where, cfg):
+    svc = {s["name"]: s for s in cfg.get("services", [])}
+    auth = (svc.get("auth", {}).get("triggers") or {}).get("status_rate") or []
+    if not any(401 in t.get("status", []) and t.get("above") == 0.001 for t in auth):
+        err(f"{where}: auth needs triggers.status_rate [401] above 0.001 (spec: JWT failures > 0.1 %)")
+    ac = (svc.get("ac", {}).get("triggers") or {}).get("error_rate") or {}
+    if ac.get("above") != 0.001:
+        err(f"{where}: ac needs triggers.error_rate above 0.001 (spec: inference failures > 0.1 %)")
 
 
 def main():
@@ -245,6 +304,9 @@ def main():
         order = cfg.get("rollout", {}).get("order", [])
         if order != [s["name"] for s in cfg.get("services", [])]:
             err(f"{where}: rollout.order does not match services")
+        check_triggers(where, cfg)
+        check_shutdown(dwhere, pod, seconds(cfg.get("limits", {}).get("drain_timeout", "30s")))
+    check_readme_resources(dwhere, pod)
 
     print(f"checked {len(docs)} documents in {DIR}")
 

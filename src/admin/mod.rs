@@ -2,10 +2,12 @@
 //! readiness, `/status`, incidents, and mutating calls that need `Authorization: Bearer TOKEN`.
 //! Reads come from snapshots the control loop published; writes are commands to it.
 
+mod ack;
 mod auth;
 
 use crate::body::ResponseBody;
 use crate::control::{Action, Command, CommandError, ControlHandle};
+use crate::reload::ReloadError;
 use crate::route::Weight;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use auth::Token;
 
@@ -26,22 +29,21 @@ const PAGE: &str = include_str!("status.html");
 
 /// Reloads the config on demand (`POST /reload`); implemented by `reload`.
 pub type ReloadFn =
-    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, String>> + Send + Sync>;
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, ReloadError>> + Send + Sync>;
 
 /// What the admin server needs.
 pub struct Admin {
-    /// Control loop handle.
     pub control: ControlHandle,
-    /// Prometheus renderer.
     pub metrics: PrometheusHandle,
     /// Bearer token, if configured.
     pub token: Option<Token>,
-    /// Reload trigger.
     pub reload: ReloadFn,
 }
 
-/// Serves the admin API until `stop` is cancelled.
+/// Serves the admin API until `stop` is cancelled, then finishes the requests in progress on
+/// its connections (up to `ADMIN_DRAIN`) and closes them: none is left behind.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
+    let conns = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -52,17 +54,31 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
                     continue;
                 }
             },
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
         };
-        let admin = admin.clone();
-        tokio::spawn(async move {
+        let (admin, stop) = (admin.clone(), stop.clone());
+        conns.spawn(async move {
             let svc = service_fn(move |req| handle(admin.clone(), req));
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(ADMIN_DRAIN, conn).await;
+                }
+            }
         });
     }
+    drop(listener);
+    conns.close();
+    conns.wait().await;
 }
+
+/// How long admin requests in progress at shutdown may take to finish.
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec_pretty(v).expect("json")));
@@ -88,7 +104,10 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
     let p = &admin.control.published;
     let resp = match (req.method(), segs.as_slice()) {
         (&Method::GET, []) => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
-        (&Method::GET, ["metrics"]) => text(StatusCode::OK, "text/plain; version=0.0.4", admin.metrics.render()),
+        (&Method::GET, ["metrics"]) => {
+            let body = admin.metrics.render() + &crate::stats::process::render();
+            text(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, ["readyz"]) if admin.control.ready() => text(StatusCode::OK, "text/plain", "ready\n"),
         (&Method::GET, ["readyz"]) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
@@ -117,9 +136,13 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
         ["reload"] => {
             return match (admin.reload)().await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                Err(ReloadError::Apply(CommandError::NotRunning)) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, "control loop stopped")
+                }
+                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             };
         }
+        ["incidents", id, "ack"] => return ack::ack(&admin.control, req, id).await,
         ["services", name, "weight"] => {
             let body = match http_body_util::Limited::new(req.into_body(), 4096).collect().await {
                 Ok(b) => b.to_bytes(),
@@ -151,7 +174,17 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
     };
     match admin.control.call(|reply| Command::Act(name, action, reply)).await {
         Ok(v) => json(StatusCode::OK, &v),
-        Err(CommandError::NoService(n)) => error(StatusCode::NOT_FOUND, format!("no service named {n:?}")),
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(command_status(&e), e.to_string()),
+    }
+}
+
+/// The one place a refused command becomes an HTTP status, by its class.
+fn command_status(e: &CommandError) -> StatusCode {
+    match e {
+        CommandError::NoService(_) | CommandError::NoIncident(_) => StatusCode::NOT_FOUND,
+        CommandError::MissingAcknowledger => StatusCode::BAD_REQUEST,
+        CommandError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::Conflict(_) => StatusCode::CONFLICT,
+        CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -104,8 +104,8 @@ pub struct FileTriggers {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDurationTrigger {
-    /// Threshold duration.
-    pub above: String,
+    /// Threshold duration (the inherited one when omitted).
+    pub above: Option<String>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -116,8 +116,8 @@ pub struct FileDurationTrigger {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAboveTrigger {
-    /// Threshold fraction.
-    pub above: f64,
+    /// Threshold fraction (the inherited one when omitted).
+    pub above: Option<f64>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -128,8 +128,8 @@ pub struct FileAboveTrigger {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileBelowTrigger {
-    /// Threshold fraction.
-    pub below: f64,
+    /// Threshold fraction (the inherited one when omitted).
+    pub below: Option<f64>,
     /// Consecutive bad measurements needed.
     pub consecutive: Option<u32>,
     /// `false` disables the trigger.
@@ -220,6 +220,28 @@ pub struct FileAlerts {
     pub timeout: Option<String>,
     /// Attempts per alert and URL.
     pub retries: Option<u32>,
+    /// Extra PEM CA bundle trusted for https webhooks besides the system roots.
+    pub ca: Option<PathBuf>,
+    /// `[alerts.escalation]`.
+    pub escalation: Option<FileEscalation>,
+}
+
+/// `[alerts.escalation]`: who is paged next while a critical incident stays unacknowledged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEscalation {
+    /// Levels in order; `after` counts from the incident, not from the previous level.
+    pub levels: Option<Vec<FileEscalationLevel>>,
+}
+
+/// `{ after = "5m", webhooks = ["https://..."] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEscalationLevel {
+    /// Time since the incident at which this level is paged.
+    pub after: String,
+    /// Webhook URLs of this level.
+    pub webhooks: Option<Vec<String>>,
 }
 
 /// `[[services]]`.
@@ -240,8 +262,8 @@ pub struct FileService {
     pub green: FilePool,
     /// Sticky key.
     pub sticky: Option<FileSticky>,
-    /// Header that forces a color.
-    pub force_header: Option<String>,
+    /// Header that forces a color: a name, or a name with a secret the value must carry.
+    pub force_header: Option<FileForceHeader>,
     /// TLS termination.
     pub tls: Option<FileTls>,
     /// Active health checks.
@@ -256,6 +278,16 @@ pub struct FileService {
     pub manual_gate_before: Option<f64>,
     /// Retries of failed green attempts onto blue.
     pub retry: Option<FileRetry>,
+    /// A second attempt on blue when green is slow to answer.
+    pub hedge: Option<FileHedge>,
+}
+
+/// `{ after = "p99" | "500ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHedge {
+    /// `"p99"` (blue's recent p99) or a duration.
+    pub after: String,
 }
 
 /// `{ endpoints = [...], release = "...", tls = { ca = "PATH" } }`.
@@ -276,6 +308,27 @@ pub struct FilePool {
 pub struct FileUpstreamTls {
     /// PEM bundle of the CAs that sign the upstreams' certificates.
     pub ca: std::path::PathBuf,
+}
+
+/// `"name"` | `{ name = "...", token_env = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileForceHeader {
+    /// `force_header = "x-switchyard-color"`: anyone may force.
+    Name(String),
+    /// `force_header = { name = "...", token_env = "..." }`: only requests whose value is
+    /// `<color>:<token>` force, so outsiders cannot reach a candidate early.
+    Secret(FileForceSecret),
+}
+
+/// The table form of `force_header`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForceSecret {
+    /// Header name.
+    pub name: String,
+    /// Environment variable holding the token (kept out of the config file).
+    pub token_env: String,
 }
 
 /// `{ header = "..." } | { cookie = "..." } | "client_ip"`.
@@ -314,6 +367,9 @@ pub struct FileTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileHealth {
+    /// `false`: no active probes (endpoints are judged by passive ejection alone), for upstreams
+    /// without a health endpoint.
+    pub enabled: Option<bool>,
     /// Probe path.
     pub path: Option<String>,
     /// Probe interval.
@@ -322,7 +378,7 @@ pub struct FileHealth {
     pub timeout: Option<String>,
 }
 
-/// `{ on = [502, 503], budget = 0.1, max_body_bytes = 65536 }`.
+/// `{ enabled = true, on = [502, 503], budget = 0.2, min_per_second = 10, max_body_bytes = 65536 }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRetry {
@@ -332,6 +388,9 @@ pub struct FileRetry {
     pub on: Option<Vec<u16>>,
     /// Retries allowed as a fraction of requests.
     pub budget: Option<f64>,
+    /// Retries always allowed per second, however thin the traffic (linkerd's
+    /// `min_retries_per_second`).
+    pub min_per_second: Option<u32>,
     /// Largest body buffered to make a request replayable.
     pub max_body_bytes: Option<usize>,
 }

@@ -2,10 +2,14 @@
 //! from the other. `load` is the only entry point, used at start-up, by `check` and by reloads.
 
 pub mod file;
+pub mod last_good;
 pub mod model;
+mod rules;
+mod token;
 mod validate;
 
 pub use model::*;
+pub use token::Token;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,6 @@ pub struct Problem {
     pub key: String,
     /// 1-based line, when it could be located.
     pub line: Option<usize>,
-    /// What is wrong.
     pub message: String,
 }
 
@@ -26,7 +29,6 @@ pub struct Problem {
 pub struct ConfigError {
     /// File that was read.
     pub path: PathBuf,
-    /// The problems.
     pub problems: Vec<Problem>,
 }
 
@@ -47,11 +49,15 @@ impl fmt::Display for ConfigError {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    parse(&read(path)?, path)
+}
+
+/// The file's text, or the problem of reading it.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.to_path_buf(),
         problems: vec![Problem { key: "(file)".into(), line: None, message: format!("cannot read: {e}") }],
-    })?;
-    parse(&source, path)
+    })
 }
 
 /// Parses and validates config text; `path` is used for messages and `/status`.
@@ -60,11 +66,28 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let file: file::FileConfig = toml::from_str(source).map_err(|e| {
         let line = e.span().map(|s| line_of(source, s.start));
         let key = key_at(source, line).unwrap_or_else(|| "(syntax)".into());
-        err(vec![Problem { key, line, message: e.message().trim().to_string() }])
+        err(vec![Problem { key, line, message: plain_message(e.message().trim()) }])
     })?;
-    validate::build(file, path).map_err(|p| {
-        err(p.0.into_iter().map(|(key, message)| Problem { line: locate(source, &key), key, message }).collect())
-    })
+    validate::build(file, path).map_err(|p| located(source, path, p.0))
+}
+
+/// serde's untagged-enum failure names a Rust type, not what to write: say what to write.
+fn plain_message(serde: &str) -> String {
+    match serde.split("untagged enum ").nth(1) {
+        Some(ty) if serde.contains("did not match any variant") => match ty.trim() {
+            "FileSticky" => "must be \"client_ip\", { header = \"NAME\" } or { cookie = \"NAME\" }".into(),
+            ty => format!("has none of the accepted forms of {}", ty.trim_start_matches("File").to_lowercase()),
+        },
+        _ => serde.to_string(),
+    }
+}
+
+/// A `ConfigError` for problems found after parsing (files that do not load, a missing token),
+/// each placed on the line of its key like the parser's own.
+pub fn located(source: &str, path: &Path, problems: Vec<(String, String)>) -> ConfigError {
+    let problems =
+        problems.into_iter().map(|(key, message)| Problem { line: locate(source, &key), key, message }).collect();
+    ConfigError { path: path.to_path_buf(), problems }
 }
 
 fn line_of(source: &str, offset: usize) -> usize {

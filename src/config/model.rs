@@ -1,7 +1,7 @@
 //! Validated domain types. A value of these types cannot be wrong: weights are basis points in
 //! range, endpoint sets are non-empty, durations are positive. Everything downstream trusts them.
 
-use crate::route::Weight;
+use crate::types::Weight;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// The default constitutional hash of the migration spec.
 pub const DEFAULT_CONSTITUTIONAL_HASH: &str = "cdd01ef066bc6cf2";
+
+/// Where state lives when the file names no `state_dir` (relative to the working directory).
+pub const DEFAULT_STATE_DIR: &str = "var/switchyard";
 
 /// A whole validated configuration.
 #[derive(Debug, Clone)]
@@ -20,15 +23,12 @@ pub struct Config {
     pub constitutional_hash: Arc<str>,
     /// Directory for `state.json` and `incidents.jsonl`.
     pub state_dir: PathBuf,
-    /// Admin listener.
     pub admin: AdminConfig,
     /// Measurement and trigger settings.
     pub control: ControlConfig,
     /// Sequence settings of the migration.
     pub rollout: RolloutConfig,
-    /// Protective limits.
     pub limits: Limits,
-    /// Webhook channels.
     pub alerts: AlertConfig,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
@@ -56,7 +56,6 @@ impl Config {
     }
 }
 
-/// Admin listener settings.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Bind address; loopback by default so nothing is exposed by accident.
@@ -68,13 +67,11 @@ pub struct AdminConfig {
 /// `[control]`: how measurements are taken and judged.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    /// Measurement period.
     pub interval: Duration,
     /// History a measurement covers; a whole number of intervals.
     pub window: Duration,
     /// Green samples below which rate and percentile triggers are inconclusive.
     pub min_samples: u64,
-    /// Header carrying compliance.
     pub compliance_header: HeaderName,
     /// Header carrying the constitutional hash.
     pub hash_header: HeaderName,
@@ -87,7 +84,6 @@ pub struct ControlConfig {
 /// One threshold with the number of consecutive bad measurements that trips it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trigger<T> {
-    /// The threshold.
     pub threshold: T,
     /// Consecutive bad measurements needed (≥ 1).
     pub consecutive: u32,
@@ -96,7 +92,6 @@ pub struct Trigger<T> {
 /// A status-share trigger (e.g. auth's JWT failures as 401s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusTrigger {
-    /// Statuses counted.
     pub statuses: Vec<u16>,
     /// Share of green responses above which a measurement is bad.
     pub above: f64,
@@ -117,7 +112,6 @@ pub struct Triggers {
     pub compliance: Option<Trigger<f64>>,
     /// Mismatching green responses needed to trip.
     pub hash_mismatch: Option<u32>,
-    /// Status-share triggers.
     pub status_rate: Vec<StatusTrigger>,
 }
 
@@ -156,7 +150,6 @@ pub enum Mode {
     Progressive,
 }
 
-/// A step plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Increasing weights, the last one 100 %.
@@ -167,34 +160,28 @@ pub struct Plan {
     pub manual_gate_before: Option<Weight>,
 }
 
-/// One service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Unique name; also the metrics label.
     pub name: Arc<str>,
-    /// Listener address.
     pub listen: SocketAddr,
     /// Manual or progressive.
     pub mode: Mode,
     /// File weight (manual mode).
     pub green_weight: Weight,
-    /// Blue pool.
     pub blue: PoolConfig,
-    /// Green pool.
     pub green: PoolConfig,
     /// Sticky key, if any.
     pub sticky: Option<Sticky>,
     /// Header forcing a color (testers), off unless set.
-    pub force_header: Option<HeaderName>,
+    pub force_header: Option<ForceHeader>,
     /// TLS termination.
     pub tls: Option<TlsConfig>,
-    /// Active health checks.
     pub health: HealthConfig,
     /// Effective triggers (global merged with the service's overrides).
     pub triggers: Triggers,
     /// Step plan (progressive mode).
     pub plan: Plan,
-    /// Retries onto blue.
     pub retry: RetryConfig,
 }
 
@@ -203,10 +190,28 @@ pub struct ServiceConfig {
 pub struct PoolConfig {
     /// `host:port` authorities, never empty.
     pub endpoints: Vec<http::uri::Authority>,
-    /// Release label.
     pub release: Option<Arc<str>>,
     /// CA bundle for TLS to these endpoints (`None`: plain HTTP).
     pub tls_ca: Option<PathBuf>,
+}
+
+/// A header that lets testers pick a color. With a token, the value must be `<color>:<token>`.
+#[derive(Clone, PartialEq)]
+pub struct ForceHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Secret the value must carry (read from the environment at load time).
+    pub token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for ForceHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs or `check` output.
+        f.debug_struct("ForceHeader")
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// What makes a client stick to a color.
@@ -220,12 +225,9 @@ pub enum Sticky {
     ClientIp,
 }
 
-/// TLS termination material.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
-    /// PEM chain.
     pub cert: PathBuf,
-    /// PEM key.
     pub key: PathBuf,
     /// Only TLS 1.3 when true.
     pub tls13_only: bool,
@@ -233,42 +235,54 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Active health checking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
-    /// Probe path.
+    /// Whether probes run at all (`health = { enabled = false }`).
+    pub enabled: bool,
+    /// Whether a green probe must carry the constitutional hash: follows the `hash_mismatch`
+    /// trigger, so a service that does not speak the hash switches both off with one key.
+    pub require_hash: bool,
     pub path: Arc<str>,
-    /// Probe period.
     pub interval: Duration,
-    /// Probe timeout.
     pub timeout: Duration,
 }
 
-/// Retries of failed green attempts onto blue.
+/// Retries of failed green attempts onto blue. On by default: a green attempt that failed before
+/// any response byte reached the client is sent once to blue when that is safe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
-    /// On or off.
     pub enabled: bool,
     /// Green statuses that are retried.
     pub on: Vec<u16>,
     /// Retry budget as a fraction of requests.
     pub budget: f64,
-    /// Largest body buffered for replay.
+    /// Floor of the budget, so a quiet service (or a thin canary) can still retry.
+    pub min_per_second: u32,
+    /// Largest body prefix kept while streaming so the request can be replayed.
     pub max_body_bytes: usize,
+    /// Hedging (`hedge = { after }`): it spends the same budget as retries, so it lives here
+    /// and reaches the data path with the rest of the retry policy.
+    pub hedge: Option<HedgeAfter>,
 }
 
-/// Protective limits.
+/// When a replayable green request still without a response head gets a second attempt on blue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    /// Blue's p99 over the last closed window (no hedge until a window has samples).
+    BlueP99,
+    /// A fixed delay.
+    Fixed(Duration),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Request head bytes (→ 431).
     pub max_header_bytes: usize,
     /// Head read timeout (slowloris).
     pub header_read_timeout: Duration,
-    /// Keep-alive idle timeout.
     pub idle_timeout: Duration,
     /// Body limit (→ 413).
     pub max_body_bytes: Option<u64>,
-    /// Connections per listener.
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_h2_streams: u32,
@@ -276,27 +290,40 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Upstream response head timeout (→ 504).
     pub response_timeout: Duration,
-    /// Shutdown drain timeout.
     pub drain_timeout: Duration,
     /// Consecutive failures that eject an endpoint.
     pub eject_after: u32,
-    /// Ejection time.
     pub eject_for: Duration,
     /// Requests outstanding per upstream endpoint (full endpoints are skipped; all full → 503).
     pub max_in_flight_per_endpoint: u32,
 }
 
-/// Alert webhooks.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertConfig {
-    /// Critical URLs.
     pub critical: Vec<String>,
-    /// High URLs.
     pub high: Vec<String>,
-    /// Medium URLs.
     pub medium: Vec<String>,
     /// Per attempt timeout.
     pub timeout: Duration,
-    /// Attempts.
     pub retries: u32,
+    /// Extra CA bundle for https webhooks (private receivers, tests); system roots always apply.
+    pub ca: Option<PathBuf>,
+    /// Escalation levels, in increasing `after` order.
+    pub escalation: Vec<EscalationLevel>,
+}
+
+impl AlertConfig {
+    /// Escalation is off until some level names a webhook (the spec's defaults name none).
+    pub fn escalation_enabled(&self) -> bool {
+        self.escalation.iter().any(|l| !l.webhooks.is_empty())
+    }
+}
+
+/// One escalation level (spec §4.3: team lead 5m, engineering manager 15m, director 30m).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationLevel {
+    /// Time since the incident after which this level is paged.
+    pub after: Duration,
+    /// Webhooks paged at this level.
+    pub webhooks: Vec<String>,
 }

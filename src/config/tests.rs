@@ -85,3 +85,18 @@ fn fleet_section_is_validated_with_key_paths() {
     let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["fleet.store", "fleet.endpoints[0]", "fleet.lease_ttl"], "{e}");
 }
+
+#[test]
+fn a_trigger_without_its_threshold_inherits_it() {
+    let text = BASE.replace(
+        "release = \"r1\" }",
+        "release = \"r1\" }\ntriggers = { compliance = { enabled = false }, error_rate = { consecutive = 5 } }\n\
+         health = { enabled = false }",
+    );
+    let c = parse(&text, Path::new("t.toml")).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.triggers.compliance, None);
+    assert_eq!(s.triggers.error_rate, Some(Trigger { threshold: 0.01, consecutive: 5 }));
+    assert!(!s.health.enabled);
+    assert!(s.health.require_hash, "the hash trigger is still on, so probes still ask for it");
+}

@@ -3,7 +3,7 @@
 
 use super::file::*;
 use super::model::*;
-use crate::route::Weight;
+use crate::types::Weight;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) struct Problems(pub(crate) Vec<(String, String)>);
 
 impl Problems {
-    fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: impl Into<String>, msg: impl Into<String>) {
         self.0.push((key.into(), msg.into()));
     }
 
@@ -63,9 +63,14 @@ impl Problems {
             .ok()
     }
 
+    /// `IP:port`, or `localhost:port` (loopback, as every resolver answers it, without a lookup).
     fn addr(&mut self, key: &str, v: &str) -> SocketAddr {
+        let local = v.strip_prefix("localhost:").and_then(|port| port.parse::<u16>().ok());
+        if let Some(port) = local {
+            return SocketAddr::from(([127, 0, 0, 1], port));
+        }
         v.parse().unwrap_or_else(|_| {
-            self.push(key, format!("{v:?} is not an IP:port socket address"));
+            self.push(key, format!("{v:?} is not an IP:port socket address (or localhost:port)"));
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -95,13 +100,10 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
     if hash.is_empty() || http::HeaderValue::from_str(hash).is_err() {
         p.push("constitutional_hash", "must be a non-empty header-safe string");
     }
-    if !p.0.is_empty() {
-        return Err(p);
-    }
-    Ok(Config {
+    let config = Config {
         source: source.to_path_buf(),
         constitutional_hash: hash.into(),
-        state_dir: file.state_dir.clone().unwrap_or_else(|| "var/switchyard".into()),
+        state_dir: file.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         admin,
         control,
         rollout: RolloutConfig {
@@ -113,7 +115,12 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         alerts,
         services,
         fleet,
-    })
+    };
+    super::rules::check(&mut p, &config, file.rollout.order.as_deref());
+    if !p.0.is_empty() {
+        return Err(p);
+    }
+    Ok(config)
 }
 
 fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
@@ -190,32 +197,40 @@ fn control(p: &mut Problems, f: &FileControl) -> ControlConfig {
     }
 }
 
-/// Overlays `f` on `base`, key by key.
+/// Overlays `f` on `base`, key by key. A threshold left out is inherited (from `base`, else the
+/// spec's default), so `{ enabled = false }` or `{ consecutive = 5 }` is a whole trigger.
 fn triggers(p: &mut Problems, key: &str, f: Option<&FileTriggers>, base: &Triggers) -> Triggers {
     let mut t = base.clone();
     let Some(f) = f else { return t };
+    let spec = Triggers::default();
+    let inherit =
+        |slot: &Option<Trigger<f64>>, spec: &Option<Trigger<f64>>| slot.or(*spec).map_or(0.0, |tr| tr.threshold);
     if let Some(x) = &f.p95_latency {
         let k = format!("{key}.p95_latency");
-        let threshold = p.duration(&format!("{k}.above"), Some(&x.above), Duration::from_secs(2));
+        let prev = t.p95_latency.or(spec.p95_latency).map_or(Duration::from_secs(2), |tr| tr.threshold);
+        let threshold = p.duration(&format!("{k}.above"), x.above.as_deref(), prev);
         let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 2);
         t.p95_latency = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
     }
-    let above =
-        |p: &mut Problems, name: &str, x: &Option<FileAboveTrigger>, slot: &mut Option<Trigger<f64>>, d: u32| {
-            if let Some(x) = x {
-                let k = format!("{key}.{name}");
-                let threshold = p.fraction(&format!("{k}.above"), x.above);
-                let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
-                *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
-            }
+    if let Some(x) = &f.error_rate {
+        let k = format!("{key}.error_rate");
+        let threshold = match x.above {
+            Some(v) => p.fraction(&format!("{k}.above"), v),
+            None => inherit(&t.error_rate, &spec.error_rate),
         };
-    above(p, "error_rate", &f.error_rate, &mut t.error_rate, 3);
-    for (name, x, slot, d) in
-        [("availability", &f.availability, &mut t.availability, 1), ("compliance", &f.compliance, &mut t.compliance, 3)]
-    {
+        let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, 3);
+        t.error_rate = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
+    }
+    for (name, x, slot, spec_slot, d) in [
+        ("availability", &f.availability, &mut t.availability, &spec.availability, 1),
+        ("compliance", &f.compliance, &mut t.compliance, &spec.compliance, 3),
+    ] {
         if let Some(x) = x {
             let k = format!("{key}.{name}");
-            let threshold = p.fraction(&format!("{k}.below"), x.below);
+            let threshold = match x.below {
+                Some(v) => p.fraction(&format!("{k}.below"), v),
+                None => inherit(slot, spec_slot),
+            };
             let consecutive = p.consecutive(&format!("{k}.consecutive"), x.consecutive, d);
             *slot = x.enabled.unwrap_or(true).then_some(Trigger { threshold, consecutive });
         }
@@ -311,24 +326,51 @@ fn limits(p: &mut Problems, f: &FileLimits) -> Limits {
 }
 
 fn alerts(p: &mut Problems, f: &FileAlerts) -> AlertConfig {
-    let mut urls = |k: &str, v: &Option<Vec<String>>| {
-        let v = v.clone().unwrap_or_default();
-        for (i, u) in v.iter().enumerate() {
-            match u.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
-                _ => p.push(format!("alerts.{k}[{i}]"), format!("{u:?} is not an http:// URL")),
-            }
-        }
-        v
-    };
-    let (critical, high, medium) = (urls("critical", &f.critical), urls("high", &f.high), urls("medium", &f.medium));
+    let (critical, high, medium) = (
+        webhook_urls(p, "alerts.critical", f.critical.as_deref()),
+        webhook_urls(p, "alerts.high", f.high.as_deref()),
+        webhook_urls(p, "alerts.medium", f.medium.as_deref()),
+    );
     AlertConfig {
         critical,
         high,
         medium,
         timeout: p.duration("alerts.timeout", f.timeout.as_deref(), Duration::from_secs(5)),
         retries: f.retries.unwrap_or(3).max(1),
+        ca: f.ca.clone(),
+        escalation: escalation(p, f.escalation.as_ref()),
     }
+}
+
+fn webhook_urls(p: &mut Problems, key: &str, v: Option<&[String]>) -> Vec<String> {
+    let v = v.unwrap_or_default().to_vec();
+    for (i, u) in v.iter().enumerate() {
+        match u.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => {}
+            _ => p.push(format!("{key}[{i}]"), format!("{u:?} is not an http:// or https:// URL")),
+        }
+    }
+    v
+}
+
+/// The spec's levels (5m, 15m, 30m) unless the file lists its own; `after` must increase.
+fn escalation(p: &mut Problems, f: Option<&FileEscalation>) -> Vec<EscalationLevel> {
+    let Some(levels) = f.and_then(|f| f.levels.as_ref()) else {
+        return [5, 15, 30]
+            .map(|m| EscalationLevel { after: Duration::from_secs(m * 60), webhooks: Vec::new() })
+            .to_vec();
+    };
+    let mut out: Vec<EscalationLevel> = Vec::with_capacity(levels.len());
+    for (i, l) in levels.iter().enumerate() {
+        let key = format!("alerts.escalation.levels[{i}]");
+        let after = p.duration(&format!("{key}.after"), Some(&l.after), Duration::from_secs(300));
+        if out.last().is_some_and(|prev| prev.after >= after) {
+            p.push(format!("{key}.after"), "must be later than the previous level's");
+        }
+        let webhooks = webhook_urls(p, &format!("{key}.webhooks"), l.webhooks.as_deref());
+        out.push(EscalationLevel { after, webhooks });
+    }
+    out
 }
 
 fn pool(p: &mut Problems, key: &str, f: &FilePool) -> PoolConfig {
@@ -348,6 +390,27 @@ fn pool(p: &mut Problems, key: &str, f: &FilePool) -> PoolConfig {
         })
         .collect();
     PoolConfig { endpoints, release: f.release.as_deref().map(Arc::from), tls_ca: f.tls.as_ref().map(|t| t.ca.clone()) }
+}
+
+fn force_header(p: &mut Problems, k: &str, f: &FileForceHeader) -> Option<ForceHeader> {
+    let key = format!("{k}.force_header");
+    match f {
+        FileForceHeader::Name(n) => p.header(&key, n).map(|name| ForceHeader { name, token: None }),
+        FileForceHeader::Secret(s) => {
+            let name = p.header(&format!("{key}.name"), &s.name);
+            let token = match std::env::var(&s.token_env) {
+                Ok(t) if !t.is_empty() => Some(Arc::from(t)),
+                _ => {
+                    p.push(
+                        format!("{key}.token_env"),
+                        format!("environment variable {} is unset or empty", s.token_env),
+                    );
+                    None
+                }
+            };
+            Some(ForceHeader { name: name?, token: Some(token?) })
+        }
+    }
 }
 
 fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_defaults: &Plan) -> ServiceConfig {
@@ -389,7 +452,10 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         client_ca: t.client_ca.clone(),
     });
     let h = f.health.as_ref();
+    let triggers = triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global);
     let health = HealthConfig {
+        enabled: h.and_then(|h| h.enabled).unwrap_or(true),
+        require_hash: triggers.hash_mismatch.is_some(),
         path: h.and_then(|h| h.path.as_deref()).unwrap_or("/health").into(),
         interval: p.duration(
             &format!("{k}.health.interval"),
@@ -404,10 +470,12 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
     };
     let r = f.retry.as_ref();
     let retry = RetryConfig {
-        enabled: r.is_some_and(|r| r.enabled.unwrap_or(true)),
+        enabled: r.and_then(|r| r.enabled).unwrap_or(true),
         on: r.and_then(|r| r.on.clone()).unwrap_or_else(|| vec![502, 503]),
-        budget: p.fraction(&format!("{k}.retry.budget"), r.and_then(|r| r.budget).unwrap_or(0.1)),
+        budget: p.fraction(&format!("{k}.retry.budget"), r.and_then(|r| r.budget).unwrap_or(0.2)),
+        min_per_second: r.and_then(|r| r.min_per_second).unwrap_or(10),
         max_body_bytes: r.and_then(|r| r.max_body_bytes).unwrap_or(64 * 1024),
+        hedge: f.hedge.as_ref().map(|h| hedge_after(p, &format!("{k}.hedge.after"), &h.after)),
     };
     ServiceConfig {
         name: f.name.as_str().into(),
@@ -417,13 +485,20 @@ fn service(p: &mut Problems, i: usize, f: &FileService, global: &Triggers, plan_
         blue: pool(p, &format!("{k}.blue"), &f.blue),
         green: pool(p, &format!("{k}.green"), &f.green),
         sticky,
-        force_header: f.force_header.as_deref().and_then(|h| p.header(&format!("{k}.force_header"), h)),
+        force_header: f.force_header.as_ref().and_then(|h| force_header(p, &k, h)),
         tls,
         health,
-        triggers: triggers(p, &format!("{k}.triggers"), f.triggers.as_ref(), global),
+        triggers,
         plan: steps_plan(p, &k, f.steps.as_deref(), f.hold.as_deref(), f.manual_gate_before, Some(plan_defaults)),
         retry,
     }
+}
+
+fn hedge_after(p: &mut Problems, key: &str, v: &str) -> HedgeAfter {
+    if v == "p99" {
+        return HedgeAfter::BlueP99;
+    }
+    HedgeAfter::Fixed(p.duration(key, Some(v), Duration::from_millis(500)))
 }
 
 fn check_unique(p: &mut Problems, services: &[ServiceConfig]) {

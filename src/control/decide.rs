@@ -6,40 +6,7 @@ use crate::config::Triggers;
 use crate::stats::Measurement;
 use std::time::Duration;
 
-/// Which trigger, named by its config key (operators grep incidents for these).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerId {
-    /// `p95_latency`.
-    P95Latency,
-    /// `error_rate`.
-    ErrorRate,
-    /// `availability`.
-    Availability,
-    /// `compliance`.
-    Compliance,
-    /// `hash_mismatch`.
-    HashMismatch,
-    /// `status_rate` (index into the list).
-    StatusRate(usize),
-    /// `manual` (an operator's rollback).
-    Manual,
-}
-
-impl TriggerId {
-    /// Config key / metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerId::P95Latency => "p95_latency",
-            TriggerId::ErrorRate => "error_rate",
-            TriggerId::Availability => "availability",
-            TriggerId::Compliance => "compliance",
-            TriggerId::HashMismatch => "hash_mismatch",
-            TriggerId::StatusRate(_) => "status_rate",
-            TriggerId::Manual => "manual",
-        }
-    }
-}
+pub use crate::types::TriggerId;
 
 /// Why a rollback happened.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,14 +49,8 @@ fn step(streak: &mut u32, bad: bool, need: u32) -> bool {
 
 /// Judges green's window measurement, updating the streaks.
 pub fn evaluate(m: &Measurement, t: &Triggers, min_samples: u64, s: &mut Streaks) -> Verdict {
-    if let Some(n) = t.hash_mismatch {
-        if m.hash_mismatches >= u64::from(n) {
-            return Verdict::Tripped(Trip {
-                trigger: TriggerId::HashMismatch,
-                value: m.hash_mismatches as f64,
-                threshold: format!(">= {n} mismatching responses"),
-            });
-        }
+    if let Some(trip) = hash_trip(m.hash_mismatches, t) {
+        return Verdict::Tripped(trip);
     }
     if m.samples < min_samples.max(1) {
         return Verdict::Inconclusive;
@@ -159,6 +120,17 @@ pub fn evaluate(m: &Measurement, t: &Triggers, min_samples: u64, s: &mut Streaks
     }
 }
 
+/// The hash-mismatch trip, if `seen` mismatching responses reach the trigger's count. Shared by
+/// the measurement and the data-path alarm, which trips between measurements.
+pub fn hash_trip(seen: u64, t: &Triggers) -> Option<Trip> {
+    let n = t.hash_mismatch?;
+    (seen >= u64::from(n)).then(|| Trip {
+        trigger: TriggerId::HashMismatch,
+        value: seen as f64,
+        threshold: format!(">= {n} mismatching responses"),
+    })
+}
+
 fn fmt_dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -187,7 +159,9 @@ pub enum Decision {
     Hold,
     /// Move to the next step.
     Advance,
-    /// Send everything to blue.
+    /// The last step held healthy: the candidate becomes live.
+    Complete,
+    /// Send everything to the live color.
     Rollback(Trip),
 }
 
@@ -199,12 +173,15 @@ pub fn decide(verdict: &Verdict, plan: Option<&PlanView>) -> Decision {
     match plan {
         Some(p)
             if *verdict == Verdict::Healthy
-                && p.has_next
                 && !p.gated
                 && p.healthy_at_step >= p.healthy_needed
                 && p.at_step_for >= p.hold =>
         {
-            Decision::Advance
+            if p.has_next {
+                Decision::Advance
+            } else {
+                Decision::Complete
+            }
         }
         _ => Decision::Hold,
     }

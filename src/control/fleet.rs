@@ -1,30 +1,46 @@
 //! Hook points of fleet mode in the control loop (see `crate::fleet`). Each is a no-op without
 //! `[fleet]`. The loop still decides and swaps by itself; these functions only say what the
 //! fleet shares, what may change while the store is away, and who may move a plan forward.
+//!
+//! With alternating colors the shared state names the live color and the candidate (color and
+//! release); a share is always the candidate's, converted to green's weight only in
+//! `refresh_weights`. "Raise" means more traffic to the candidate, whichever color it is in.
 
+use super::candidate::Candidate;
 use super::incident::Incident;
-use super::{Action, CommandError, Controller};
+use super::service::{pool_cfg, ServiceControl};
+use super::{Action, CommandError, Conflict, Controller};
 use crate::fleet::{Claim, FromFleet, SharedService};
 use crate::route::Weight;
 use crate::stats::window::{measure_merged, SummaryReport, WindowReport};
 use crate::stats::{names, Measurement, WindowSummary};
+use crate::Color;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
+
+/// The candidate's release, as the shared state names it.
+fn candidate_release(s: &ServiceControl) -> Option<String> {
+    let c = s.candidate.as_ref()?;
+    pool_cfg(&s.cfg, c.color).release.as_deref().map(String::from)
+}
 
 impl Controller {
     /// The shared state of service `i` as this replica sees it.
     fn shared_of(&self, i: usize) -> SharedService {
         let s = &self.services[i];
+        let c = s.candidate.as_ref();
         SharedService {
-            release: s.cfg.green.release.as_deref().map(String::from),
-            latched: s.latched,
-            admin_weight: s.admin_weight.map(|w| w.percent()),
-            paused: s.paused,
-            gate_open: s.gate_open,
-            step: s.step,
-            step_since_ms: s
-                .step
-                .map(|_| s.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
+            live: Some(s.live),
+            candidate: c.map(|c| c.color),
+            release: candidate_release(s),
+            latched: c.is_some_and(|c| c.latched),
+            admin_weight: c.and_then(|c| c.admin_share).map(|w| w.percent()),
+            paused: c.is_some_and(|c| c.paused),
+            gate_open: c.is_some_and(|c| c.gate_open),
+            step: c.and_then(|c| c.step),
+            step_since_ms: c
+                .filter(|c| c.step.is_some())
+                .map(|c| c.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
             incident: s.incident.clone(),
             weight: s.weight.percent(),
             ..Default::default()
@@ -45,8 +61,9 @@ impl Controller {
         }
     }
 
-    /// Whether this replica may start and advance plans: always alone; in a fleet only the
-    /// leader, and only while it reaches the store (so no green weight rises during an outage).
+    /// Whether this replica may start, advance and complete plans: always alone; in a fleet only
+    /// the leader, and only while it reaches the store (so no candidate share rises during an
+    /// outage).
     pub(super) fn fleet_drives(&self) -> bool {
         self.fleet.as_ref().is_none_or(|l| {
             let v = l.view.load();
@@ -54,19 +71,23 @@ impl Controller {
         })
     }
 
-    /// A replica that has not read the shared state yet serves blue only.
-    pub(super) fn fleet_holds_blue(&self) -> bool {
+    /// A replica that has not read the shared state yet serves its live color only.
+    pub(super) fn fleet_holds_live(&self) -> bool {
         self.fleet.as_ref().is_some_and(|l| !l.view.load().synced)
     }
 
-    /// HOOK(fleet) in `refresh_weights`: the most green service `i` may get, from the state
-    /// the store holds (None = alone, no cap). A raise decided here takes effect when the
-    /// store confirms it; a latch or any lowering takes effect at once.
+    /// HOOK(fleet) in `refresh_weights`: the largest share service `i`'s candidate may get, from
+    /// the state the store confirmed (None = alone, no cap). A raise decided here takes effect
+    /// when the store confirms it; a latch or any lowering takes effect at once.
     pub(super) fn fleet_cap(&self, i: usize) -> Option<Weight> {
         let link = self.fleet.as_ref()?;
         let s = &self.services[i];
+        let c = s.candidate.as_ref()?;
         let Some(st) = link.confirmed.get(&*s.cfg.name) else { return Some(Weight::ZERO) };
-        if st.latched || st.release.as_deref() != s.cfg.green.release.as_deref() {
+        let same = st.release == candidate_release(s)
+            && st.live.unwrap_or(Color::Blue) == s.live
+            && st.candidate.is_none_or(|x| x == c.color);
+        if st.latched || !same {
             return Some(Weight::ZERO);
         }
         if let Some(w) = st.admin_weight {
@@ -80,14 +101,12 @@ impl Controller {
         })
     }
 
-    /// Refuses actions that could raise green while the fleet cannot agree on them.
+    /// Refuses actions that could raise the candidate while the fleet cannot agree on them.
     pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
         let v = self.fleet.as_ref()?.view.load();
         let lowers = matches!(action, Action::Rollback | Action::Pause | Action::Weight(Weight::ZERO));
         let agreed = v.store_up && v.synced;
-        (!lowers && !agreed).then(|| {
-            CommandError::Conflict("fleet store unreachable: only rollback, pause and weight 0 act now".into())
-        })
+        (!lowers && !agreed).then(|| Conflict::FleetStoreUnreachable.into())
     }
 
     /// HOOK(fleet) in a rollback, after the local swap: the first replica whose latch lands
@@ -137,7 +156,7 @@ impl Controller {
                     text: if up {
                         "Switchyard fleet store reachable again; shared state re-read".into()
                     } else {
-                        "Switchyard cannot reach the fleet store: last weights kept, green never raised, local rollbacks only".into()
+                        "Switchyard cannot reach the fleet store: last weights kept, candidates never raised, local rollbacks only".into()
                     },
                     service: None,
                     fields: self.fleet.as_ref().map(|l| l.view.load().to_json()).unwrap_or_default(),
@@ -145,8 +164,8 @@ impl Controller {
                 self.publish();
             }
             FromFleet::Synced => {
-                tracing::info!("fleet state synced; green may take traffic");
-                self.after_change().await;
+                tracing::info!("fleet state synced; candidates may take traffic");
+                self.commit().await;
             }
         }
     }
@@ -156,38 +175,58 @@ impl Controller {
         let Some(link) = self.fleet.as_mut() else { return };
         let s = &mut self.services[i];
         let own = st.writer == link.writer;
-        if (!force && own) || !link.current(service, seq) || st.release.as_deref() != s.cfg.green.release.as_deref() {
+        if (!force && own) || !link.current(service, seq) {
+            return;
+        }
+        // A plan completed on the leader: the candidate became live there, so it does here.
+        let live = st.live.unwrap_or(Color::Blue);
+        if live != s.live && s.candidate.as_ref().is_some_and(|c| c.color == live) {
+            s.complete();
+        }
+        if live != s.live || st.release != candidate_release(s) {
+            // Another release or another live color than this replica's config: not ours to apply.
             return;
         }
         link.applied(service, st.clone());
-        let was_latched = s.latched;
-        s.latched = st.latched;
-        s.admin_weight = st.admin_weight.and_then(|w| Weight::from_percent(w).ok());
-        s.paused = st.paused;
-        s.gate_open = st.gate_open;
         s.incident = st.incident.clone();
-        let since = st.step_since_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        if s.step != st.step || (st.step.is_some() && since != Some(s.step_since_wall)) {
-            s.step = st.step.map(|x| x.min(s.cfg.plan.steps.len() - 1));
-            s.healthy_at_step = 0;
-            if let Some(wall) = since {
-                let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
-                s.step_since_wall = wall;
-                s.step_since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
-            }
-        }
+        let unlatched = match s.candidate.as_mut() {
+            Some(c) => apply_candidate(c, &st, s.cfg.plan.steps.len()),
+            None => false,
+        };
         let key = s.key;
-        if was_latched && !s.latched {
-            s.pending_report = None;
-            s.fresh_analysis();
+        if unlatched {
             self.window.forget(key).await;
         }
-        self.after_change().await;
+        self.commit().await;
         if st.written_ms > 0 && !own {
             let lag = crate::fleet::unix_ms().saturating_sub(st.written_ms);
             metrics::histogram!(names::FLEET_APPLY_LAG).record(lag as f64 / 1e3);
         }
     }
+}
+
+/// Copies the shared candidate state; returns whether a latch was lifted (an operator reset
+/// elsewhere), so the caller forgets the old measurements.
+fn apply_candidate(c: &mut Candidate, st: &SharedService, steps: usize) -> bool {
+    let was_latched = c.latched;
+    if was_latched && !st.latched {
+        c.reset();
+    }
+    c.latched = st.latched;
+    c.admin_share = st.admin_weight.and_then(|w| Weight::from_percent(w).ok());
+    c.paused = st.paused;
+    c.gate_open = st.gate_open;
+    let since = st.step_since_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    if c.step != st.step || (st.step.is_some() && since != Some(c.step_since_wall)) {
+        c.step = st.step.map(|x| x.min(steps - 1));
+        c.healthy_at_step = 0;
+        if let Some(wall) = since {
+            let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
+            c.step_since_wall = wall;
+            c.step_since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+        }
+    }
+    was_latched && !c.latched
 }
 
 /// Windows older than this many intervals are left out of the merge (a replica that stopped

@@ -52,6 +52,11 @@ pub struct Incident {
     pub measurements: Vec<MeasurementView>,
     /// Validation report.
     pub report: Report,
+    /// Paging schedule and acknowledgement. `None`: the incident does not page (an operator's own
+    /// rollback, or a log written before escalation existed). Kept while escalation is off, so
+    /// acknowledgement and `switchyard_incidents_unacknowledged` work for Alertmanager users.
+    #[serde(default)]
+    pub escalation: Option<crate::escalation::Escalation>,
 }
 
 /// RFC 3339 with milliseconds.

@@ -1,24 +1,48 @@
 //! The control loop: the only writer of the route table. Every interval it closes the stats
-//! window, judges each service (`decide`), advances plans and rolls back; between ticks it
-//! applies commands (admin API, reloads) and data-path hash alarms, in order, so a reload racing
-//! a rollback can never undo it. After every change it swaps the routes, persists state and
-//! publishes a status snapshot that the admin API reads without asking the loop.
+//! window, judges each service's candidate (`decide`), advances plans, completes them (the
+//! candidate becomes live) and rolls back; between ticks it applies commands (admin API,
+//! reloads) and data-path hash alarms, in order, so a reload racing a rollback can never undo it.
+//! Every change ends in one `commit` (`commit.rs`): swap the routes, persist, publish a status
+//! snapshot that the admin API reads without asking the loop.
+//!
+//! Layout, by what each file holds:
+//! - pure policy: `decide` (verdicts and decisions), `alert_rules` (duration-based alerts),
+//!   `sequence` (which plans may run), `progress` (why a plan holds);
+//! - state: `service` (resources, live color, candidate), `candidate`;
+//! - shell: `measure` (the tick), `rollback`, `actions` (operator commands), `reconfigure`
+//!   (config diff as a plan, then executed), `persist`, `commit`, `status`, `incident`.
+//!
+//! Hook points for other writers (fleet state, etc.): send a `Command`; every state change goes
+//! through `Controller::commit`, the single place routes are stored, persisted and published.
 
-mod apply;
+mod actions;
+pub mod alert_rules;
+mod candidate;
+mod commit;
 pub mod decide;
+mod error;
+mod escalate;
 mod fleet;
+mod health;
 pub mod incident;
-mod ops;
+mod measure;
+mod persist;
+pub mod progress;
+mod reconfigure;
+mod rollback;
+mod sequence;
 pub mod service;
 mod status;
-mod tick;
+
+pub use error::{CommandError, Conflict};
 
 use crate::alerts::Alerter;
 use crate::config::Config;
-use crate::route::{RouteTable, Router, ServiceKey};
+use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
 use arc_swap::ArcSwap;
+pub use escalate::AckRequest;
 use incident::Incident;
 use service::ServiceControl;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,20 +69,6 @@ pub enum Action {
     Promote,
 }
 
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CommandError {
-    /// Unknown service.
-    #[error("no service named {0:?}")]
-    NoService(String),
-    /// Not applicable in the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// A reload failed validation or binding.
-    #[error("{0}")]
-    Invalid(String),
-}
-
 /// Reply channel of a command.
 pub type Reply = oneshot::Sender<Result<serde_json::Value, CommandError>>;
 
@@ -70,14 +80,8 @@ pub enum Command {
     ReloadFailed(String),
     /// An operator's action.
     Act(String, Action, Reply),
-}
-
-/// Receives fleet store events, or waits forever without a fleet.
-async fn fleet_event(rx: &mut Option<mpsc::Receiver<crate::fleet::FromFleet>>) -> Option<crate::fleet::FromFleet> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
+    /// An operator acknowledges an incident (stops its escalation).
+    Ack(String, AckRequest, Reply),
 }
 
 /// What the loop publishes for readers (admin API, demo).
@@ -103,8 +107,8 @@ impl ControlHandle {
     /// Sends a command and waits for its reply.
     pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<serde_json::Value, CommandError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?;
-        rx.await.map_err(|_| CommandError::Conflict("control loop stopped".into()))?
+        self.tx.send(make(tx)).await.map_err(|_| CommandError::NotRunning)?;
+        rx.await.map_err(|_| CommandError::NotRunning)?
     }
 
     /// Reports a failed reload.
@@ -146,6 +150,14 @@ pub struct Inbox {
     fleet: Option<mpsc::Receiver<crate::fleet::FromFleet>>,
 }
 
+/// Receives fleet store events, or waits forever without a fleet.
+async fn fleet_event(rx: &mut Option<mpsc::Receiver<crate::fleet::FromFleet>>) -> Option<crate::fleet::FromFleet> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Controller {
     /// Builds the loop with its first config: binds every listener and restores persisted
     /// state. Fails (binding nothing) if a listener cannot be bound or TLS material is bad.
@@ -153,7 +165,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
-    ) -> Result<(Controller, ControlHandle, Inbox), CommandError> {
+    ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
         let (alarms_tx, alarms) = mpsc::channel(1024);
@@ -178,7 +190,7 @@ impl Controller {
             fleet: None,
         };
         // HOOK(fleet): the store replaces state.json as the source of rollout state; until it
-        // is read every service serves blue only.
+        // is read every service serves its live color only.
         let fleet_rx = cfg.fleet.as_ref().map(|f| {
             let (link, rx) = crate::fleet::spawn(f);
             c.fleet = Some(link);
@@ -194,7 +206,7 @@ impl Controller {
                 None
             }
         };
-        c.apply(cfg, saved).await?;
+        c.reconfigure(cfg, saved).await?;
         published.ready.store(true, Ordering::Release);
         Ok((c, ControlHandle { tx, published }, Inbox { commands, alarms, fleet: fleet_rx }))
     }
@@ -209,6 +221,7 @@ impl Controller {
                 Some(key) = inbox.alarms.recv() => self.on_hash_alarm(key).await,
                 Some(cmd) = inbox.commands.recv() => self.on_command(cmd).await,
                 Some(ev) = fleet_event(&mut inbox.fleet) => self.on_fleet(ev).await,
+                _ = sleep_until(self.next_escalation()) => self.escalate_due().await,
                 _ = shutdown.cancelled() => break,
             }
             if self.cfg.control.interval != interval {
@@ -217,9 +230,9 @@ impl Controller {
             }
         }
         self.published.ready.store(false, Ordering::Release);
-        let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.listener.take()).collect();
+        let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.res.listener.take()).collect();
         for s in &self.services {
-            s.health.cancel();
+            s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
     }
@@ -227,7 +240,7 @@ impl Controller {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::ApplyConfig(cfg, reply) => {
-                let r = self.apply(*cfg, None).await;
+                let r = self.reconfigure(*cfg, None).await.map_err(CommandError::Invalid);
                 if let Err(e) = &r {
                     self.reload_error(e.to_string());
                 }
@@ -236,6 +249,10 @@ impl Controller {
             Command::ReloadFailed(e) => self.reload_error(e),
             Command::Act(name, action, reply) => {
                 let r = self.act(&name, action).await;
+                let _ = reply.send(r);
+            }
+            Command::Ack(id, req, reply) => {
+                let r = self.acknowledge(&id, req).await;
                 let _ = reply.send(r);
             }
         }
@@ -248,15 +265,12 @@ impl Controller {
         self.publish();
     }
 
-    /// Builds and stores the route table from every service's current weight.
-    fn store_routes(&mut self) {
-        self.generation += 1;
-        let routes = self.services.iter().map(|s| s.route()).collect();
-        self.router.store(RouteTable { generation: self.generation, routes });
-    }
-
     fn index(&self, name: &str) -> Option<usize> {
         self.services.iter().position(|s| &*s.cfg.name == name)
+    }
+
+    fn by_name(&self, name: &str) -> Option<&ServiceControl> {
+        self.services.iter().find(|s| &*s.cfg.name == name)
     }
 }
 
@@ -264,4 +278,12 @@ fn ticker(every: std::time::Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,23 +1,26 @@
-//! Control state of one service and the rules that turn it into a weight and a state name.
-//! Precedence, highest first: rollback latch > admin action > plan > file weight.
+//! Control state of one service, split by meaning: what it runs on (`Resources`: pools, listener,
+//! health task, statistics), which color is live, and the release under judgement in the idle
+//! color (`Candidate`: plan, streaks, latch). Precedence for the candidate's share, highest
+//! first: rollback latch > admin action > plan > file weight.
 
-use super::decide::Streaks;
-use crate::config::{Mode, ServiceConfig};
+use crate::config::{Mode, PoolConfig, ServiceConfig};
 use crate::listener::Listener;
 use crate::route::{Policy, Route, ServiceKey, Weight};
 use crate::stats::{Measurement, MeasurementView, ServiceStats};
 use crate::upstream::Pool;
+use crate::Color;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::SystemTime;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+pub use super::candidate::{Candidate, PendingReport};
 
 /// How many measurements `/status` keeps for sparklines.
 pub const HISTORY: usize = 30;
 
-/// The state names of `/status` and `switchyard_service_state`.
+/// The state names of `/status` and `switchyard_service_state`. They describe green's share
+/// (as before colors alternated), so dashboards keep working; `live`/`candidate` say who is who.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -27,7 +30,7 @@ pub enum State {
     Canary,
     /// All traffic on green.
     Promoted,
-    /// Latched on blue after a rollback.
+    /// The candidate is latched off after a rollback.
     RolledBack,
     /// Plan paused by an operator.
     Paused,
@@ -37,7 +40,7 @@ impl State {
     /// All states, for the one-hot gauge.
     pub const ALL: [State; 5] = [State::Stable, State::Canary, State::Promoted, State::RolledBack, State::Paused];
 
-    /// Name.
+    /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Stable => "stable",
@@ -58,131 +61,145 @@ pub struct HistoryPoint {
     pub colors: [MeasurementView; 2],
 }
 
-/// A rollback whose report awaits validation at the next measurement.
-#[derive(Clone, Debug)]
-pub struct PendingReport {
-    /// Incident id.
-    pub incident: String,
-    /// `green_started` at the swap.
-    pub green_started_at_swap: u64,
+/// What a service runs on. Kept across reloads where the config behind it is unchanged, so
+/// ejection state, pooled connections, the split counter and metric handles survive.
+pub struct Resources {
+    /// Hot-path statistics.
+    pub stats: Arc<ServiceStats>,
+    /// Counter behind the exact split.
+    pub split: Arc<AtomicU64>,
+    /// `[blue, green]`.
+    pub pools: [Arc<Pool>; 2],
+    /// Config-derived request policy.
+    pub policy: Arc<Policy>,
+    /// Stops the health task.
+    pub health: CancellationToken,
+    /// The running listener (taken on drain).
+    pub listener: Option<Listener>,
 }
 
 /// Everything the control loop knows about a service.
 pub struct ServiceControl {
-    /// Identity.
+    /// Identity for the life of the process.
     pub key: ServiceKey,
     /// Current config.
     pub cfg: ServiceConfig,
-    /// Hot-path statistics (kept across reloads).
-    pub stats: Arc<ServiceStats>,
-    /// Split counter (kept across reloads).
-    pub split: Arc<AtomicU64>,
-    /// Blue pool.
-    pub blue: Arc<Pool>,
-    /// Green pool.
-    pub green: Arc<Pool>,
-    /// Request policy.
-    pub policy: Arc<Policy>,
-    /// Rolled back: green gets nothing until reset or a new release.
-    pub latched: bool,
-    /// Weight set by an operator.
-    pub admin_weight: Option<Weight>,
-    /// Plan paused.
-    pub paused: bool,
-    /// An operator opened the manual gate.
-    pub gate_open: bool,
-    /// Current plan step.
-    pub step: Option<usize>,
-    /// When the step started (monotonic, for the hold).
-    pub step_since: Instant,
-    /// When the step started (wall clock, persisted).
-    pub step_since_wall: SystemTime,
-    /// Healthy measurements at this step.
-    pub healthy_at_step: u32,
-    /// Trigger streaks.
-    pub streaks: Streaks,
-    /// First bad measurement of the current streak: time and `green_started` then.
-    pub first_bad: Option<(SystemTime, u64)>,
-    /// Hash alarms from the data path since the last measurement.
-    pub hash_alarms: u32,
+    /// Pools, listener, health.
+    pub res: Resources,
+    /// The color that takes all traffic when no candidate does (the current release).
+    pub live: Color,
+    /// The release in the idle color while it is being rolled out or judged; `None` once a plan
+    /// completed and the idle pool still holds the retired release (it never gets traffic again).
+    pub candidate: Option<Candidate>,
     /// Last incident.
     pub incident: Option<String>,
-    /// Report awaiting validation.
-    pub pending_report: Option<PendingReport>,
     /// Last window measurement `[blue, green]`.
     pub last: [Measurement; 2],
     /// Sparkline history.
     pub history: VecDeque<HistoryPoint>,
-    /// Weight in the stored route table.
+    /// Green weight in the stored route table.
     pub weight: Weight,
-    /// Stops the health task.
-    pub health: CancellationToken,
-    /// The running listener.
-    pub listener: Option<Listener>,
-    /// Duration-based alert rules: since when each is bad, and whether it fired.
-    pub alert_rules: [[(Option<Instant>, bool); 2]; 2],
+    /// Duration-based alert rule timers. On the service, not the candidate: they watch the
+    /// live color too.
+    pub alert_rules: super::alert_rules::RuleTimers,
+}
+
+/// What identifies a release in a pool: a change of either is a new deployment.
+pub fn fingerprint(p: &PoolConfig) -> String {
+    let mut eps: Vec<&str> = p.endpoints.iter().map(|a| a.as_str()).collect();
+    eps.sort_unstable();
+    format!("{}@{}", p.release.as_deref().unwrap_or("-"), eps.join(","))
+}
+
+/// The pool config of a color.
+pub fn pool_cfg(cfg: &ServiceConfig, c: Color) -> &PoolConfig {
+    match c {
+        Color::Blue => &cfg.blue,
+        Color::Green => &cfg.green,
+    }
 }
 
 impl ServiceControl {
-    /// The weight the rules give, given whether the sequence lets its plan run.
+    /// A service that has never run: blue live, green the candidate.
+    pub fn new(key: ServiceKey, cfg: ServiceConfig, res: Resources) -> Self {
+        ServiceControl {
+            key,
+            cfg,
+            res,
+            live: Color::Blue,
+            candidate: Some(Candidate::new(Color::Green)),
+            incident: None,
+            last: Default::default(),
+            history: VecDeque::new(),
+            weight: Weight::ZERO,
+            alert_rules: Default::default(),
+        }
+    }
+
+    /// The idle color (where the next release goes).
+    pub fn idle(&self) -> Color {
+        other(self.live)
+    }
+
+    /// The green weight the rules give.
     pub fn target_weight(&self) -> Weight {
-        if self.latched {
-            return Weight::ZERO;
-        }
-        if let Some(w) = self.admin_weight {
-            return w;
-        }
-        match self.cfg.mode {
-            Mode::Progressive => self.step.map_or(Weight::ZERO, |i| self.cfg.plan.steps[i]),
-            Mode::Manual => self.cfg.green_weight,
+        let Some(c) = &self.candidate else { return all_on(self.live) };
+        let share = c.share(&self.cfg);
+        match c.color {
+            Color::Green => share,
+            Color::Blue => share.complement(),
         }
     }
 
     /// The state name.
     pub fn state(&self) -> State {
-        if self.latched {
-            State::RolledBack
-        } else if self.paused {
-            State::Paused
-        } else if self.weight == Weight::ZERO {
-            State::Stable
-        } else if self.weight == Weight::FULL {
-            State::Promoted
-        } else {
-            State::Canary
+        match &self.candidate {
+            Some(c) if c.latched => State::RolledBack,
+            Some(c) if c.paused => State::Paused,
+            _ if self.weight == Weight::ZERO => State::Stable,
+            _ if self.weight == Weight::FULL => State::Promoted,
+            _ => State::Canary,
         }
     }
 
-    /// Promoted for the purpose of the migration sequence.
+    /// Promoted for the purpose of the migration sequence: the candidate has all traffic, or
+    /// its plan completed and it is live.
     pub fn promoted(&self) -> bool {
-        !self.latched && self.target_weight() == Weight::FULL
+        self.candidate.as_ref().is_none_or(|c| !c.latched && c.share(&self.cfg) == Weight::FULL)
+    }
+
+    /// Rolled back and progressive: halts the migration sequence.
+    pub fn halts_sequence(&self) -> bool {
+        self.cfg.mode == Mode::Progressive && self.candidate.as_ref().is_some_and(|c| c.latched)
     }
 
     /// In a plan that the control loop drives (not overridden by an operator).
     pub fn plan_active(&self) -> bool {
-        self.cfg.mode == Mode::Progressive && self.step.is_some() && !self.latched && self.admin_weight.is_none()
+        self.cfg.mode == Mode::Progressive && self.candidate.as_ref().is_some_and(|c| c.drives_plan())
     }
 
-    /// Starts (or restarts) the plan at step 0.
-    pub fn start_plan(&mut self) {
-        self.step = Some(0);
-        self.enter_step();
+    /// The candidate has finished its plan: it becomes live and the old live pool idle (and
+    /// retired: it gets no traffic until a new release is deployed into it).
+    pub fn complete(&mut self) {
+        if let Some(c) = self.candidate.take() {
+            self.live = c.color;
+        }
     }
 
-    /// Resets the per-step bookkeeping after moving to a step.
-    pub fn enter_step(&mut self) {
-        self.step_since = Instant::now();
-        self.step_since_wall = SystemTime::now();
-        self.healthy_at_step = 0;
-        self.gate_open = false;
+    /// A new release was deployed into the idle pool (or an operator reset the candidate).
+    pub fn new_candidate(&mut self) {
+        self.candidate = Some(Candidate::new(self.idle()));
     }
 
-    /// Forgets the analysis of the previous candidate.
-    pub fn fresh_analysis(&mut self) {
-        self.streaks = Streaks::default();
-        self.first_bad = None;
-        self.hash_alarms = 0;
-        self.healthy_at_step = 0;
+    /// Colors a force header may select: live, and a candidate that is neither rolled back nor
+    /// paused. Never a retired release.
+    pub fn forcible(&self) -> [bool; 2] {
+        let mut ok = [false; 2];
+        ok[self.live.index()] = true;
+        if let Some(c) = self.candidate.as_ref().filter(|c| !c.latched && !c.paused) {
+            ok[c.color.index()] = true;
+        }
+        ok
     }
 
     /// The route for the next table.
@@ -193,11 +210,29 @@ impl ServiceControl {
             weight: self.weight,
             sticky: self.cfg.sticky.clone(),
             force_header: self.cfg.force_header.clone(),
-            blue: self.blue.clone(),
-            green: self.green.clone(),
-            split: self.split.clone(),
-            stats: self.stats.clone(),
-            policy: self.policy.clone(),
+            forcible: self.forcible(),
+            live: self.live,
+            candidate: self.candidate.as_ref().map(|c| c.color),
+            blue: self.res.pools[0].clone(),
+            green: self.res.pools[1].clone(),
+            split: self.res.split.clone(),
+            stats: self.res.stats.clone(),
+            policy: self.res.policy.clone(),
         })
+    }
+}
+
+/// The other color.
+pub fn other(c: Color) -> Color {
+    match c {
+        Color::Blue => Color::Green,
+        Color::Green => Color::Blue,
+    }
+}
+
+fn all_on(c: Color) -> Weight {
+    match c {
+        Color::Blue => Weight::ZERO,
+        Color::Green => Weight::FULL,
     }
 }

@@ -8,11 +8,18 @@ use serde::{Deserialize, Serialize};
 /// What a replica needs to route a service exactly like every other replica.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SharedService {
-    /// Green release the state belongs to; a replica running another release ignores it.
+    /// The color every replica sends traffic to when no candidate does (`None` in states
+    /// written before colors alternated: blue).
+    #[serde(default)]
+    pub live: Option<crate::Color>,
+    /// The idle color the candidate was deployed into; `None` once its plan completed.
+    #[serde(default)]
+    pub candidate: Option<crate::Color>,
+    /// The candidate's release the state belongs to; a replica running another ignores it.
     pub release: Option<String>,
     /// Rolled back: green gets nothing until reset or a new release.
     pub latched: bool,
-    /// Operator weight override, percent.
+    /// Operator override of the candidate's share, percent.
     pub admin_weight: Option<f64>,
     /// Plan paused by an operator.
     pub paused: bool,
@@ -45,7 +52,7 @@ impl SharedService {
 /// change wins, except that a rollback is never undone by a concurrent write: a latch seen by
 /// this replica is re-applied to the newer state (for the same release).
 pub fn rebase(local: &SharedService, remote: &SharedService) -> Option<SharedService> {
-    if local.release != remote.release || !local.latched || remote.latched {
+    if local.release != remote.release || local.live != remote.live || !local.latched || remote.latched {
         return None;
     }
     Some(SharedService { latched: true, incident: local.incident.clone(), weight: 0.0, ..remote.clone() })

@@ -4,13 +4,15 @@ use crate::body::ResponseBody;
 use crate::error::{ProxyError, UpstreamErrorKind};
 use http::{header, HeaderValue, Response, StatusCode};
 
-/// Status for an error: connect/reset/protocol → 502, timeout → 504, client faults → 4xx.
+/// Status for an error: connect/reset/protocol/abandoned → 502, timeout → 504, client faults →
+/// 4xx (501 for a transfer coding we do not implement), the proxy's own limits → 503.
 pub fn status_of(e: &ProxyError) -> StatusCode {
     match e {
         ProxyError::Upstream { kind: UpstreamErrorKind::Timeout, .. } => StatusCode::GATEWAY_TIMEOUT,
         ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ProxyError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         ProxyError::NoRoute | ProxyError::Saturated => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -20,7 +22,7 @@ pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
     let status = status_of(e);
     let reason = match e {
         ProxyError::Upstream { kind, .. } => kind.as_str(),
-        ProxyError::BadRequest(r) => r,
+        ProxyError::BadRequest(r) | ProxyError::Unsupported(r) => r,
         ProxyError::BodyTooLarge => "body too large",
         ProxyError::NoRoute => "no route",
         ProxyError::Saturated => "upstream saturated",
@@ -35,8 +37,8 @@ pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Closing after a refused request or an unread oversized body leaves nothing of it on the
-    // connection to be parsed as a next request.
-    if matches!(e, ProxyError::BadRequest(_) | ProxyError::BodyTooLarge) {
+    // connection to be parsed as a next request (with ambiguous framing, nothing else is safe).
+    if e.origin() == crate::error::ErrorSource::Downstream {
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r

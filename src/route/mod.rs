@@ -2,7 +2,7 @@
 
 pub mod pick;
 pub mod table;
-mod weight;
 
-pub use table::{Policy, Route, RouteTable, Router, ServiceKey};
-pub use weight::{Weight, WeightError};
+pub use table::{Policy, Route, RouteTable, Router};
+// The vocabulary lives in `types` (the leaf every layer may use); these paths stay for callers.
+pub use crate::types::{ServiceKey, Weight, WeightError};

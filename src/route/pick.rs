@@ -52,8 +52,19 @@ pub fn color_for(bucket: u16, weight: Weight) -> Color {
     }
 }
 
-/// Parses a force-header value.
-pub fn forced(value: &[u8]) -> Option<Color> {
+/// Parses a force-header value: `green`/`blue`, or with a token `green:<token>`. A wrong or
+/// missing token forces nothing (the request is routed as if the header were absent).
+pub fn forced(value: &[u8], token: Option<&str>) -> Option<Color> {
+    let value = match token {
+        None => value,
+        Some(t) => {
+            let colon = value.iter().position(|&b| b == b':')?;
+            if !constant_time_eq(&value[colon + 1..], t.as_bytes()) {
+                return None;
+            }
+            &value[..colon]
+        }
+    };
     if value.eq_ignore_ascii_case(b"green") {
         Some(Color::Green)
     } else if value.eq_ignore_ascii_case(b"blue") {
@@ -61,6 +72,12 @@ pub fn forced(value: &[u8]) -> Option<Color> {
     } else {
         None
     }
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guessed
+/// token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Value of cookie `name` in a `Cookie` header.
@@ -121,8 +138,16 @@ mod tests {
 
     #[test]
     fn force_values_are_case_insensitive() {
-        assert_eq!(forced(b"GREEN"), Some(Color::Green));
-        assert_eq!(forced(b"blue"), Some(Color::Blue));
-        assert_eq!(forced(b"red"), None);
+        assert_eq!(forced(b"GREEN", None), Some(Color::Green));
+        assert_eq!(forced(b"blue", None), Some(Color::Blue));
+        assert_eq!(forced(b"red", None), None);
+    }
+
+    #[test]
+    fn a_token_must_match_exactly() {
+        assert_eq!(forced(b"green:s3cret", Some("s3cret")), Some(Color::Green));
+        assert_eq!(forced(b"green:s3cre", Some("s3cret")), None);
+        assert_eq!(forced(b"green", Some("s3cret")), None);
+        assert_eq!(forced(b"green:s3cret", None), None);
     }
 }

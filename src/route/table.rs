@@ -2,36 +2,31 @@
 //! `RouteTable` behind one `ArcSwap`: a request calls `load()` once and sees a consistent
 //! generation; the control loop, the only writer, builds a new table and stores it in one step.
 
-use super::{pick, Weight};
-use crate::config::Sticky;
+use super::pick;
+use crate::config::{ForceHeader, Sticky};
 use crate::stats::ServiceStats;
+use crate::types::{Color, ServiceKey, Weight};
 use crate::upstream::Pool;
-use crate::Color;
 use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Stable identity of a service for the life of the process (names may be reloaded away and
-/// back; keys are never reused), so listeners find their route without string compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey(pub u32);
-
 /// Per-request policy that comes from config rather than from routing decisions.
 #[derive(Debug)]
 pub struct Policy {
     /// Expected constitutional hash of green responses.
     pub expected_hash: Arc<str>,
+    /// Whether green responses are checked for it at all: off with the `hash_mismatch` trigger,
+    /// so a service that does not speak the hash neither counts mismatches nor raises alarms.
+    pub check_hash: bool,
     /// Header carrying the hash.
     pub hash_header: HeaderName,
-    /// Header carrying compliance.
     pub compliance_header: HeaderName,
     /// Header carrying per-principle compliance.
     pub principles_header: HeaderName,
-    /// Retries onto blue.
     pub retry: crate::config::RetryConfig,
-    /// Request body limit.
     pub max_body_bytes: Option<u64>,
     /// Upstream response-head timeout.
     pub response_timeout: std::time::Duration,
@@ -40,33 +35,37 @@ pub struct Policy {
 /// One service's route in one generation.
 #[derive(Debug)]
 pub struct Route {
-    /// Identity.
     pub key: ServiceKey,
     /// Name (metrics label, logs).
     pub name: Arc<str>,
-    /// Green share.
     pub weight: Weight,
-    /// Sticky key.
     pub sticky: Option<Sticky>,
     /// Force header.
-    pub force_header: Option<HeaderName>,
+    pub force_header: Option<ForceHeader>,
+    /// `[blue, green]`: which colors a force header may select. Set by the control loop: a
+    /// rolled-back or paused candidate and a retired release are never forcible.
+    pub forcible: [bool; 2],
+    /// The color that takes traffic when no candidate does; retries go here.
+    pub live: Color,
+    /// The color under judgement: its responses are hash-checked, its stalls watched, and its
+    /// failures retried onto `live`.
+    pub candidate: Option<Color>,
     /// Blue endpoints (shared across generations while unchanged, so ejection state survives).
     pub blue: Arc<Pool>,
-    /// Green endpoints.
     pub green: Arc<Pool>,
     /// Counter behind the exact split; shared across generations so a swap does not restart it.
     pub split: Arc<AtomicU64>,
     /// Resolved metric handles and the sample sink.
     pub stats: Arc<ServiceStats>,
-    /// Config-derived policy.
     pub policy: Arc<Policy>,
 }
 
 impl Route {
     /// Chooses blue or green for a request.
     pub fn pick(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Color {
-        if let Some(h) = &self.force_header {
-            if let Some(c) = headers.get(h).and_then(|v| pick::forced(v.as_bytes())) {
+        if let Some(f) = &self.force_header {
+            let forced = headers.get(&f.name).and_then(|v| pick::forced(v.as_bytes(), f.token.as_deref()));
+            if let Some(c) = forced.filter(|c| self.forcible[c.index()]) {
                 return c;
             }
         }
@@ -91,6 +90,12 @@ impl Route {
         };
         let bucket = bucket.unwrap_or_else(|| pick::sequence_bucket(self.split.fetch_add(1, Ordering::Relaxed)));
         pick::color_for(bucket, self.weight)
+    }
+
+    /// Whether `c` is the color under judgement.
+    #[inline]
+    pub fn judged(&self, c: Color) -> bool {
+        self.candidate == Some(c)
     }
 
     /// The pool of a color.
@@ -126,7 +131,6 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty router.
     pub fn new() -> Self {
         Self::default()
     }

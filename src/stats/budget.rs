@@ -1,6 +1,7 @@
-//! The retry budget: retries allowed are `ratio × requests + MIN_RETRIES` over a sliding window
-//! of `WINDOW_SLOTS` one-second slots (linkerd's shape: 20 % and 10 per second over 10 s by
-//! default there). A budget over the whole life of the process would not bound anything: after
+//! The retry budget: retries allowed are `ratio × requests + min_per_second × WINDOW_SLOTS` over
+//! a sliding window of `WINDOW_SLOTS` one-second slots (linkerd's shape and defaults: 20 % and
+//! 10 per second over 10 s). The floor lets a thin canary's death be covered too: at 2 requests a
+//! second a ratio alone would allow almost nothing. A budget over the whole life of the process would not bound anything: after
 //! an hour of healthy traffic a failing green could have every one of its requests retried on
 //! blue for as long again.
 //!
@@ -13,8 +14,6 @@ use tokio::time::Instant;
 
 /// Slots in the window; each covers one second.
 pub const WINDOW_SLOTS: u64 = 10;
-/// Retries always allowed per window, so a quiet service can still retry.
-pub const MIN_RETRIES: u64 = 10;
 
 const EPOCH_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << (64 - EPOCH_BITS)) - 1;
@@ -84,10 +83,16 @@ impl RetryBudget {
         self.requests.add(now_epoch());
     }
 
-    /// Takes one retry if `ratio × requests + MIN_RETRIES` over the window allows it.
-    pub fn withdraw(&self, ratio: f64) -> bool {
+    /// Counts a retry that is never refused (a rescue after a rollback): later retries see it.
+    pub fn spend(&self) {
+        self.retries.add(now_epoch());
+    }
+
+    /// Takes one retry if `ratio × requests + min_per_second × WINDOW_SLOTS` over the window
+    /// allows it.
+    pub fn withdraw(&self, ratio: f64, min_per_second: u32) -> bool {
         let e = now_epoch();
-        let allowed = MIN_RETRIES as f64 + ratio * self.requests.sum(e) as f64;
+        let allowed = (u64::from(min_per_second) * WINDOW_SLOTS) as f64 + ratio * self.requests.sum(e) as f64;
         if self.retries.sum(e) as f64 >= allowed {
             return false;
         }
@@ -107,7 +112,7 @@ mod tests {
         for _ in 0..1000 {
             b.deposit();
         }
-        let granted = (0..1000).filter(|_| b.withdraw(0.2)).count();
+        let granted = (0..1000).filter(|_| b.withdraw(0.2, 1)).count();
         assert_eq!(granted, 210);
     }
 
@@ -118,8 +123,17 @@ mod tests {
             b.deposit();
         }
         tokio::time::advance(Duration::from_secs(WINDOW_SLOTS + 1)).await;
-        let granted = (0..1000).filter(|_| b.withdraw(0.2)).count();
-        assert_eq!(granted, MIN_RETRIES as usize, "only the minimum is left once the window has passed");
+        let granted = (0..1000).filter(|_| b.withdraw(0.2, 10)).count();
+        assert_eq!(granted, 100, "only the floor (10/s over 10 s) is left once the window has passed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thin_service_still_gets_the_floor() {
+        let b = RetryBudget::default();
+        b.deposit();
+        b.deposit();
+        // 0.2 × 2 requests allows 0.4 of a retry (rounded up to one); the floor allows 100.
+        assert_eq!((0..1000).filter(|_| b.withdraw(0.2, 10)).count(), 101);
     }
 
     #[tokio::test(start_paused = true)]

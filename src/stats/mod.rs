@@ -6,10 +6,11 @@
 pub mod budget;
 pub mod inflight;
 pub mod names;
+pub mod process;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;
-use crate::route::ServiceKey;
+use crate::types::ServiceKey;
 use crate::Color;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +42,6 @@ pub enum HashCheck {
 /// One finished exchange.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
-    /// Service.
     pub service: ServiceKey,
     /// Color that served it.
     pub color: Color,
@@ -53,16 +53,14 @@ pub struct Sample {
     pub latency_us: u64,
     /// Transport failure, if any.
     pub error: Option<UpstreamErrorKind>,
-    /// Hash check.
     pub hash: HashCheck,
-    /// Compliance header value.
     pub compliance: Option<f32>,
 }
 
 struct ColorHandles {
     by_class: [Counter; 6],
     duration: Histogram,
-    errors: [Counter; 4],
+    errors: [Counter; UpstreamErrorKind::ALL.len()],
     hash_mismatch: Counter,
 }
 
@@ -102,22 +100,24 @@ impl Drop for InFlight {
 
 /// Hot-path statistics of one service; lives as long as the service exists across reloads.
 pub struct ServiceStats {
-    /// Service identity.
     pub key: ServiceKey,
-    /// Name label.
     pub name: Arc<str>,
     colors: [ColorHandles; 2],
     /// Requests currently being served.
     pub in_flight: Gauge,
     /// Current green weight (set by the control loop).
     pub green_weight: Gauge,
-    /// Requests sent to green so far; incidents use it to count green requests served between
-    /// the first bad measurement and the swap, and to confirm none arrive after it.
-    pub green_started: AtomicU64,
-    /// Green requests in flight by start time (the control loop sees a stall before it ends).
+    /// Requests sent to each color so far; incidents use the candidate's to count its requests
+    /// served between the first bad measurement and the swap, and to confirm none arrive after it.
+    pub started: [AtomicU64; 2],
+    /// Requests in flight on the judged (candidate) color by start time (the control loop sees a
+    /// stall before it ends). Named for green, the usual candidate; the proxy enters it for
+    /// whichever color the route judges.
     pub green_inflight: inflight::InFlightClock,
-    /// Retries onto blue.
     pub retries: Counter,
+    /// Blue's p99 over the last closed window in µs (0: no samples yet), for `hedge.after = "p99"`:
+    /// written by the control loop on each tick, read by the data path without waiting on it.
+    pub live_p99_us: AtomicU64,
     /// Per-principle histogram handles by color, created on first sight: the data path takes a
     /// read lock and scans a few entries instead of resolving labels (and allocating) per
     /// response. Only the data path touches it; the control loop never holds it.
@@ -143,8 +143,9 @@ impl ServiceStats {
             colors: [ColorHandles::new(&s, Color::Blue), ColorHandles::new(&s, Color::Green)],
             in_flight: gauge!(names::IN_FLIGHT, "service" => s.clone()),
             green_weight: gauge!(names::GREEN_WEIGHT, "service" => s.clone()),
-            green_started: AtomicU64::new(0),
+            started: Default::default(),
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
+            live_p99_us: AtomicU64::new(0),
             budget: budget::RetryBudget::default(),
             green_inflight: Default::default(),
             principle_handles: Default::default(),
@@ -154,10 +155,10 @@ impl ServiceStats {
         }
     }
 
-    /// Takes one retry from the budget: `budget` × requests plus ten over a sliding window
-    /// (linkerd's budget shape, see `budget`). Returns false when the budget is spent.
-    pub fn try_retry(&self, budget: f64) -> bool {
-        if !self.budget.withdraw(budget) {
+    /// Takes one retry from the budget: `budget` × requests plus a floor of `min_per_second`
+    /// over a sliding window (linkerd's budget shape, see `budget`). Returns false when spent.
+    pub fn try_retry(&self, budget: f64, min_per_second: u32) -> bool {
+        if !self.budget.withdraw(budget, min_per_second) {
             return false;
         }
         self.retries.increment(1);
@@ -194,9 +195,7 @@ impl ServiceStats {
     /// Notes that a request was sent to `color`.
     #[inline]
     pub fn started(&self, color: Color) {
-        if color == Color::Green {
-            self.green_started.fetch_add(1, Ordering::Relaxed);
-        }
+        self.started[color.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a finished exchange: metrics first, then a non-blocking send to the aggregator.

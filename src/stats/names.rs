@@ -9,9 +9,7 @@ pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
 /// Transport failures towards upstreams.
 pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
-/// Requests being served.
 pub const IN_FLIGHT: &str = "switchyard_in_flight_requests";
-/// Current green share.
 pub const GREEN_WEIGHT: &str = "switchyard_green_weight_percent";
 /// Green responses whose constitutional hash was missing or wrong.
 pub const HASH_MISMATCHES_TOTAL: &str = "switchyard_hash_mismatches_total";
@@ -25,19 +23,13 @@ pub const WINDOW_P50: &str = "switchyard_window_p50_seconds";
 pub const WINDOW_P95: &str = "switchyard_window_p95_seconds";
 /// Window p99.
 pub const WINDOW_P99: &str = "switchyard_window_p99_seconds";
-/// Window max.
 pub const WINDOW_MAX: &str = "switchyard_window_max_seconds";
-/// Window error rate.
 pub const WINDOW_ERROR_RATE: &str = "switchyard_window_error_rate";
-/// Window availability.
 pub const WINDOW_AVAILABILITY: &str = "switchyard_window_availability";
-/// Window mean compliance.
 pub const WINDOW_COMPLIANCE: &str = "switchyard_window_compliance";
-/// Window request rate.
 pub const WINDOW_RPS: &str = "switchyard_window_rps";
 /// 1 for the service's current state.
 pub const SERVICE_STATE: &str = "switchyard_service_state";
-/// Current plan step.
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
 /// 1 while any service is canary.
 pub const MIGRATION_ACTIVE: &str = "switchyard_migration_active";
@@ -45,15 +37,18 @@ pub const MIGRATION_ACTIVE: &str = "switchyard_migration_active";
 pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
 /// Decision → swap time.
 pub const ROLLBACK_SWAP: &str = "switchyard_rollback_swap_seconds";
-/// Control decisions.
 pub const DECISIONS_TOTAL: &str = "switchyard_control_decisions_total";
 /// Config reloads by result.
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
-/// Config generation.
+/// 1 while the config file was refused at the last start or reload (an older config runs).
+pub const CONFIG_LAST_RELOAD_FAILED: &str = "switchyard_config_last_reload_failed";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 /// Alerts by severity and result.
 pub const ALERTS_TOTAL: &str = "switchyard_alerts_total";
-/// Retries onto blue.
+/// Critical incidents nobody acknowledged yet, per service.
+pub const UNACKNOWLEDGED: &str = "switchyard_incidents_unacknowledged";
+/// System health score 0-100 (spec §5.3), per service and `service="_overall"`.
+pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
@@ -104,8 +99,17 @@ pub fn describe_all() {
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_FAILED,
+        "1 while the config file was refused at the last start or reload, so an older accepted config runs."
+    );
     describe_gauge!(CONFIG_GENERATION, "Generation of the running config.");
     describe_counter!(ALERTS_TOTAL, "Alert deliveries by severity and result.");
+    describe_gauge!(UNACKNOWLEDGED, "Critical rollback incidents not yet acknowledged (POST /incidents/ID/ack).");
+    describe_gauge!(
+        HEALTH_SCORE,
+        "System health score 0-100 over the control window (spec 5.3; README), per service and service=\"_overall\"; NaN without traffic."
+    );
     describe_counter!(RETRIES_TOTAL, "Failed green attempts retried on blue.");
     describe_counter!(STATS_DROPPED_TOTAL, "Samples dropped because the statistics aggregator was behind.");
     describe_gauge!(FLEET_REPLICAS, "Live replicas in the fleet (fleet mode only).");

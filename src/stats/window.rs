@@ -4,7 +4,7 @@
 //! Nothing here is shared, so nothing here locks.
 
 use super::{HashCheck, Sample, SampleKind};
-use crate::route::ServiceKey;
+use crate::types::ServiceKey;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -113,7 +113,6 @@ pub struct Measurement {
     pub p95: Duration,
     /// Latency p99.
     pub p99: Duration,
-    /// Latency max.
     pub max: Duration,
     /// (5xx + transport failures) / requests.
     pub error_rate: f64,
@@ -132,7 +131,6 @@ pub struct Measurement {
 /// A measurement as shown in `/status`, incidents and the status page.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeasurementView {
-    /// Requests.
     pub samples: u64,
     /// p50 in ms.
     pub p50_ms: f64,
@@ -140,22 +138,15 @@ pub struct MeasurementView {
     pub p95_ms: f64,
     /// p99 in ms.
     pub p99_ms: f64,
-    /// max in ms.
     pub max_ms: f64,
-    /// Error rate.
     pub error_rate: f64,
-    /// Availability.
     pub availability: f64,
-    /// Mean compliance.
     pub compliance: Option<f64>,
-    /// Requests per second.
     pub rps: f64,
-    /// Hash mismatches.
     pub hash_mismatches: u64,
 }
 
 impl Measurement {
-    /// The serialisable view.
     pub fn view(&self) -> MeasurementView {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         MeasurementView {
@@ -195,7 +186,6 @@ impl Default for Aggregator {
 }
 
 impl Aggregator {
-    /// Empty aggregator.
     pub fn new() -> Self {
         Aggregator { current: HashMap::new(), ring: VecDeque::new() }
     }
@@ -282,9 +272,7 @@ impl Aggregator {
 pub enum CloseRequest {
     /// Close the interval and measure.
     Close {
-        /// Intervals kept.
         slots: usize,
-        /// Interval length.
         interval: Duration,
         /// Where the report goes.
         reply: oneshot::Sender<WindowReport>,

@@ -12,7 +12,7 @@ use crate::body::RequestBody;
 use crate::body::RequestBodyError;
 use crate::clock::now_ms;
 use crate::config::Limits;
-use crate::error::UpstreamErrorKind;
+use crate::error::{Progress, ProxyError, UpstreamErrorKind};
 use crate::tls::TlsError;
 use crate::upstream::Endpoint;
 use http::uri::Authority;
@@ -58,9 +58,28 @@ pub enum UpstreamError {
         /// rustls' reason, as an I/O error.
         source: std::io::Error,
     },
+    /// The connection failed before the request was written (hyper handed it back unsent).
+    #[error("upstream connection closed before the request was sent: {0}")]
+    Unsent(hyper::Error),
     /// The HTTP exchange failed (reset, malformed response, or the client's body failed).
     #[error("upstream exchange: {0}")]
     Http(#[from] hyper::Error),
+}
+
+impl UpstreamError {
+    /// Whether the upstream may have seen any of the request: decides which requests a retry
+    /// may re-send.
+    pub fn progress(&self) -> Progress {
+        match self {
+            UpstreamError::Http(_) => Progress::SentNoResponse,
+            _ => Progress::NothingSent,
+        }
+    }
+
+    /// The classified error, origin upstream.
+    pub fn into_proxy(self) -> ProxyError {
+        ProxyError::Upstream { kind: classify(&self), progress: self.progress(), source: Box::new(self) }
+    }
 }
 
 /// Keep-alive connections of one endpoint, most recently used last.
@@ -172,8 +191,13 @@ impl UpstreamClient {
             }
         }
         let mut tx = self.connect(&ep.authority).await?;
-        let resp = tx.send_request(req).await?;
-        Ok((resp, tx))
+        match tx.try_send_request(req).await {
+            Ok(resp) => Ok((resp, tx)),
+            Err(mut e) => match e.take_message() {
+                Some(_) => Err(UpstreamError::Unsent(e.into_error())),
+                None => Err(e.into_error().into()),
+            },
+        }
     }
 
     /// One request on a fresh connection that is closed afterwards (health probes: a probe also
@@ -273,7 +297,7 @@ pub fn classify(e: &UpstreamError) -> UpstreamErrorKind {
         UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout(_) | UpstreamError::Tls { .. } => {
             return UpstreamErrorKind::Connect
         }
-        UpstreamError::Http(h) => h,
+        UpstreamError::Unsent(h) | UpstreamError::Http(h) => h,
     };
     if h.is_timeout() {
         UpstreamErrorKind::Timeout

@@ -7,8 +7,8 @@ use super::Pool;
 use crate::body::RequestBody;
 use crate::config::HealthConfig;
 use crate::error::UpstreamErrorKind;
-use crate::route::ServiceKey;
 use crate::stats::{HashCheck, Sample, SampleKind, ServiceStats};
+use crate::types::ServiceKey;
 use crate::Color;
 use bytes::Bytes;
 use http::header::HeaderName;
@@ -32,6 +32,9 @@ pub struct HealthTarget {
 
 /// Spawns the probe loop; it stops when `stop` is cancelled.
 pub fn spawn(t: HealthTarget, stop: CancellationToken) {
+    if !t.cfg.enabled {
+        return;
+    }
     // Each probe opens its own connection (as HAProxy's checks do): it proves a new connection
     // can be made and never touches the request path's pooled ones. TLS pools use their client.
     let plain = super::client::plain(t.cfg.timeout);
@@ -43,22 +46,25 @@ pub fn spawn(t: HealthTarget, stop: CancellationToken) {
                 _ = tick.tick() => {},
                 _ = stop.cancelled() => return,
             }
-            for pool in &t.pools {
-                for ep in pool.endpoints.iter() {
-                    let s = probe(pool.tls_client.as_ref().unwrap_or(&plain), &t, pool, &ep.authority).await;
-                    let ok = s.error.is_none()
-                        && (200..300).contains(&s.status)
-                        && (pool.color == Color::Blue || s.hash == HashCheck::Match);
-                    if ok != ep.healthy() {
-                        tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
-                    }
-                    ep.set_healthy(ok);
-                    t.stats.record(s);
-                    ep.idle.reap();
-                }
-            }
+            // Concurrently: one endpoint hanging until the probe timeout delays no other.
+            let probes = t.pools.iter().flat_map(|pool| pool.endpoints.iter().map(move |ep| (pool, ep)));
+            futures_util::future::join_all(probes.map(|(pool, ep)| check(&plain, &t, pool, ep))).await;
         }
     });
+}
+
+/// Probes one endpoint and records the verdict.
+async fn check(plain: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &super::Endpoint) {
+    let s = probe(pool.tls_client.as_ref().unwrap_or(plain), t, pool, &ep.authority).await;
+    let ok = s.error.is_none()
+        && (200..300).contains(&s.status)
+        && (pool.color == Color::Blue || !t.cfg.require_hash || s.hash == HashCheck::Match);
+    if ok != ep.healthy() {
+        tracing::info!(endpoint = %ep.authority, color = pool.color.as_str(), healthy = ok, "health changed");
+    }
+    ep.set_healthy(ok);
+    t.stats.record(s);
+    ep.idle.reap();
 }
 
 async fn probe(client: &UpstreamClient, t: &HealthTarget, pool: &Pool, ep: &http::uri::Authority) -> Sample {

@@ -73,6 +73,10 @@ pub struct Pool {
     eject_after: u32,
     eject_for: Duration,
     max_in_flight: u32,
+    /// Bumped when the attempts still waiting on this pool for a response head should give up and
+    /// be re-sent to blue (green rolled back, or its last endpoint ejected): waiting out
+    /// `response_timeout` on a pool already judged bad would only hold users hostage.
+    abandon: tokio::sync::watch::Sender<u64>,
     /// Client for a pool reached over TLS (`green.tls = { ca = ... }`); plain pools share the
     /// listener's client, so their keep-alive connections are pooled together.
     pub tls_client: Option<crate::upstream::client::UpstreamClient>,
@@ -88,6 +92,7 @@ impl Pool {
             eject_after: eject_after.max(1),
             eject_for,
             max_in_flight: u32::MAX,
+            abandon: tokio::sync::watch::Sender::new(0),
             tls_client: None,
         }
     }
@@ -134,6 +139,16 @@ impl Pool {
         Some(candidates.find(|e| e.available()).unwrap_or(first))
     }
 
+    /// Tells every attempt waiting on this pool to give up (see `abandoned`).
+    pub fn abandon_waiting(&self) {
+        self.abandon.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver whose `changed()` completes at the next `abandon_waiting`.
+    pub fn abandoned(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.abandon.subscribe()
+    }
+
     /// Whether any endpoint is available.
     pub fn any_available(&self) -> bool {
         self.endpoints.iter().any(|e| e.available())
@@ -153,6 +168,9 @@ impl Pool {
         if f >= self.eject_after && !ep.ejected() {
             ep.ejected_until.store(now_ms() + self.eject_for.as_millis() as u64, Ordering::Relaxed);
             ep.failures.store(0, Ordering::Relaxed);
+            if !self.any_available() {
+                self.abandon_waiting();
+            }
             return true;
         }
         false

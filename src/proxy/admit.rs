@@ -1,0 +1,116 @@
+//! The admit phase: what a reverse proxy must refuse before anything reaches an upstream.
+//! Framing is checked as strictly as nginx does (RFC 9112 §3.2, §6.1, §6.3): when the proxy and
+//! the upstream could disagree on where a request ends, one request can smuggle another.
+
+use crate::error::ProxyError;
+use crate::route::Route;
+use http::{header, Method, Request, Version};
+
+/// Marks a request whose head had both `Content-Length` and `Transfer-Encoding` (hyper drops
+/// the length before the headers reach us; the listener sees the raw head and says so).
+#[derive(Clone, Copy, Debug)]
+pub struct AmbiguousFraming;
+
+/// Refuses CONNECT, ambiguous framing or target, absolute-form URIs to other hosts, and declared
+/// bodies over the limit.
+pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if req.version() <= Version::HTTP_11 {
+        if req.extensions().get::<AmbiguousFraming>().is_some() {
+            return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+        }
+        framing(req.headers())?;
+        authority(req)?;
+    }
+    if let (Some(limit), Some(len)) = (route.policy.max_body_bytes, content_length(req.headers())) {
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// One `Host`, and a body framed one way only: `Transfer-Encoding` (ending in a single
+/// `chunked`) or `Content-Length`, never both.
+fn framing(h: &http::HeaderMap) -> Result<(), ProxyError> {
+    if h.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    if !h.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(());
+    }
+    if h.contains_key(header::CONTENT_LENGTH) {
+        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    let codings: Vec<String> = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let chunked = codings.iter().filter(|c| *c == "chunked").count();
+    if chunked != 1 || codings.last().map(String::as_str) != Some("chunked") {
+        return Err(ProxyError::BadRequest("Transfer-Encoding must end in exactly one chunked"));
+    }
+    if codings.len() > 1 {
+        return Err(ProxyError::Unsupported("transfer codings other than chunked"));
+    }
+    Ok(())
+}
+
+/// An absolute-form target must name the host the client also put in `Host`.
+fn authority<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    if let Some(auth) = req.uri().authority() {
+        let host = req.headers().get(header::HOST).map(|h| h.as_bytes());
+        // Without a Host line there is nothing to check the authority against (and HTTP/1.1
+        // requires one): only a forward-proxy client sends that, so refuse it too.
+        if host.is_none_or(|h| !h.eq_ignore_ascii_case(auth.as_str().as_bytes())) {
+            return Err(ProxyError::BadRequest("absolute-form URI names another host"));
+        }
+    }
+    Ok(())
+}
+
+/// The declared body length, if any.
+pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorSource;
+    use http::StatusCode;
+
+    fn check(lines: &[(&str, &str)]) -> Option<StatusCode> {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in lines {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        framing(&h).err().map(|e| {
+            assert_eq!(e.origin(), ErrorSource::Downstream);
+            super::super::respond::status_of(&e)
+        })
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let bad = StatusCode::BAD_REQUEST;
+        assert_eq!(check(&[("host", "a"), ("host", "b")]), Some(bad));
+        assert_eq!(check(&[("content-length", "3"), ("transfer-encoding", "chunked")]), Some(bad));
+        assert_eq!(check(&[("transfer-encoding", "chunked, chunked")]), Some(bad));
+        assert_eq!(check(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), Some(bad));
+        assert_eq!(check(&[("transfer-encoding", "chunked, gzip")]), Some(bad));
+        assert_eq!(check(&[("transfer-encoding", "gzip, chunked")]), Some(StatusCode::NOT_IMPLEMENTED));
+    }
+
+    #[test]
+    fn ordinary_framing_passes() {
+        assert_eq!(check(&[("host", "a"), ("transfer-encoding", "Chunked")]), None);
+        assert_eq!(check(&[("host", "a"), ("content-length", "3")]), None);
+        assert_eq!(check(&[]), None);
+    }
+}

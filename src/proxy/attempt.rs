@@ -1,0 +1,193 @@
+//! The attempt phase: one try at one endpoint of one color, up to the response head. It reports
+//! what happened as a typed outcome; whether to try again is the exchange's decision.
+
+use super::exchange::Exchange;
+use crate::body::{EndpointSlot, GreenSlot, Recording, RequestBody};
+use crate::error::{Progress, ProxyError, UpstreamErrorKind};
+use crate::stats::{HashCheck, Sample, SampleKind};
+use crate::upstream::client::{self, Sender, UpstreamError};
+use crate::upstream::Endpoint;
+use crate::Color;
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use std::future::Future;
+
+/// How an attempt ended.
+pub(super) enum Outcome {
+    /// The upstream sent a response head.
+    Answered(Answer),
+    /// No response head.
+    Failed(Failure),
+}
+
+/// A response head, not yet handed to the client (a retryable status may still be replaced).
+pub(super) struct Answer {
+    pub resp: Response<Incoming>,
+    pub conn: Sender,
+    pub rec: Recording,
+}
+
+/// An attempt that got no response head; `rec` is `None` when no endpoint could be picked.
+pub(super) struct Failure {
+    pub err: ProxyError,
+    pub rec: Option<Recording>,
+}
+
+impl Outcome {
+    /// The color that produced it (`None`: nothing was attempted).
+    pub fn color(&self) -> Option<Color> {
+        match self {
+            Outcome::Answered(a) => Some(a.rec.sample.color),
+            Outcome::Failed(f) => f.rec.as_ref().map(|r| r.sample.color),
+        }
+    }
+}
+
+impl Failure {
+    /// Records the failed attempt: an upstream failure against its color, a client's body
+    /// failure as the 4xx it becomes.
+    pub fn record(&mut self) {
+        let Some(mut rec) = self.rec.take() else { return };
+        match self.err.upstream_kind() {
+            Some(kind) => rec.finish(Some(kind)),
+            None => {
+                rec.sample.status = super::respond::status_of(&self.err).as_u16();
+                rec.finish(None);
+            }
+        }
+    }
+}
+
+fn upstream(kind: UpstreamErrorKind, progress: Progress, msg: &'static str) -> ProxyError {
+    ProxyError::Upstream { kind, progress, source: msg.into() }
+}
+
+/// Maps a send failure: the client's own body failing is the client's fault, not the upstream's.
+fn send_error(e: UpstreamError) -> ProxyError {
+    match client::is_client_body_error(&e) {
+        Some(true) => ProxyError::BodyTooLarge,
+        Some(false) => ProxyError::BadRequest("request body failed"),
+        None => e.into_proxy(),
+    }
+}
+
+impl Exchange<'_> {
+    /// Sends the request to `color` and waits for the response head, the response timeout, or
+    /// (green only) the signal that green was given up on.
+    pub(super) async fn attempt(&self, color: Color, headers: HeaderMap, body: RequestBody) -> Outcome {
+        let route = &self.route;
+        let pool = route.pool(color);
+        let abandoned = if route.judged(color) && self.replayable() { self.abandon.clone() } else { None };
+        let Some(ep) = pool.pick() else {
+            // Load shedding, not an upstream failure: nothing is charged to the color.
+            return Outcome::Failed(Failure { err: ProxyError::Saturated, rec: None });
+        };
+        route.stats.started(color);
+        let mut rec = self.recording(color, ep);
+        let req = self.upstream_request(ep, headers, body);
+        let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
+        let (resp, conn) = match self.wait(client.send(ep, req), abandoned).await {
+            Ok(r) => r,
+            Err(err) => {
+                if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
+                    pool.report_failure(ep);
+                }
+                tracing::debug!(service = %route.name, color = color.as_str(), endpoint = %ep.authority, error = %err, "upstream attempt failed");
+                return Outcome::Failed(Failure { err, rec: Some(rec) });
+            }
+        };
+        let status = resp.status().as_u16();
+        rec.sample.status = status;
+        if matches!(status, 502..=504) {
+            pool.report_failure(ep);
+        } else {
+            pool.report_success(ep);
+        }
+        self.inspect_constitutional(color, resp.headers(), &mut rec.sample);
+        Outcome::Answered(Answer { resp, conn, rec })
+    }
+
+    fn recording(&self, color: Color, ep: &std::sync::Arc<Endpoint>) -> Recording {
+        let stats = &self.route.stats;
+        Recording {
+            stats: stats.clone(),
+            endpoint: EndpointSlot::enter(ep),
+            sample: Sample {
+                service: self.route.key,
+                color,
+                kind: SampleKind::Request,
+                status: 0,
+                latency_us: 0,
+                error: None,
+                hash: HashCheck::NotChecked,
+                compliance: None,
+            },
+            start: self.start,
+            in_flight: None,
+            green_slot: self.route.judged(color).then(|| GreenSlot::enter(stats)),
+        }
+    }
+
+    fn upstream_request(&self, ep: &Endpoint, headers: HeaderMap, body: RequestBody) -> Request<RequestBody> {
+        let mut up = Request::new(body);
+        *up.method_mut() = self.method.clone();
+        *up.uri_mut() = self.uri.clone();
+        *up.headers_mut() = headers;
+        if !up.headers().contains_key(header::HOST) {
+            // Only an HTTP/1.0 client without Host gets here; name the endpoint, as curl would.
+            if let Ok(v) = HeaderValue::from_str(ep.authority.as_str()) {
+                up.headers_mut().insert(header::HOST, v);
+            }
+        }
+        up
+    }
+
+    /// The response head, or why there is none. `abandoned` fires when green is given up on; the
+    /// attempt then stops waiting only if the request can still be re-sent.
+    async fn wait(
+        &self,
+        send: impl Future<Output = Result<(Response<Incoming>, Sender), UpstreamError>>,
+        mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> Result<(Response<Incoming>, Sender), ProxyError> {
+        let timeout = tokio::time::sleep(self.route.policy.response_timeout);
+        tokio::pin!(send, timeout);
+        loop {
+            let signal = async {
+                match abandoned.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut send => return r.map_err(send_error),
+                _ = &mut timeout => {
+                    return Err(upstream(UpstreamErrorKind::Timeout, Progress::SentNoResponse, "response timeout"))
+                }
+                live = signal => {
+                    if live && self.replayable() {
+                        return Err(upstream(UpstreamErrorKind::Abandoned, Progress::SentNoResponse, "green given up"));
+                    }
+                    abandoned = None;
+                }
+            }
+        }
+    }
+
+    /// Checks the constitutional headers of a response; a green hash mismatch raises the
+    /// data-path alarm at once (the control loop trips without waiting for the interval).
+    fn inspect_constitutional(&self, color: Color, h: &HeaderMap, s: &mut Sample) {
+        let route = &self.route;
+        let p = &route.policy;
+        s.compliance = h.get(&p.compliance_header).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        if let Some(v) = h.get(&p.principles_header) {
+            route.stats.record_principles(color, v.as_bytes());
+        }
+        if route.judged(color) && p.check_hash {
+            let ok = h.get(&p.hash_header).is_some_and(|v| v.as_bytes() == p.expected_hash.as_bytes());
+            s.hash = if ok { HashCheck::Match } else { HashCheck::Mismatch };
+            if !ok {
+                let _ = self.conn.svc.alarms.try_send(route.key);
+            }
+        }
+    }
+}

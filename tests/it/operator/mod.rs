@@ -1,0 +1,17 @@
+//! Operator experience (issue #7): the status page in headless Chromium matches `/status`, a live
+//! `/metrics` scrape passes `promtool check metrics` and names exactly `docker/metric-names.txt`,
+//! the shipped configs are valid, and the operator CLI against the real binary.
+//!
+//! Chromium and promtool are required: a test fails with a clear message when one is missing,
+//! unless `SWITCHYARD_SKIP_BROWSER=1` / `SWITCHYARD_SKIP_PROMTOOL=1` says to skip it. `.ci/run`
+//! installs both before `cargo test --workspace`.
+
+mod support;
+
+mod page;
+
+mod metrics;
+
+mod configs;
+
+mod cli;
