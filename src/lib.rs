@@ -5,7 +5,8 @@
 //! - `app` wires everything and owns shutdown; `demo` and `cli` sit on top of it.
 //! - `control` is the only writer of routes: ticks, commands (admin, reload, data-path hash
 //!   alarms), the pure `decide` function, rollout plans, incidents. `admin` and `reload` talk to it.
-//! - `listener` accepts connections; `proxy` serves one request; `upstream` holds pools, the client
+//! - `listener` accepts connections; `serve` runs one connection (TLS, HTTP/1.1 parking while
+//!   idle, HTTP/2); `proxy` serves one request; `upstream` holds pools, the client
 //!   and health checks; `stats` records on the data path and aggregates windows.
 //! - `route` is the lock-free snapshot a request loads once; `config` parses and validates.
 //!
@@ -31,6 +32,7 @@ pub mod mock_upstream;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod serve;
 pub mod state;
 pub mod stats;
 pub mod tls;

@@ -49,8 +49,8 @@ fn the_token_never_appears_in_debug_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
-    let f = Fixture::one_service("idle", FAST, "header_read_timeout = \"300ms\"").await;
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let f = Fixture::one_service("idle", FAST, "header_read_timeout = \"300ms\"\nidle_timeout = \"600ms\"").await;
     let addr = f.addr;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n").await.unwrap();
@@ -69,6 +69,6 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     })
     .await;
     assert!(closed.is_ok(), "idle keep-alive connection still open after 5 s");
-    assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(500), "closed before the idle timeout: {:?}", started.elapsed());
     f.stop().await;
 }
