@@ -48,7 +48,8 @@ pub(super) async fn serve<S: Socket>(mut io: S, conn: Arc<ConnCtx>, cfg: Arc<Ser
             }
             _ = stop.cancelled() => return,
         }
-        match hyper_conn(io, pre, &signals, &conn, &cfg, &stop, head_deadline).await {
+        // Boxed: its state (hyper's connection, the idle timer) is freed when it parks.
+        match Box::pin(hyper_conn(io, pre, &signals, &conn, &cfg, &stop, head_deadline)).await {
             Ended::Parked(i, p) => {
                 // The connection was idle for at least one grace period before it parked.
                 wait = cfg.idle_timeout.saturating_sub(cfg.idle_grace);
@@ -134,16 +135,15 @@ async fn hyper_conn<S: Socket>(
     }
 }
 
-/// hyper's unparsed bytes, then any it never read from the wrapper.
+/// hyper's unparsed bytes, then any it never read from the wrapper, copied out: both are views
+/// of hyper's 8 KiB read buffer (or of an earlier one), which an empty view would keep alive
+/// for as long as the connection stays parked.
 fn join(parsed_from: Bytes, unread: Bytes) -> Bytes {
-    match (parsed_from.is_empty(), unread.is_empty()) {
-        (_, true) => parsed_from,
-        (true, false) => unread,
-        (false, false) => {
-            let mut b = BytesMut::with_capacity(parsed_from.len() + unread.len());
-            b.extend_from_slice(&parsed_from);
-            b.extend_from_slice(&unread);
-            b.freeze()
-        }
+    if parsed_from.is_empty() && unread.is_empty() {
+        return Bytes::new();
     }
+    let mut b = BytesMut::with_capacity(parsed_from.len() + unread.len());
+    b.extend_from_slice(&parsed_from);
+    b.extend_from_slice(&unread);
+    b.freeze()
 }

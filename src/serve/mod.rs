@@ -92,9 +92,11 @@ pub async fn connection(
     stop: CancellationToken,
 ) {
     let Some(acceptor) = tls else { return plain(stream, conn, cfg, stop).await };
-    match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(b"h2") => auto_conn(s, conn, cfg, stop).await,
-        Ok(Ok(s)) => h1::serve(s, conn, cfg, stop).await,
+    // Everything but cleartext HTTP/1.1 is boxed: the task's own future is as large as its
+    // largest state, and it should be sized for a parked cleartext HTTP/1.1 connection.
+    match tokio::time::timeout(cfg.header_read_timeout, Box::pin(acceptor.accept(stream))).await {
+        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Box::pin(auto_conn(s, conn, cfg, stop)).await,
+        Ok(Ok(s)) => Box::pin(h1::serve(s, conn, cfg, stop)).await,
         Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
     }
@@ -117,7 +119,7 @@ async fn plain(stream: TcpStream, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, stop: 
     };
     match n {
         0 => {}
-        n if head[..n] == H2_PREFACE[..n] => auto_conn(stream, conn, cfg, stop).await,
+        n if head[..n] == H2_PREFACE[..n] => Box::pin(auto_conn(stream, conn, cfg, stop)).await,
         _ => h1::serve(stream, conn, cfg, stop).await,
     }
 }
