@@ -6,15 +6,16 @@
 //! (a quarter of `header_read_timeout`, 250 ms here), so waits of a few seconds cover many.
 mod common;
 use common::*;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n";
 
 /// Reads one response head (and the mock's short body) and returns its status line.
-async fn response(s: &mut TcpStream) -> String {
+async fn response<S: AsyncRead + Unpin>(s: &mut S) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -125,5 +126,40 @@ async fn a_request_head_dribbled_across_parks_keeps_its_header_read_timeout() {
     }
     assert!(closed, "a head dribbled for {:?} was not cut off", started.elapsed());
     assert!(started.elapsed() >= Duration::from_millis(700), "cut off too early: {:?}", started.elapsed());
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_keep_alive_connection_is_served_right_after_the_handshake_and_after_parking() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mocks = Mocks::start("idletls").await;
+    let body = format!(
+        "[limits]\nheader_read_timeout = \"1s\"\n[[services]]\nname = \"idletls\"\nlisten = \"127.0.0.1:0\"\n{}\
+         tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        mocks.pools("r1"),
+        cert_path.display(),
+        key_path.display()
+    );
+    let f = Fixture::launch(mocks, "idletls", FAST, &body).await;
+    switchyard::tls::install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(f.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = connector.connect(name, tcp).await.unwrap();
+    // The request follows the handshake at once: the server's TLS layer may already hold it.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: idletls\r\n\r\n").await.unwrap();
+    assert_eq!(response(&mut s).await, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: idletls\r\n\r\n").await.unwrap();
+    assert_eq!(response(&mut s).await, "HTTP/1.1 200 OK", "the parked TLS connection was reused");
     f.stop().await;
 }

@@ -38,16 +38,22 @@ pub(super) async fn serve<S: Socket>(mut io: S, conn: Arc<ConnCtx>, cfg: Arc<Ser
     let mut pre = Bytes::new();
     let mut wait = cfg.header_read_timeout;
     let mut head_deadline: Option<Instant> = None;
+    // After a park the stream holds nothing (hyper's last read found it empty), so only the
+    // socket can wake it.
+    let mut await_socket = !S::READ_AHEAD;
     loop {
         let limit = head_deadline.map_or(wait, |d| d.saturating_duration_since(Instant::now()));
-        tokio::select! {
-            r = io.tcp().readable() => if r.is_err() { return },
-            _ = tokio::time::sleep(limit) => {
-                tracing::debug!(peer = %conn.peer, "connection idle past its timeout: closing");
-                return;
+        if await_socket {
+            tokio::select! {
+                r = io.tcp().readable() => if r.is_err() { return },
+                _ = tokio::time::sleep(limit) => {
+                    tracing::debug!(peer = %conn.peer, "connection idle past its timeout: closing");
+                    return;
+                }
+                _ = stop.cancelled() => return,
             }
-            _ = stop.cancelled() => return,
         }
+        await_socket = true;
         // Boxed: its state (hyper's connection, the idle timer) is freed when it parks.
         match Box::pin(hyper_conn(io, pre, &signals, &conn, &cfg, &stop, head_deadline)).await {
             Ended::Parked(i, p) => {

@@ -67,17 +67,26 @@ impl ServeCfg {
 /// A client socket, plain or TLS, and the TCP socket under it (whose readiness wakes a parked
 /// connection).
 pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether bytes may already sit above the socket when serving starts, so that waiting for
+    /// the socket to become readable could wait for data that has arrived: a TLS handshake
+    /// reads whatever follows the client's Finished message, often the first request.
+    const READ_AHEAD: bool;
+
     /// The TCP socket.
     fn tcp(&self) -> &TcpStream;
 }
 
 impl Socket for TcpStream {
+    const READ_AHEAD: bool = false;
+
     fn tcp(&self) -> &TcpStream {
         self
     }
 }
 
 impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    const READ_AHEAD: bool = true;
+
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
     }
