@@ -6,7 +6,8 @@
 //! - `app` wires everything and owns shutdown; the binary's `cli` and `demo` sit on top of it.
 //! - `admin` and `reload` talk to `control`, the only writer of routes: ticks, commands (admin,
 //!   reload, data-path hash alarms), the pure `decide` function, rollout plans, incidents.
-//! - `listener` accepts connections; `proxy` serves one request.
+//! - `listener` accepts connections; `serve` runs one connection (TLS, HTTP/1.1 parking while
+//!   idle, HTTP/2); `proxy` serves one request.
 //! - `route` is the lock-free snapshot a request loads once; `alerts` delivers webhooks
 //!   (http/https) off the loop; `escalation` (paging schedule, acknowledgement) and
 //!   `health_score` are pure arithmetic the control loop applies.
@@ -37,6 +38,7 @@ pub mod preflight;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod serve;
 pub mod state;
 pub mod stats;
 pub mod tls;

@@ -2,18 +2,13 @@
 //! header limits and timeouts, and structural draining: every connection task is tracked and told
 //! to finish gracefully when the listener stops.
 
-mod framing;
-
 use crate::config::Limits;
-use crate::proxy::{self, ConnCtx, ServiceCtx};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use crate::proxy::{ConnCtx, ServiceCtx};
+use crate::serve::{self, ServeCfg};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -65,22 +60,6 @@ impl Listener {
     }
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
-}
-
 async fn accept_loop(
     listener: Arc<TcpListener>,
     svc: Arc<ServiceCtx>,
@@ -91,7 +70,7 @@ async fn accept_loop(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
-    let builder = builder(&limits);
+    let cfg = Arc::new(ServeCfg::new(&limits));
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
@@ -111,12 +90,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnCtx::new(svc.clone(), peer, tracker.clone(), closing.clone()));
-        let (tls, builder, stop, hs_timeout) = (tls.clone(), builder.clone(), stop.clone(), limits.header_read_timeout);
-        let closing = closing.clone();
+        let (tls, cfg, stop, closing) = (tls.clone(), cfg.clone(), stop.clone(), closing.clone());
         tracker.spawn(async move {
             let _permit = permit;
             tokio::select! {
-                _ = serve(stream, conn, tls, builder, stop, hs_timeout) => {}
+                _ = serve::connection(stream, conn, tls, cfg, stop) => {}
                 // Dropping the connection future closes the socket and cancels its requests.
                 _ = closing.cancelled() => {}
             }
@@ -129,95 +107,4 @@ async fn accept_loop(
         closing.cancel();
         tracker.wait().await;
     }
-}
-
-async fn serve(
-    stream: TcpStream,
-    conn: Arc<ConnCtx>,
-    tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
-    stop: CancellationToken,
-    hs_timeout: Duration,
-) {
-    let found = framing::Ambiguous::new();
-    match tls {
-        None => {
-            let io = TokioIo::new(framing::Watched::new(stream, found.clone()));
-            serve_io(io, conn, found, builder, stop, hs_timeout).await
-        }
-        Some(acceptor) => match tokio::time::timeout(hs_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => {
-                let io = TokioIo::new(framing::Watched::new(s, found.clone()));
-                serve_io(io, conn, found, builder, stop, hs_timeout).await
-            }
-            Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
-        },
-    }
-}
-
-async fn serve_io<I>(
-    io: TokioIo<I>,
-    conn: Arc<ConnCtx>,
-    ambiguous: Arc<framing::Ambiguous>,
-    builder: auto::Builder<TokioExecutor>,
-    stop: CancellationToken,
-    head_timeout: Duration,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = conn.peer;
-    let first = Arc::new(AtomicBool::new(false));
-    let seen = first.clone();
-    let index = std::sync::atomic::AtomicU64::new(0);
-    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        if !seen.load(Ordering::Relaxed) {
-            seen.store(true, Ordering::Relaxed);
-        }
-        // Requests reach the service in the order their heads arrived (one at a time on HTTP/1).
-        if ambiguous.is(index.fetch_add(1, Ordering::Relaxed)) {
-            req.extensions_mut().insert(proxy::admit::AmbiguousFraming);
-        }
-        proxy::handle(conn.clone(), req)
-    });
-    let c = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(c);
-    let res = tokio::select! {
-        r = c.as_mut() => r,
-        _ = stop.cancelled() => {
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
-        _ = first_request_deadline(&first, head_timeout) => {
-            tracing::debug!(%peer, "no request head within the header read timeout: closing");
-            return;
-        }
-    };
-    if let Err(e) = res {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
-}
-
-/// Completes when `timeout` passes without a first request; pends forever once one arrived.
-///
-/// hyper's `header_read_timeout` only runs inside its HTTP/1 parser, but hyper-util's auto
-/// builder first reads bytes to tell HTTP/1 from an HTTP/2 preface, without a timeout: a client
-/// that connects and sends nothing (or a partial preface) would hold a connection slot forever.
-/// This closes that gap for the first request; later ones are covered by hyper (HTTP/1) and the
-/// HTTP/2 keep-alive pings.
-///
-/// The connection's `select!` polls this on every wake-up of the connection, i.e. several
-/// times per request: once a request has been seen it answers `Pending` after one atomic
-/// load instead of polling the timer (the timer still fires once, as a spurious wake-up).
-async fn first_request_deadline(first: &AtomicBool, timeout: Duration) {
-    use std::future::Future as _;
-    let sleep = tokio::time::sleep(timeout);
-    tokio::pin!(sleep);
-    std::future::poll_fn(|cx| {
-        if first.load(Ordering::Relaxed) {
-            return std::task::Poll::Pending;
-        }
-        sleep.as_mut().poll(cx)
-    })
-    .await
 }

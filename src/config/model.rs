@@ -280,6 +280,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Head read timeout (slowloris).
     pub header_read_timeout: Duration,
+    /// How long an idle keep-alive client connection stays open (75 s, nginx's default): longer
+    /// than the 60 s a load balancer in front keeps its side, so it never reuses a connection
+    /// we are closing (its 502s).
     pub idle_timeout: Duration,
     /// Body limit (→ 413).
     pub max_body_bytes: Option<u64>,

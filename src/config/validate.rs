@@ -302,7 +302,7 @@ fn limits(p: &mut Problems, f: &FileLimits) -> Limits {
     let l = Limits {
         max_header_bytes: f.max_header_bytes.unwrap_or(64 * 1024),
         header_read_timeout: d(p, "header_read_timeout", &f.header_read_timeout, 10_000),
-        idle_timeout: d(p, "idle_timeout", &f.idle_timeout, 60_000),
+        idle_timeout: d(p, "idle_timeout", &f.idle_timeout, 75_000),
         max_body_bytes: f.max_body_bytes,
         max_connections: f.max_connections.unwrap_or(10_000),
         max_h2_streams: f.max_h2_streams.unwrap_or(256),

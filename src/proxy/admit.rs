@@ -11,6 +11,35 @@ use http::{header, Method, Request, Version};
 #[derive(Clone, Copy, Debug)]
 pub struct AmbiguousFraming;
 
+/// Index (0-based, per connection) of the first request whose head carried both
+/// `Content-Length` and `Transfer-Encoding`: set by the connection's byte watcher
+/// (`serve::framing`), which sees the head before hyper drops `Content-Length`; read by
+/// `proxy::handle` for each request in arrival order.
+#[derive(Debug)]
+pub struct Ambiguous(std::sync::atomic::AtomicU64);
+
+impl Ambiguous {
+    /// A tracker with no ambiguous request yet.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Ambiguous(std::sync::atomic::AtomicU64::new(u64::MAX)))
+    }
+
+    /// Records the first ambiguous request's index (later ones: hyper closes after answering it).
+    pub fn found(&self, index: u64) {
+        let _ = self.0.compare_exchange(
+            u64::MAX,
+            index,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
+
+    /// Whether the connection's `index`-th request had both framings.
+    pub fn is(&self, index: u64) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) == index
+    }
+}
+
 /// Refuses CONNECT, ambiguous framing or target, absolute-form URIs to other hosts, and declared
 /// bodies over the limit.
 pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {

@@ -52,18 +52,27 @@ pub struct ConnCtx {
     pub tasks: TaskTracker,
     /// Cancelled when the drain timeout has passed: whatever is still open is closed.
     pub closing: CancellationToken,
+    /// Which request (if any) had ambiguous framing, written by the connection's byte watcher.
+    pub framing: Arc<admit::Ambiguous>,
+    /// Requests seen on this connection, in arrival order (the watcher's index).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl ConnCtx {
     /// Context for a new connection of a listener whose tasks are `tasks`.
     pub fn new(svc: Arc<ServiceCtx>, peer: SocketAddr, tasks: TaskTracker, closing: CancellationToken) -> Self {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header value");
-        ConnCtx { svc, peer, peer_value, tasks, closing }
+        let (framing, requests) = (admit::Ambiguous::new(), std::sync::atomic::AtomicU64::new(0));
+        ConnCtx { svc, peer, peer_value, tasks, closing, framing, requests }
     }
 }
 
 /// Serves one request; never fails (errors become responses).
-pub async fn handle(conn: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(conn: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    // HTTP/1 requests reach the service one at a time, in the order their heads arrived.
+    if conn.framing.is(conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+        req.extensions_mut().insert(admit::AmbiguousFraming);
+    }
     let svc = &conn.svc;
     let route = match svc.router.load().get(svc.key) {
         Some(r) => r.clone(),

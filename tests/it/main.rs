@@ -17,6 +17,7 @@ mod day_two;
 mod faults;
 mod fleet;
 mod hardening;
+mod idle_keep_alive;
 mod inflight;
 mod inflight_shutdown;
 mod inflight_upload;

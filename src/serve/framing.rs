@@ -9,31 +9,14 @@
 //! upgrade, an HTTP/2 preface, a head hyper will refuse anyway); later requests are then simply
 //! not marked.
 
+pub use crate::proxy::admit::Ambiguous;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Longest head line followed; longer ones are left to hyper's own limit.
 const MAX_LINE: usize = 64 * 1024;
-
-/// Index (0-based, per connection) of the first request with `Content-Length` and
-/// `Transfer-Encoding`, shared between the wrapper and the connection's service.
-#[derive(Debug, Default)]
-pub struct Ambiguous(AtomicU64);
-
-impl Ambiguous {
-    /// A tracker with no ambiguous request yet.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Ambiguous(AtomicU64::new(u64::MAX)))
-    }
-
-    /// Whether the connection's `index`-th request had both framings.
-    pub fn is(&self, index: u64) -> bool {
-        self.0.load(Ordering::Acquire) == index
-    }
-}
 
 #[derive(Debug, PartialEq)]
 enum State {
@@ -71,6 +54,13 @@ impl Follower {
                     };
                 }
                 _ => match bytes.iter().position(|&b| b == b'\n') {
+                    // A line wholly inside this read is followed in place (no copy, no
+                    // allocation per header line); only a line split across reads is gathered.
+                    Some(i) if self.line.is_empty() => {
+                        let line = &bytes[..i];
+                        bytes = &bytes[i + 1..];
+                        self.on_line(line.strip_suffix(b"\r").unwrap_or(line));
+                    }
                     Some(i) => {
                         self.line.extend_from_slice(&bytes[..i]);
                         bytes = &bytes[i + 1..];
@@ -113,7 +103,7 @@ impl Follower {
         self.heads += 1;
         if cl.is_some() && te {
             // hyper closes the connection after this request: nothing after it matters.
-            self.found.0.store(index, Ordering::Release);
+            self.found.found(index);
             return State::Off;
         }
         match (te, chunked_last, cl) {
@@ -169,6 +159,11 @@ impl<S> Watched<S> {
         let follower = Follower { state: State::RequestLine, line: Vec::new(), heads: 0, found };
         Watched { inner, follower }
     }
+
+    /// The wrapped stream (for the TCP socket under it).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -220,8 +215,7 @@ mod tests {
         for piece in raw.as_bytes().chunks(step) {
             f.feed(piece);
         }
-        let i = found.0.load(Ordering::Acquire);
-        ((i != u64::MAX).then_some(i), f.heads)
+        ((0..f.heads).find(|&i| found.is(i)), f.heads)
     }
 
     #[test]
