@@ -109,6 +109,11 @@ impl App {
         self.control.published.status.load_full()
     }
 
+    /// Every incident the loop knows (in a fleet: the fleet's), oldest first.
+    pub fn incidents(&self) -> Arc<Vec<crate::control::incident::Incident>> {
+        self.control.published.incidents.load_full()
+    }
+
     /// Bound address of a service's listener.
     pub fn service_addr(&self, name: &str) -> Option<SocketAddr> {
         self.status()["services"].as_array()?.iter().find(|s| s["name"] == name)?["listen"].as_str()?.parse().ok()

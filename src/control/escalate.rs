@@ -23,7 +23,9 @@ impl Controller {
     /// When the loop must wake for the next escalation page, if any incident still has one.
     pub(super) fn next_escalation(&self) -> Option<Instant> {
         let levels = &self.cfg.alerts.escalation;
-        if !self.cfg.alerts.escalation_enabled() {
+        // In a fleet only the leader pages (the schedule travels with the incident in the store,
+        // so a new leader continues it); alone, `fleet_drives` is always true.
+        if !self.cfg.alerts.escalation_enabled() || !self.fleet_drives() {
             return None;
         }
         let due = self.incidents.iter().filter_map(|i| i.escalation.as_ref()?.next_due_ms(levels)).min()?;
@@ -32,6 +34,9 @@ impl Controller {
 
     /// Pages every level that is due, oldest incident first, each level once.
     pub(super) async fn escalate_due(&mut self) {
+        if !self.fleet_drives() {
+            return;
+        }
         let now = SystemTime::now();
         let levels = self.cfg.alerts.escalation.clone();
         let mut changed = Vec::new();

@@ -209,3 +209,51 @@ fn shipped_fleet_configs_validate() {
         switchyard::config::parse(&toml, std::path::Path::new("configmap.yaml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.fleet.unwrap().endpoints.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_pages_each_level_once_per_fleet_and_an_ack_on_any_replica_is_seen_by_all() {
+    use crate::oncall::hooks::Hooks;
+    let etcd = EtcdServer::start();
+    let name = "fl-page";
+    let m = Mocks::start(name).await;
+    let hooks = Hooks::start().await;
+    let h = hooks.addr;
+    let levels: Vec<String> = [300, 600, 900]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| format!("{{ after = \"{ms}ms\", webhooks = [\"http://{h}/level{}\"] }}", i + 1))
+        .collect();
+    let service = format!(
+        "[alerts]\ncritical = [\"http://{h}/critical\"]\n[alerts.escalation]\nlevels = [{}]\n{}",
+        levels.join(", "),
+        manual_service(name, &m)
+    );
+    let fleet = fleet_of(3, &etcd, "/t/page", &service).await;
+    let (status, _) = admin_post(&fleet[0].app, &format!("/services/{name}/weight"), r#"{"green": 100}"#).await;
+    assert_eq!(status, 200);
+    assert!(eventually(Duration::from_secs(2), || fleet.iter().all(|r| weight(r, name) == 100.0)).await);
+    m.green.set(serde_json::from_str(r#"{"hash": "wrong"}"#).unwrap());
+    get(&client(), fleet[2].app.service_addr(name).unwrap(), "/").await;
+    hooks.first("/level3", Duration::from_secs(10)).await;
+    // Every replica holds the same incident, escalated to level 3 (the schedule is shared).
+    let level = |app: &App| {
+        let incs = app.incidents();
+        incs.iter().find(|i| *i.service == *name).and_then(|i| i.escalation.as_ref().map(|e| e.level))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || fleet.iter().all(|r| level(&r.app) == Some(3))).await,
+        "{:?}",
+        fleet.iter().map(|r| level(&r.app)).collect::<Vec<_>>()
+    );
+    for path in ["/critical", "/level1", "/level2", "/level3"] {
+        assert_eq!(hooks.on(path).len(), 1, "{path} paged once for the fleet: {:?}", hooks.hits());
+    }
+    // An acknowledgement on one replica reaches the others through the store.
+    let id = fleet[0].app.incidents().iter().find(|i| *i.service == *name).unwrap().id.clone();
+    let (status, body) = admin_post(&fleet[1].app, &format!("/incidents/{id}/ack"), r#"{"by": "sre"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let acked = |app: &App| {
+        app.incidents().iter().any(|i| i.id == id && i.escalation.as_ref().is_some_and(|e| e.acknowledged.is_some()))
+    };
+    assert!(eventually(Duration::from_secs(2), || fleet.iter().all(|r| acked(&r.app))).await);
+}

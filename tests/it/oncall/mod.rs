@@ -2,7 +2,7 @@
 //! webhook receivers with short configured delays, acknowledgement over the API and the CLI,
 //! persistence of the schedule across a restart, and https webhooks verified against a test CA.
 
-mod hooks;
+pub(crate) mod hooks;
 
 use crate::support::*;
 use hooks::Hooks;
