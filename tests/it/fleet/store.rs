@@ -5,8 +5,9 @@ use super::etcd_server::EtcdServer;
 use std::time::{Duration, Instant};
 use switchyard::fleet::etcd::{Cas, Etcd, Event, StoreError};
 
+/// Generous per-call timeout: etcd's fsync on this shared box can take hundreds of ms.
 fn client(server: &EtcdServer) -> Etcd {
-    Etcd::new(vec![server.url.parse().unwrap()], Duration::from_millis(500))
+    Etcd::new(vec![server.url.parse().unwrap()], Duration::from_secs(2))
 }
 
 #[tokio::test]
@@ -94,7 +95,7 @@ async fn a_frozen_store_is_unreachable_within_the_timeout() {
     let t = Instant::now();
     let r = etcd.get("/f/k").await;
     assert!(matches!(r, Err(StoreError::Unreachable(_))), "{r:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
     server.resume();
     // A resumed member may need a moment before it answers within the call timeout.
     let until = Instant::now() + Duration::from_secs(10);
