@@ -4,94 +4,7 @@
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// `switchyard run` as a child process, killed on drop.
-struct Proxy {
-    child: tokio::process::Child,
-    admin: String,
-}
-
-/// How a `switchyard run` ended before becoming ready.
-struct Exit {
-    success: bool,
-    stderr: String,
-}
-
-impl Proxy {
-    /// Starts the binary; Ok once its "switchyard ready" line is logged, Err if it exits first.
-    async fn start(config: &Path) -> Result<Proxy, Exit> {
-        let mut child = tokio::process::Command::new(BIN)
-            .args(["--log-json", "run", "--config"])
-            .arg(config)
-            .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Keeps draining stderr so the child never blocks on a full pipe; reports the admin
-        // address on "ready", or everything logged if stderr closes first (the process exited).
-        tokio::spawn(async move {
-            let (mut tx, mut seen) = (Some(tx), String::new());
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["fields"]["message"] == "switchyard ready" {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Ok(v["fields"]["admin"].as_str().unwrap_or_default().to_string()));
-                    }
-                }
-                seen += &line;
-                seen.push('\n');
-            }
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(Err(seen));
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(20), rx).await.expect("ready or exit within 20 s").unwrap() {
-            Ok(addr) => Ok(Proxy { child, admin: format!("http://{addr}") }),
-            Err(stderr) => {
-                let status = child.wait().await.unwrap();
-                Err(Exit { success: status.success(), stderr })
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    async fn get(&self, path: &str) -> String {
-        client().get(format!("{}{path}", self.admin)).send().await.unwrap().text().await.unwrap()
-    }
-
-    async fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.get("/status").await).unwrap()
-    }
-
-    /// Runs `switchyard ARGS --admin URL`; returns (ok, stdout, stderr).
-    async fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        cli(&[args, &["--admin", &self.admin]].concat()).await
-    }
-}
-
-async fn cli(args: &[&str]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env_remove("SWITCHYARD_ADMIN")
-        .env_remove("SWITCHYARD_ADMIN_TOKEN")
-        .env_remove("SWITCHYARD_ADMIN_CA");
-    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await.expect("cli finishes").unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 /// A one-service config on fixed ports (a restart must find the same addresses).
 fn config(state: &Path, admin: u16, listen: u16, m: &Mocks, extra: &str) -> String {
@@ -172,33 +85,33 @@ async fn cli_reload_incidents_and_token() {
     std::fs::write(&path, &good).unwrap();
     let p = Proxy::start(&path).await.unwrap_or_else(|e| panic!("{}", e.stderr));
 
-    let (ok, _, err) = p.cli(&["reload"]).await;
+    let (ok, _, err) = p.cli(&["reload"], false).await;
     assert!(!ok && err.contains("--token"), "a mutating call without a token says how to give one: {err}");
-    let (ok, out, err) = p.cli(&["reload", "--token", TOKEN]).await;
+    let (ok, out, err) = p.cli(&["reload", "--token", TOKEN], false).await;
     assert!(ok, "{err}");
     assert!(out.contains("config reloaded: generation 2"), "{out}");
 
     std::fs::write(&path, good.replace("window = \"400ms\"", "window = \"500ms\"")).unwrap();
-    let (ok, _, err) = p.cli(&["reload", "--token", TOKEN]).await;
+    let (ok, _, err) = p.cli(&["reload", "--token", TOKEN], false).await;
     assert!(!ok && err.contains("sy.toml:6: control.window: must be a whole number"), "{err}");
     let scrape = p.get("/metrics").await;
     assert_eq!(gauge(&scrape, "switchyard_config_last_reload_failed"), Some(1.0), "a refused reload raises the gauge");
     std::fs::write(&path, &good).unwrap();
 
-    let (ok, out, err) = p.cli(&["rollback", "lg", "--token", TOKEN]).await;
+    let (ok, out, err) = p.cli(&["rollback", "lg", "--token", TOKEN], false).await;
     assert!(ok, "{out}{err}");
-    let (ok, list, err) = p.cli(&["incidents", "--json"]).await;
+    let (ok, list, err) = p.cli(&["incidents", "--json"], false).await;
     assert!(ok, "{err}");
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     let id = list[0]["id"].as_str().expect("an incident after the rollback").to_string();
-    let (ok, out, err) = p.cli(&["incidents", &id]).await;
+    let (ok, out, err) = p.cli(&["incidents", &id], false).await;
     assert!(ok, "{err}");
     assert!(out.starts_with(&format!("incident {id}  service lg  release r1")), "{out}");
     assert!(out.contains("decision to swap:"), "{out}");
-    let (ok, _, err) = p.cli(&["incidents", "inc-0-nope"]).await;
+    let (ok, _, err) = p.cli(&["incidents", "inc-0-nope"], false).await;
     assert!(!ok && err.contains("404"), "{err}");
 
-    let (ok, out, err) = p.cli(&["reset", "lg", "--token", TOKEN]).await;
+    let (ok, out, err) = p.cli(&["reset", "lg", "--token", TOKEN], false).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("lg: state") && out.contains("(rollback cleared: latch, admin weight and pause dropped"),

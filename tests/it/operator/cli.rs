@@ -2,82 +2,22 @@
 //! then `status`, `weight`, `rollback`, `incidents`, `reset`, as tables and as `--json`.
 
 use crate::support::*;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// `switchyard run` as a child process; killed on drop.
-struct Proxy {
-    /// Owned so that dropping the `Proxy` kills the process (`kill_on_drop`).
-    _child: tokio::process::Child,
-    admin: String,
+/// What the CLI tests need beyond the kit's `Proxy`.
+trait Cli {
+    async fn json(&self, args: &[&str]) -> serde_json::Value;
+    async fn service(&self, name: &str) -> serde_json::Value;
 }
 
-impl Proxy {
-    /// Starts the binary on `env`'s config and waits for its "switchyard ready" log line.
-    async fn start(env: &Env) -> Proxy {
-        let mut child = tokio::process::Command::new(BIN)
-            .args(["--log-json", "run", "--config"])
-            .arg(&env.path)
-            .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Keeps draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["fields"]["message"] == "switchyard ready" {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(v["fields"]["admin"].as_str().unwrap_or_default().to_string());
-                    }
-                }
-            }
-        });
-        let addr =
-            tokio::time::timeout(Duration::from_secs(20), rx).await.expect("ready within 20 s").expect("ready line");
-        Proxy { _child: child, admin: format!("http://{addr}") }
-    }
-
-    /// Runs `switchyard ARGS --admin URL` with the token (or without); returns (ok, stdout, stderr).
-    async fn cli(&self, args: &[&str], token: bool) -> (bool, String, String) {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(args)
-            .args(["--admin", &self.admin])
-            .env_remove("SWITCHYARD_ADMIN")
-            .env_remove("SWITCHYARD_ADMIN_TOKEN");
-        if token {
-            cmd.env("SWITCHYARD_ADMIN_TOKEN", TOKEN);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await.expect("cli finishes").unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-    }
-
-    /// Runs a command that must succeed and returns its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.cli(args, true).await;
-        assert!(ok, "switchyard {args:?} failed:\n{out}{err}");
-        out
-    }
-
+impl Cli for Proxy {
     /// `--json` output of a command that must succeed.
     async fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(&[args, &["--json"]].concat()).await;
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("--json output of {args:?} is not JSON ({e}):\n{out}"))
     }
 
-    async fn status(&self, name: &str) -> serde_json::Value {
-        let v: serde_json::Value =
-            client().get(format!("{}/status", self.admin)).send().await.unwrap().json().await.unwrap();
+    async fn service(&self, name: &str) -> serde_json::Value {
+        let v = self.status().await;
         v["services"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
     }
 }
@@ -93,7 +33,7 @@ async fn setup() -> (Proxy, Env, Vec<Mocks>) {
         mocks.push(m);
     }
     let env = Env::new("interval = \"200ms\"\nwindow = \"400ms\"\nmin_samples = 20", &body);
-    let proxy = Proxy::start(&env).await;
+    let proxy = Proxy::start(&env.path).await.unwrap_or_else(|e| panic!("{}", e.stderr));
     (proxy, env, mocks)
 }
 
@@ -108,7 +48,7 @@ async fn status_and_incidents_as_tables_and_json() {
     for (name, w) in [("clia", "10"), ("clib", "50")] {
         let row =
             table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{table}"));
-        let state = p.status(name).await["state"].as_str().unwrap().to_string();
+        let state = p.service(name).await["state"].as_str().unwrap().to_string();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], state, "{row}");
         assert_eq!(cells[2].parse::<f64>().unwrap(), w.parse::<f64>().unwrap(), "{row}");
@@ -129,17 +69,17 @@ async fn weight_rollback_reset_change_the_proxy() {
 
     let out = p.ok(&["weight", "clia", "25"]).await;
     assert!(out.contains("clia: state") && out.contains("green 25%"), "{out}");
-    assert_eq!(p.status("clia").await["green_weight"], 25.0);
+    assert_eq!(p.service("clia").await["green_weight"], 25.0);
     let v = p.json(&["weight", "clib", "40"]).await;
     assert_eq!((v["name"].as_str(), v["green_weight"].as_f64()), (Some("clib"), Some(40.0)), "{v}");
-    assert_eq!(p.status("clib").await["green_weight"], 40.0);
+    assert_eq!(p.service("clib").await["green_weight"], 40.0);
 
     let out = p.ok(&["rollback", "clia"]).await;
     assert!(out.contains("clia: state rolled_back, green 0%"), "{out}");
     let v = p.json(&["rollback", "clib"]).await;
     assert_eq!(v["state"], "rolled_back", "{v}");
     for name in ["clia", "clib"] {
-        let s = p.status(name).await;
+        let s = p.service(name).await;
         assert_eq!((s["state"].as_str(), s["green_weight"].as_f64()), (Some("rolled_back"), Some(0.0)), "{s}");
     }
 
@@ -158,7 +98,7 @@ async fn weight_rollback_reset_change_the_proxy() {
     let v = p.json(&["reset", "clib"]).await;
     assert_ne!(v["state"], "rolled_back", "{v}");
     for name in ["clia", "clib"] {
-        assert_ne!(p.status(name).await["state"], "rolled_back");
+        assert_ne!(p.service(name).await["state"], "rolled_back");
     }
 }
 
@@ -170,7 +110,7 @@ async fn mutating_without_a_token_fails_clearly() {
         assert!(!ok, "{args:?} without a token must fail:\n{out}");
         assert!(err.contains("SWITCHYARD_ADMIN_TOKEN"), "{args:?}: the error names the variable to set:\n{err}");
     }
-    assert_eq!(p.status("clia").await["green_weight"], 10.0, "nothing changed");
+    assert_eq!(p.service("clia").await["green_weight"], 10.0, "nothing changed");
     let (ok, _, err) = p.cli(&["status"], false).await;
     assert!(ok, "reads need no token: {err}");
 }

@@ -2,7 +2,7 @@
 //! in-process, a real HTTP client. Each test gets its own temp dir (config + state) and unique
 //! service names. `fixture` (one builder), `metrics` (one scrape and matcher, retrying waits),
 //! `load` (one background load generator; `burst` here is the fixed-count form), `raw` (one
-//! raw-socket HTTP/1.1 client), `service_toml` (one `[[services]]` builder).
+//! raw-socket HTTP/1.1 client), `binary` (the real binary and its CLI), `service_toml` (one `[[services]]` builder).
 #![allow(dead_code)]
 
 use mock_upstream::{self, MockConfig, MockHandle};
@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 use switchyard::app::{App, AppOptions};
 
+mod binary;
 mod fixture;
 mod load;
 mod metrics;
 mod raw;
+pub use binary::{cli, Proxy};
 pub use fixture::{Fixture, FixtureBuilder};
 pub use load::Load;
 pub use metrics::{metric, scrape, scrape_metric, wait_metric};
