@@ -6,6 +6,7 @@ use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use switchyard::control::StatusDoc;
 
 /// Every key path with the JSON kind found there; arrays contribute their elements as `[]`.
 fn shape(v: &Value, at: &str, out: &mut BTreeSet<String>) {
@@ -153,7 +154,7 @@ async fn status_keeps_every_field_and_shape() {
     })
     .await;
     assert!(ready, "never reached a held step with measurements: {:#}", service(&app, "docp"));
-    let mut top = (*app.status()).clone();
+    let mut top = app.status();
     let http = admin_get(&app, "/status").await;
     let s = service(&app, "docp");
     load.stop().await;
@@ -165,5 +166,7 @@ async fn status_keeps_every_field_and_shape() {
     assert_eq!(got_top, TOP_LEVEL);
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&http), keys(&app.status()), "the admin endpoint serves the same document");
+    let typed: StatusDoc = serde_json::from_value(http.clone()).expect("readers parse /status back");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), http, "parsing and writing back loses nothing");
     app.shutdown().await;
 }
