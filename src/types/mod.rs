@@ -6,7 +6,7 @@ mod state;
 mod trigger;
 mod weight;
 
-pub use state::State;
+pub use state::{Mode, State};
 pub use trigger::TriggerId;
 pub use weight::{Weight, WeightError};
 

@@ -1,11 +1,24 @@
-//! A service's state as `/status`, `state.json` and `switchyard_service_state` name it.
+//! A service's mode and state as the config, `/status`, `state.json` and
+//! `switchyard_service_state` name them.
+
+/// How a service's green weight is decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// From config or the admin API; the loop only rolls back. The default, as in the config.
+    #[default]
+    Manual,
+    /// From the step plan, advanced on healthy measurements.
+    Progressive,
+}
 
 /// The state names of `/status` and `switchyard_service_state`. They describe green's share
 /// (as before colors alternated), so dashboards keep working; `live`/`candidate` say who is who.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// All traffic on blue, nothing in progress.
+    #[default]
     Stable,
     /// Traffic split.
     Canary,
