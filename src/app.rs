@@ -4,7 +4,7 @@
 use crate::admin::{self, Admin, Token};
 use crate::alerts::Alerter;
 use crate::config::Config;
-use crate::control::{ControlHandle, Controller};
+use crate::control::{ControlHandle, Controller, StatusDoc};
 use crate::error::ServeError;
 use crate::route::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -105,7 +105,7 @@ impl App {
     }
 
     /// The published `/status` document.
-    pub fn status(&self) -> Arc<serde_json::Value> {
+    pub fn status_doc(&self) -> Arc<StatusDoc> {
         self.control.published.status.load_full()
     }
 
@@ -114,9 +114,15 @@ impl App {
         self.control.published.incidents.load_full()
     }
 
+    /// The published `/status` document as the admin endpoint serves it, for readers that
+    /// treat it as the external JSON contract (tests, scripts embedding the app).
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.status_doc()).expect("the status document serializes")
+    }
+
     /// Bound address of a service's listener.
     pub fn service_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.status()["services"].as_array()?.iter().find(|s| s["name"] == name)?["listen"].as_str()?.parse().ok()
+        self.status_doc().service(name)?.listen.parse().ok()
     }
 
     /// Stops accepting, drains in-flight requests (up to `limits.drain_timeout`, then closes

@@ -5,6 +5,10 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
+use switchyard::control::status::ServiceStatus;
+use switchyard::control::StatusDoc;
+use switchyard::stats::MeasurementView;
+use switchyard::Color;
 use switchyard::{preflight, reload};
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
@@ -170,53 +174,54 @@ fn percent(v: &serde_json::Value) -> String {
     v.as_f64().map_or("-".into(), |p| p.to_string())
 }
 
-fn print_status(v: &serde_json::Value) {
+fn print_status(doc: &StatusDoc) {
     println!(
         "config generation {}  sequence: {}{}",
-        v["config"]["generation"],
-        v["sequence"]["current"].as_str().unwrap_or("-"),
-        if v["sequence"]["halted"] == true { "  (HALTED)" } else { "" }
+        doc.config.generation,
+        doc.sequence.current.as_deref().unwrap_or("-"),
+        if doc.sequence.halted { "  (HALTED)" } else { "" }
     );
-    if let Some(e) = v["config"]["last_reload_error"].as_str() {
+    if let Some(e) = &doc.config.last_reload_error {
         println!("last reload error: {e}");
     }
-    if let Some(f) = v.get("fleet") {
-        let names: Vec<&str> = f["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+    if let Some(f) = &doc.fleet {
         println!(
             "fleet: replica {}  leader {}  store {}  revision {}  replicas ({}): {}",
-            f["replica"].as_str().unwrap_or("?"),
-            f["leader"].as_str().unwrap_or("-"),
-            f["store"].as_str().unwrap_or("?"),
-            f["revision"],
-            names.len(),
-            names.join(", ")
+            f.replica,
+            f.leader.as_deref().unwrap_or("-"),
+            f.store,
+            f.revision,
+            f.replicas.len(),
+            f.replicas.join(", ")
         );
     }
-    if let Some(h) = v["health_score"].as_f64() {
+    if let Some(h) = doc.health_score {
         println!("health score {h:.1}{}", if h < 90.0 { "  (BELOW 90)" } else { "" });
     }
     println!(
         "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
         "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
     );
-    for s in v["services"].as_array().into_iter().flatten() {
-        let w = &s["window"];
+    for s in &doc.services {
         // An empty window has no rate or latency: "—", not a zero that reads as perfect.
-        let stat = |c: &str, key: &str, scale: f64, prec: usize| match w[c]["samples"].as_u64() {
-            Some(n) if n > 0 => w[c][key].as_f64().map_or("—".into(), |x| format!("{:.prec$}", x * scale)),
-            _ => "—".to_string(),
+        let stat = |c: Color, read: fn(&MeasurementView) -> Option<f64>, scale: f64, prec: usize| {
+            let m = s.window.get(c);
+            match read(m) {
+                Some(x) if m.samples > 0 => format!("{:.prec$}", x * scale),
+                _ => "—".to_string(),
+            }
         };
         println!(
             "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
-            s["name"].as_str().unwrap_or(""),
-            s["state"].as_str().unwrap_or(""),
-            percent(&s["green_weight"]),
-            stat("blue", "p95_ms", 1.0, 1),
-            stat("green", "p95_ms", 1.0, 1),
-            stat("blue", "error_rate", 100.0, 2),
-            stat("green", "error_rate", 100.0, 2),
-            stat("green", "compliance", 1.0, 3),
-            s["incident"].as_str().unwrap_or("-")
+            s.name,
+            s.state.as_str(),
+            s.green_weight,
+            stat(Color::Blue, |m| Some(m.p95_ms), 1.0, 1),
+            stat(Color::Green, |m| Some(m.p95_ms), 1.0, 1),
+            stat(Color::Blue, |m| Some(m.error_rate), 100.0, 2),
+            stat(Color::Green, |m| Some(m.error_rate), 100.0, 2),
+            stat(Color::Green, |m| m.compliance, 1.0, 3),
+            s.incident.as_deref().unwrap_or("-")
         );
         println!("{:<10} {}", "", progress_line(s));
     }
@@ -224,18 +229,18 @@ fn print_status(v: &serde_json::Value) {
 
 /// Who is live, who is the candidate, and why its plan is (not) moving:
 /// `live blue (1.0) → candidate green (1.1): step 1/3, healthy 0/3, hold 4s left — inconclusive: 37 of 100 samples`.
-fn progress_line(s: &serde_json::Value) -> String {
-    let release = |k: &str| s[k].as_str().map_or(String::new(), |r| format!(" ({r})"));
-    let live = format!("live {}{}", s["live"].as_str().unwrap_or("blue"), release("live_release"));
-    let Some(cand) = s["candidate"].as_str() else {
+fn progress_line(s: &ServiceStatus) -> String {
+    let release = |r: &Option<std::sync::Arc<str>>| r.as_deref().map_or(String::new(), |r| format!(" ({r})"));
+    let live = format!("live {}{}", s.live.as_str(), release(&s.live_release));
+    let Some(cand) = s.candidate else {
         return format!("{live}, no candidate: the next release goes into the idle pool");
     };
-    let p = &s["progress"];
-    let mut line = format!("{live} → candidate {cand}{}", release("candidate_release"));
-    if let (Some(step), Some(healthy)) = (p["step"].as_str(), p["healthy"].as_str()) {
-        line += &format!(": step {step}, healthy {healthy}, hold {} left", p["hold_remaining"].as_str().unwrap_or("—"));
+    let mut line = format!("{live} → candidate {}{}", cand.as_str(), release(&s.candidate_release));
+    let Some(p) = &s.progress else { return line };
+    if let (Some(step), Some(healthy)) = (&p.step, &p.healthy) {
+        line += &format!(": step {step}, healthy {healthy}, hold {} left", p.hold_remaining.as_deref().unwrap_or("—"));
     }
-    if let Some(r) = p["reason"].as_str() {
+    if let Some(r) = &p.reason {
         line += &format!(" — {r}");
     }
     line
@@ -295,7 +300,7 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
         return Ok(());
     }
     match op {
-        Ops::Status(_) => print_status(&v),
+        Ops::Status(_) => print_status(&serde_json::from_value(v)?),
         Ops::Incidents { id: Some(_), .. } => print_incident(&v),
         Ops::Reload(_) => println!("config reloaded: generation {}", v["generation"]),
         Ops::Reset(_) => println!(

@@ -9,10 +9,10 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use mock_upstream::{MockConfig, MockHandle, MockPatch};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard::app::{App, AppOptions};
+use switchyard::control::StatusDoc;
 use switchyard::error::ServeError;
 use tokio::time::Instant;
 
@@ -90,10 +90,10 @@ pub async fn run(duration: Option<Duration>) -> Result<(), ServeError> {
             _ = tick.tick() => {},
             _ = &mut ctrl_c => break,
         }
-        let status = app.status();
+        let status = app.status_doc();
         print_table(&status, start.elapsed());
-        let ac = &status["services"][1];
-        if !injected && ac["step"]["index"] == 1 {
+        let ac = &status.services[1];
+        if !injected && ac.step.as_ref().is_some_and(|s| s.index == 1) {
             injected = true;
             mocks[1].1.set(MockPatch { latency_ms: Some(2500), ..Default::default() });
             println!(
@@ -149,37 +149,32 @@ async fn traffic(addr: SocketAddr) {
     }
 }
 
-fn print_table(s: &Value, t: Duration) {
-    let seq = &s["sequence"];
+fn print_table(s: &StatusDoc, t: Duration) {
     println!(
         "t={:>3}s  sequence: current {}{}",
         t.as_secs(),
-        seq["current"].as_str().unwrap_or("-"),
-        if seq["halted"] == true { "  HALTED (rollback)" } else { "" }
+        s.sequence.current.as_deref().unwrap_or("-"),
+        if s.sequence.halted { "  HALTED (rollback)" } else { "" }
     );
     println!(
         "  {:<10} {:<12} {:>6} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7} {:>7}",
         "service", "state", "green%", "step", "rps", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
     );
-    for svc in s["services"].as_array().into_iter().flatten() {
-        let w = &svc["window"];
-        let f = |c: &str, k: &str| w[c][k].as_f64().unwrap_or(0.0);
-        let step = match svc["step"]["index"].as_u64() {
-            Some(i) => format!("{}/{}", i + 1, svc["step"]["of"]),
-            None => "-".into(),
-        };
+    for svc in &s.services {
+        let (b, g) = (&svc.window.blue, &svc.window.green);
+        let step = svc.step.as_ref().map_or("-".into(), |st| format!("{}/{}", st.index + 1, st.of));
         println!(
             "  {:<10} {:<12} {:>6} {:>7} {:>6.0} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>7}",
-            svc["name"].as_str().unwrap_or(""),
-            svc["state"].as_str().unwrap_or(""),
-            svc["green_weight"],
+            svc.name,
+            svc.state.as_str(),
+            svc.green_weight,
             step,
-            f("blue", "rps") + f("green", "rps"),
-            f("blue", "p95_ms"),
-            f("green", "p95_ms"),
-            f("blue", "error_rate") * 100.0,
-            f("green", "error_rate") * 100.0,
-            w["green"]["compliance"].as_f64().map_or("-".into(), |c| format!("{c:.3}")),
+            b.rps + g.rps,
+            b.p95_ms,
+            g.p95_ms,
+            b.error_rate * 100.0,
+            g.error_rate * 100.0,
+            g.compliance.map_or("-".into(), |c| format!("{c:.3}")),
         );
     }
     println!();

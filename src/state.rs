@@ -30,10 +30,10 @@ pub enum StateError {
 /// Persisted state of one service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceState {
-    /// `manual` or `progressive` (as configured when saved).
-    pub mode: String,
-    /// `stable`, `canary`, `promoted`, `rolled_back`, `paused`.
-    pub state: String,
+    /// As configured when saved.
+    pub mode: crate::types::Mode,
+    /// Written for readers of the file; a restart recomputes it from the fields below.
+    pub state: crate::types::State,
     /// Current plan step index.
     pub step: Option<usize>,
     /// When the current step started (unix ms).
@@ -140,6 +140,40 @@ mod tests {
         std::fs::write(path(dir.path()), old).unwrap();
         let s = &load(dir.path()).unwrap().services["auth"];
         assert_eq!((s.step, s.live, s.idle_pool.as_deref()), (Some(1), None, None));
+    }
+
+    /// Mode and state were strings until they became enums: every string the old code wrote
+    /// still loads, and saving writes the same strings back.
+    #[test]
+    fn mode_and_state_strings_of_string_typed_files_still_load() {
+        use crate::types::{Mode, State};
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |mode: &str, state: &str| {
+            format!(
+                r#"{{"mode":"{mode}","state":"{state}","step":null,"step_since_ms":null,"weight":0.0,"latched":false,
+                "release":"1.1","admin_weight":null,"live":"blue","candidate":"green","idle_pool":"fp","paused":false,
+                "incident":null}}"#
+            )
+        };
+        let pairs = [
+            ("manual", "stable", Mode::Manual, State::Stable),
+            ("progressive", "canary", Mode::Progressive, State::Canary),
+            ("progressive", "promoted", Mode::Progressive, State::Promoted),
+            ("progressive", "rolled_back", Mode::Progressive, State::RolledBack),
+            ("manual", "paused", Mode::Manual, State::Paused),
+        ];
+        let services: Vec<String> =
+            pairs.iter().enumerate().map(|(i, (m, st, ..))| format!("\"s{i}\":{}", entry(m, st))).collect();
+        let old = format!(r#"{{"version":1,"sequence_halted":true,"services":{{{}}}}}"#, services.join(","));
+        std::fs::write(path(dir.path()), &old).unwrap();
+        let file = load(dir.path()).unwrap();
+        for (i, (.., mode, state)) in pairs.iter().enumerate() {
+            let s = &file.services[&format!("s{i}")];
+            assert_eq!((s.mode, s.state), (*mode, *state), "s{i}");
+        }
+        save(dir.path(), &file).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(path(dir.path())).unwrap()).unwrap();
+        assert_eq!(written, serde_json::from_str::<serde_json::Value>(&old).unwrap(), "the same strings go back");
     }
 
     #[test]

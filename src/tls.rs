@@ -18,6 +18,11 @@ use std::time::Duration;
 /// How often the certificate files are checked for changes.
 pub const RELOAD_POLL: Duration = Duration::from_secs(1);
 
+/// `switchyard_tls_certificate_reloads_total{cert, result}`: changed files seen on disk, `ok` when
+/// the new pair is served, `error` when it did not load and the previous one stays. Named here,
+/// not in `stats::names`, because `stats` sits above `tls` in the module order.
+pub const CERT_RELOADS_TOTAL: &str = "switchyard_tls_certificate_reloads_total";
+
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -151,17 +156,21 @@ impl ReloadingCert {
             }
             *last = now;
         }
-        match load_certified_key(&self.cert, &self.key) {
+        let loaded = load_certified_key(&self.cert, &self.key);
+        let result = if loaded.is_ok() { "ok" } else { "error" };
+        match loaded {
             Ok(ck) => {
                 self.current.store(Arc::new(ck));
                 tracing::info!(cert = %self.cert.display(), key = %self.key.display(), "TLS certificate reloaded");
-                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS certificate files changed but do not load: keeping the previous certificate");
-                false
             }
         }
+        // Counted after the swap, so a reader that sees the count also gets the new certificate.
+        metrics::counter!(CERT_RELOADS_TOTAL, "cert" => self.cert.display().to_string(), "result" => result)
+            .increment(1);
+        result == "ok"
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
 /// How long admin requests in progress at shutdown may take to finish.
 const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
+fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec_pretty(v).expect("json")));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
@@ -111,7 +111,7 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, ["readyz"]) if admin.control.ready() => text(StatusCode::OK, "text/plain", "ready\n"),
         (&Method::GET, ["readyz"]) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
-        (&Method::GET, ["status"]) => json(StatusCode::OK, &p.status.load()),
+        (&Method::GET, ["status"]) => json(StatusCode::OK, &**p.status.load()),
         (&Method::GET, ["incidents"]) => {
             json(StatusCode::OK, &serde_json::to_value(&**p.incidents.load()).unwrap_or_default())
         }

@@ -140,15 +140,7 @@ pub struct RolloutConfig {
     pub healthy_measurements: u32,
 }
 
-/// How a service's green weight is decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// From config or the admin API; the loop only rolls back.
-    Manual,
-    /// From the step plan, advanced on healthy measurements.
-    Progressive,
-}
+pub use crate::types::Mode;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {

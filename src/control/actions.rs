@@ -27,7 +27,7 @@ impl Controller {
             }
             let trip = Trip { trigger: TriggerId::Manual, value: 0.0, threshold: "operator".into() };
             self.rollback(i, trip, Instant::now()).await;
-            return Ok(self.service_status(i));
+            return Ok(self.status_reply(i));
         }
         let forget = apply(&mut self.services[i], name, action)?;
         if forget {
@@ -35,7 +35,7 @@ impl Controller {
         }
         tracing::info!(service = name, ?action, "operator action applied");
         self.commit().await;
-        Ok(self.service_status(i))
+        Ok(self.status_reply(i))
     }
 }
 

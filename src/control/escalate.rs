@@ -65,11 +65,11 @@ impl Controller {
         self.publish();
     }
 
-    /// The paging state of incident `id` for `/status` ("escalated to level 2", ...); `null` when
+    /// The paging state of incident `id` for `/status` ("escalated to level 2", ...); `None` when
     /// the incident does not page.
-    pub(super) fn paging(&self, id: Option<&str>) -> serde_json::Value {
+    pub(super) fn paging(&self, id: Option<&str>) -> Option<String> {
         let esc = id.and_then(|id| self.incidents.iter().find(|i| i.id == id)?.escalation.as_ref());
-        esc.map_or(serde_json::Value::Null, |e| e.describe().into())
+        esc.map(|e| e.describe())
     }
 
     /// `switchyard_incidents_unacknowledged{service}`: what Prometheus escalates on when

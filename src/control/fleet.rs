@@ -159,7 +159,7 @@ impl Controller {
                         "Switchyard cannot reach the fleet store: last weights kept, candidates never raised, local rollbacks only".into()
                     },
                     service: None,
-                    fields: self.fleet.as_ref().map(|l| l.view.load().to_json()).unwrap_or_default(),
+                    fields: self.fleet.as_ref().map(|l| serde_json::json!(l.view.load().status())).unwrap_or_default(),
                 });
                 self.publish();
             }

@@ -33,6 +33,6 @@ impl Controller {
 }
 
 /// A score as `/status` shows it: one decimal, `null` without requests.
-pub(super) fn json(s: Option<Score>) -> serde_json::Value {
-    s.map_or(serde_json::Value::Null, |s| serde_json::json!((s.score * 10.0).round() / 10.0))
+pub(super) fn rounded(s: Option<Score>) -> Option<f64> {
+    s.map(|s| (s.score * 10.0).round() / 10.0)
 }

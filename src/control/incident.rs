@@ -28,8 +28,8 @@ pub struct Incident {
     pub id: String,
     /// Service.
     pub service: String,
-    /// Trigger config key.
-    pub trigger: String,
+    /// Written as the trigger's config key, as operators grep for it.
+    pub trigger: crate::types::TriggerId,
     /// Observed value.
     pub value: f64,
     /// Threshold.
@@ -89,4 +89,31 @@ pub fn load(state_dir: &Path) -> Vec<Incident> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TriggerId;
+
+    /// Lines as the string-typed `trigger` wrote them, one before escalation existed.
+    const OLD_LOG: &str = r#"{"id":"inc-1-auth","service":"auth","trigger":"status_rate","value":0.2,"threshold":"> 0.1","release":"1.1","weight_before":10.0,"first_bad_at":"2026-01-01T00:00:00.000Z","decided_at":"2026-01-01T00:00:00.100Z","swapped_at":"2026-01-01T00:00:00.100Z","decision_to_swap_us":12,"green_requests_between":3,"measurements":[],"report":{"blue_healthy":null,"redirection_confirmed":null,"green_in_flight_at_swap":0,"completed_at":null,"summary":null},"escalation":null}
+{"id":"inc-2-ac","service":"ac","trigger":"manual","value":0.0,"threshold":"operator","release":null,"weight_before":50.0,"first_bad_at":null,"decided_at":"2026-01-01T00:00:01.000Z","swapped_at":"2026-01-01T00:00:01.000Z","decision_to_swap_us":5,"green_requests_between":0,"measurements":[],"report":{"blue_healthy":true,"redirection_confirmed":true,"green_in_flight_at_swap":0,"completed_at":"2026-01-01T00:00:02.000Z","summary":"ok"}}
+"#;
+
+    #[test]
+    fn logs_from_string_triggers_load_and_write_back_the_same_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(log_path(dir.path()), OLD_LOG).unwrap();
+        let loaded = load(dir.path());
+        let triggers: Vec<TriggerId> = loaded.iter().map(|i| i.trigger).collect();
+        assert_eq!(triggers, [TriggerId::StatusRate(0), TriggerId::Manual]);
+        let first: serde_json::Value = serde_json::from_str(OLD_LOG.lines().next().unwrap()).unwrap();
+        assert_eq!(serde_json::to_value(&loaded[0]).unwrap(), first, "nothing is lost or renamed");
+        let rewritten = serde_json::to_value(&loaded[1]).unwrap();
+        assert_eq!(
+            (rewritten["trigger"].as_str(), &rewritten["escalation"]),
+            (Some("manual"), &serde_json::Value::Null)
+        );
+    }
 }

@@ -32,7 +32,7 @@ mod reconfigure;
 mod rollback;
 mod sequence;
 pub mod service;
-mod status;
+pub mod status;
 
 pub use error::{CommandError, Conflict};
 
@@ -45,6 +45,7 @@ use arc_swap::ArcSwap;
 pub use escalate::AckRequest;
 use incident::Incident;
 use service::ServiceControl;
+pub use status::StatusDoc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -88,7 +89,7 @@ pub enum Command {
 #[derive(Default)]
 pub struct Published {
     /// The `/status` document.
-    pub status: ArcSwap<serde_json::Value>,
+    pub status: ArcSwap<status::StatusDoc>,
     /// All incidents, oldest first.
     pub incidents: ArcSwap<Vec<Incident>>,
     /// Config loaded and every listener bound.

@@ -35,11 +35,8 @@ fn saved(s: &ServiceControl) -> ServiceState {
     let c = s.candidate.as_ref();
     let admin = c.and_then(|c| c.admin_share.map(|w| if c.color == Color::Green { w } else { w.complement() }));
     ServiceState {
-        mode: match s.cfg.mode {
-            Mode::Manual => "manual".into(),
-            Mode::Progressive => "progressive".into(),
-        },
-        state: s.state().as_str().into(),
+        mode: s.cfg.mode,
+        state: s.state(),
         step: c.and_then(|c| c.step),
         step_since_ms: c
             .filter(|c| c.step.is_some())

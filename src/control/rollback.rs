@@ -57,7 +57,7 @@ impl Controller {
                 name
             ),
             service: name.clone(),
-            trigger: trip.trigger.as_str().into(),
+            trigger: trip.trigger,
             value: trip.value,
             threshold: trip.threshold.clone(),
             release: pool_cfg(&s.cfg, color).release.as_deref().map(String::from),

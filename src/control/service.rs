@@ -19,38 +19,7 @@ pub use super::candidate::{Candidate, PendingReport};
 /// How many measurements `/status` keeps for sparklines.
 pub const HISTORY: usize = 30;
 
-/// The state names of `/status` and `switchyard_service_state`. They describe green's share
-/// (as before colors alternated), so dashboards keep working; `live`/`candidate` say who is who.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// All traffic on blue, nothing in progress.
-    Stable,
-    /// Traffic split.
-    Canary,
-    /// All traffic on green.
-    Promoted,
-    /// The candidate is latched off after a rollback.
-    RolledBack,
-    /// Plan paused by an operator.
-    Paused,
-}
-
-impl State {
-    /// All states, for the one-hot gauge.
-    pub const ALL: [State; 5] = [State::Stable, State::Canary, State::Promoted, State::RolledBack, State::Paused];
-
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Stable => "stable",
-            State::Canary => "canary",
-            State::Promoted => "promoted",
-            State::RolledBack => "rolled_back",
-            State::Paused => "paused",
-        }
-    }
-}
+pub use crate::types::State;
 
 /// One point of the sparkline history.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -1,69 +1,250 @@
 //! The `/status` document, built by the loop after every change and published for readers.
+//!
+//! Typed so in-crate readers (`App::service_addr`, `switchyard status`, the demo) cannot drift
+//! from the writer. Field names and shapes are an external contract (scripts, the status page,
+//! dashboards). Fields are declared in alphabetical order, the order the map-backed `json!`
+//! document this replaced wrote them in (the embedded measurement keeps its own order, as in
+//! incidents); key order is not part of the contract. `tests/it/status_doc.rs` pins the key set.
 
 use super::service::{pool_cfg, ServiceControl};
 use super::Controller;
 use crate::config::Mode;
+use crate::fleet::FleetStatus;
+use crate::stats::MeasurementView;
+use crate::types::State;
 use crate::Color;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The whole `/status` document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub config: ConfigStatus,
+    pub control: ControlStatus,
+    /// Absent without `[fleet]`: a single replica has no fleet to describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+    /// Bumped on every publish, so a poller can tell a new snapshot from the same one.
+    pub generation: u64,
+    /// Of the whole proxy; `None` (null) without requests.
+    pub health_score: Option<f64>,
+    pub sequence: SequenceStatus,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl StatusDoc {
+    /// The entry of service `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceStatus> {
+        self.services.iter().find(|s| *s.name == *name)
+    }
+}
+
+/// The migration sequence of `[rollout]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SequenceStatus {
+    /// The first progressive service in `order` not yet promoted.
+    pub current: Option<Arc<str>>,
+    /// A rollback stops the sequence until an operator resumes it.
+    pub halted: bool,
+    pub order: Vec<Arc<str>>,
+    pub sequential: bool,
+}
+
+/// The config file in force.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub generation: u64,
+    /// Why the last reload was refused; the previous config keeps running meanwhile.
+    pub last_reload_error: Option<String>,
+    pub path: String,
+    /// Why `state.json` could not be read at start (every service then started safe on blue).
+    pub state_error: Option<String>,
+}
+
+/// The measurement settings, so a reader can interpret windows and rates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlStatus {
+    pub interval_ms: u64,
+    pub min_samples: u64,
+    pub window_ms: u64,
+}
+
+/// A `{blue, green}` pair, the shape every per-color part of a service's status has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ByColor<T> {
+    pub blue: T,
+    pub green: T,
+}
+
+impl<T> ByColor<T> {
+    fn from_fn(mut f: impl FnMut(Color) -> T) -> Self {
+        ByColor { blue: f(Color::Blue), green: f(Color::Green) }
+    }
+
+    /// The entry of color `c`.
+    pub fn get(&self, c: Color) -> &T {
+        match c {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+}
+
+/// One service's entry in `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Green's share set by an operator (percent), overriding plan and file.
+    pub admin_weight: Option<f64>,
+    pub candidate: Option<Color>,
+    pub candidate_release: Option<Arc<str>>,
+    pub endpoints: ByColor<Vec<EndpointStatus>>,
+    /// Green's share in percent (states and dashboards describe green, as before colors alternated).
+    pub green_weight: f64,
+    /// Over the last window, one decimal; `None` without requests.
+    pub health_score: Option<f64>,
+    pub history: ByColor<Vec<HistoryStatus>>,
+    /// The last rollback's incident id.
+    pub incident: Option<String>,
+    /// `escalated to level 2`, ...; `None` when the incident does not page.
+    pub incident_paging: Option<String>,
+    pub latched: bool,
+    /// The bound address (port 0 in the config resolved).
+    pub listen: String,
+    pub live: Color,
+    pub live_release: Option<Arc<str>>,
+    pub mode: Mode,
+    pub name: Arc<str>,
+    pub paused: bool,
+    /// `None` without a candidate.
+    pub progress: Option<ProgressStatus>,
+    /// Green's configured release.
+    pub release: Option<Arc<str>>,
+    pub state: State,
+    /// `None` unless a progressive plan is at a step.
+    pub step: Option<StepStatus>,
+    pub window: ByColor<MeasurementView>,
+}
+
+/// Where a progressive plan stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStatus {
+    /// A manual gate on this step waits for an operator's `advance`.
+    pub gated: bool,
+    pub healthy_measurements: u32,
+    pub index: usize,
+    pub of: usize,
+    pub since: String,
+    pub weights: Vec<f64>,
+}
+
+/// Why the candidate's plan is (not) advancing, in words (`switchyard status`, the status page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressStatus {
+    /// `healthy/needed`, e.g. `1/3`.
+    pub healthy: Option<String>,
+    pub hold_remaining: Option<String>,
+    pub hold_remaining_ms: Option<u64>,
+    pub reason: Option<String>,
+    /// `index/of`, one-based, e.g. `2/3`.
+    pub step: Option<String>,
+}
+
+/// One endpoint of a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    pub address: String,
+    pub ejected: bool,
+    pub healthy: bool,
+}
+
+/// One sparkline point: the part of a measurement the status page draws.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryStatus {
+    pub at: String,
+    pub compliance: Option<f64>,
+    pub error_rate: f64,
+    pub p95_ms: f64,
+    pub samples: u64,
+}
 
 impl Controller {
     /// One service's entry in `/status`.
-    pub(super) fn service_status(&self, i: usize) -> Value {
+    pub(super) fn service_status(&self, i: usize) -> ServiceStatus {
         let s = &self.services[i];
         let c = s.candidate.as_ref();
         let step = match (s.cfg.mode, c.and_then(|c| c.step.map(|i| (c, i)))) {
-            (Mode::Progressive, Some((c, idx))) => json!({
-                "index": idx,
-                "of": s.cfg.plan.steps.len(),
-                "weights": s.cfg.plan.steps.iter().map(|w| w.percent()).collect::<Vec<_>>(),
-                "since": super::incident::timestamp(c.step_since_wall),
-                "healthy_measurements": c.healthy_at_step,
-                "gated": c.gated(&s.cfg),
+            (Mode::Progressive, Some((c, idx))) => Some(StepStatus {
+                gated: c.gated(&s.cfg),
+                healthy_measurements: c.healthy_at_step,
+                index: idx,
+                of: s.cfg.plan.steps.len(),
+                since: super::incident::timestamp(c.step_since_wall),
+                weights: s.cfg.plan.steps.iter().map(|w| w.percent()).collect(),
             }),
-            _ => Value::Null,
+            _ => None,
         };
-        let history = |c: usize| {
-            s.history.iter().map(|h| {
-            let m = &h.colors[c];
-            json!({"at": h.at, "p95_ms": m.p95_ms, "error_rate": m.error_rate, "compliance": m.compliance, "samples": m.samples})
-        }).collect::<Vec<_>>()
+        let history = |c: Color| {
+            s.history
+                .iter()
+                .map(|h| {
+                    let m = &h.colors[c.index()];
+                    HistoryStatus {
+                        at: h.at.clone(),
+                        compliance: m.compliance,
+                        error_rate: m.error_rate,
+                        p95_ms: m.p95_ms,
+                        samples: m.samples,
+                    }
+                })
+                .collect()
         };
         let endpoints = |c: Color| {
             s.res.pools[c.index()]
                 .endpoints
                 .iter()
-                .map(|e| json!({"address": e.authority.as_str(), "healthy": e.healthy(), "ejected": e.ejected()}))
-                .collect::<Vec<_>>()
+                .map(|e| EndpointStatus {
+                    address: e.authority.as_str().to_string(),
+                    ejected: e.ejected(),
+                    healthy: e.healthy(),
+                })
+                .collect()
         };
-        json!({
-            "name": s.cfg.name,
-            "listen": s.res.listener.as_ref().map_or(s.cfg.listen, |l| l.addr).to_string(),
-            "mode": s.cfg.mode,
-            "state": s.state(),
-            "green_weight": s.weight.percent(),
-            "release": s.cfg.green.release,
-            "live": s.live,
-            "candidate": c.map(|c| c.color),
-            "live_release": pool_cfg(&s.cfg, s.live).release,
-            "candidate_release": c.and_then(|c| pool_cfg(&s.cfg, c.color).release.clone()),
-            "latched": c.is_some_and(|c| c.latched),
-            "paused": c.is_some_and(|c| c.paused),
-            "admin_weight": c.and_then(|c| c.admin_share.map(|w| if c.color == Color::Green { w } else { w.complement() }.percent())),
-            "step": step,
-            "progress": self.progress(s),
-            "incident": s.incident,
-            "health_score": super::health::json(self.health(i)),
-            "incident_paging": self.paging(s.incident.as_deref()),
-            "endpoints": {"blue": endpoints(Color::Blue), "green": endpoints(Color::Green)},
-            "window": {"blue": s.last[0].view(), "green": s.last[1].view()},
-            "history": {"blue": history(0), "green": history(1)},
-        })
+        let paging = self.paging(s.incident.as_deref());
+        ServiceStatus {
+            admin_weight: c.and_then(|c| {
+                c.admin_share.map(|w| if c.color == Color::Green { w } else { w.complement() }.percent())
+            }),
+            candidate: c.map(|c| c.color),
+            candidate_release: c.and_then(|c| pool_cfg(&s.cfg, c.color).release.clone()),
+            endpoints: ByColor::from_fn(endpoints),
+            green_weight: s.weight.percent(),
+            health_score: super::health::rounded(self.health(i)),
+            history: ByColor::from_fn(history),
+            incident: s.incident.clone(),
+            incident_paging: paging,
+            latched: c.is_some_and(|c| c.latched),
+            listen: s.res.listener.as_ref().map_or(s.cfg.listen, |l| l.addr).to_string(),
+            live: s.live,
+            live_release: pool_cfg(&s.cfg, s.live).release.clone(),
+            mode: s.cfg.mode,
+            name: s.cfg.name.clone(),
+            paused: c.is_some_and(|c| c.paused),
+            progress: self.progress(s),
+            release: s.cfg.green.release.clone(),
+            state: s.state(),
+            step,
+            window: ByColor::from_fn(|c| s.last[c.index()].view()),
+        }
     }
 
-    /// Where the candidate's plan stands and why it is not advancing (null without a candidate).
-    fn progress(&self, s: &ServiceControl) -> Value {
-        let Some(c) = &s.candidate else { return Value::Null };
+    /// A service's status as a command reply (replies share one JSON channel with reload and ack).
+    pub(super) fn status_reply(&self, i: usize) -> serde_json::Value {
+        serde_json::to_value(self.service_status(i)).expect("the status document serializes")
+    }
+
+    /// Where the candidate's plan stands and why it is not advancing (`None` without a candidate).
+    fn progress(&self, s: &ServiceControl) -> Option<ProgressStatus> {
+        let c = s.candidate.as_ref()?;
         let steps = s.cfg.plan.steps.len();
         let needed = self.cfg.rollout.healthy_measurements;
         let left = c.step.map(|_| s.cfg.plan.hold.saturating_sub(c.step_since.elapsed()));
@@ -84,12 +265,12 @@ impl Controller {
         } else {
             c.holding.clone()
         };
-        json!({
-            "step": c.step.map(|i| format!("{}/{steps}", i + 1)),
-            "healthy": c.step.map(|_| format!("{}/{needed}", c.healthy_at_step)),
-            "hold_remaining_ms": left.map(|d| d.as_millis() as u64),
-            "hold_remaining": left.map(super::progress::fmt_left),
-            "reason": reason,
+        Some(ProgressStatus {
+            healthy: c.step.map(|_| format!("{}/{needed}", c.healthy_at_step)),
+            hold_remaining: left.map(super::progress::fmt_left),
+            hold_remaining_ms: left.map(|d| d.as_millis() as u64),
+            reason,
+            step: c.step.map(|i| format!("{}/{steps}", i + 1)),
         })
     }
 
@@ -98,31 +279,29 @@ impl Controller {
         let order = &self.cfg.rollout.order;
         let current =
             order.iter().find(|n| self.by_name(n).is_some_and(|s| s.cfg.mode == Mode::Progressive && !s.promoted()));
-        let mut doc = json!({
-            "generation": self.generation,
-            "health_score": super::health::json(self.overall_health()),
-            "sequence": {
-                "order": order,
-                "sequential": self.cfg.rollout.sequential,
-                "current": current,
-                "halted": self.halted(),
+        let doc = StatusDoc {
+            config: ConfigStatus {
+                generation: self.config_generation,
+                last_reload_error: self.last_reload_error.clone(),
+                path: self.cfg.source.display().to_string(),
+                state_error: self.state_error.clone(),
             },
-            "config": {
-                "path": self.cfg.source.display().to_string(),
-                "generation": self.config_generation,
-                "last_reload_error": self.last_reload_error,
-                "state_error": self.state_error,
+            control: ControlStatus {
+                interval_ms: self.cfg.control.interval.as_millis() as u64,
+                min_samples: self.cfg.control.min_samples,
+                window_ms: self.cfg.control.window.as_millis() as u64,
             },
-            "control": {
-                "interval_ms": self.cfg.control.interval.as_millis() as u64,
-                "window_ms": self.cfg.control.window.as_millis() as u64,
-                "min_samples": self.cfg.control.min_samples,
+            fleet: self.fleet.as_ref().map(|link| link.view.load().status()),
+            generation: self.generation,
+            health_score: super::health::rounded(self.overall_health()),
+            sequence: SequenceStatus {
+                current: current.cloned(),
+                halted: self.halted(),
+                order: order.clone(),
+                sequential: self.cfg.rollout.sequential,
             },
-            "services": (0..self.services.len()).map(|i| self.service_status(i)).collect::<Vec<_>>(),
-        });
-        if let Some(link) = &self.fleet {
-            doc["fleet"] = link.view.load().to_json();
-        }
+            services: (0..self.services.len()).map(|i| self.service_status(i)).collect(),
+        };
         self.published.status.store(Arc::new(doc));
         self.published.incidents.store(Arc::new(self.incidents.clone()));
     }

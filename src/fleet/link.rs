@@ -4,7 +4,7 @@
 
 use super::shared::SharedService;
 use arc_swap::ArcSwap;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -34,16 +34,30 @@ impl FleetView {
     }
 
     /// The `/status` `fleet` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "store": if self.store_up { "ok" } else { "unreachable" },
-            "replica": self.replica,
-            "leader": self.leader,
-            "replicas": self.replicas,
-            "revision": self.revision,
-            "synced": self.synced,
-        })
+    pub fn status(&self) -> FleetStatus {
+        FleetStatus {
+            leader: self.leader.clone(),
+            replica: self.replica.clone(),
+            replicas: self.replicas.clone(),
+            revision: self.revision,
+            store: if self.store_up { "ok" } else { "unreachable" }.into(),
+            synced: self.synced,
+        }
     }
+}
+
+/// The `/status` `fleet` object (fields in alphabetical order, as the map-backed document had them).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetStatus {
+    pub leader: Option<String>,
+    pub replica: String,
+    /// Live replicas, sorted.
+    pub replicas: Vec<String>,
+    pub revision: i64,
+    /// `ok` or `unreachable`: a word, so a script need not know what a missing store means.
+    pub store: String,
+    /// The shared state was read at least once since start.
+    pub synced: bool,
 }
 
 /// Events from the store to the control loop.

@@ -22,7 +22,7 @@ mod runtime;
 pub mod shared;
 pub mod store;
 
-pub use link::{Claim, FleetView, FromFleet, Link};
+pub use link::{Claim, FleetStatus, FleetView, FromFleet, Link};
 pub use shared::SharedService;
 
 use crate::config::FleetConfig;

@@ -99,6 +99,10 @@ pub fn describe_all() {
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
+    describe_counter!(
+        crate::tls::CERT_RELOADS_TOTAL,
+        "Changed TLS certificate files tried, by certificate path and result (ok = now served)."
+    );
     describe_gauge!(
         CONFIG_LAST_RELOAD_FAILED,
         "1 while the config file was refused at the last start or reload, so an older accepted config runs."

@@ -2,9 +2,11 @@
 //! green share, a trigger). This module depends on nothing else in the crate, so any module may
 //! use it without creating a cycle; it is the bottom of the dependency rule in ARCHITECTURE.md.
 
+mod state;
 mod trigger;
 mod weight;
 
+pub use state::{Mode, State};
 pub use trigger::TriggerId;
 pub use weight::{Weight, WeightError};
 

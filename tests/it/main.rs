@@ -30,5 +30,6 @@ mod quickstart;
 mod rollout;
 mod smoke;
 mod stall;
+mod status_doc;
 mod tls;
 mod upstream_tls;

@@ -107,25 +107,33 @@ async fn new_connections_see_a_renewed_certificate_and_a_broken_one_is_ignored()
     let tls = connector(&ca, None);
     assert_eq!(https_get(addr, &tls).await, (first.2.clone(), 200));
 
+    // Reloads are counted per certificate path: other tests' certificates share the recorder.
+    let cert = env.dir.path().join("cert.pem").display().to_string();
+    let reloads = |result: &'static str| [("cert", cert.clone()), ("result", result.to_string())];
+    let wait = |result: &'static str, above: f64| {
+        let labels = reloads(result);
+        let app = &app;
+        async move {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            wait_metric(app, switchyard::tls::CERT_RELOADS_TOTAL, &labels, |v| v > above).await
+        }
+    };
+
     let second = ca.leaf();
     write_pair(env.dir.path(), &second.0, &second.1);
-    let mut seen = Vec::new();
-    for _ in 0..50 {
-        seen = https_get(addr, &tls).await.0;
-        if seen == second.2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(seen, second.2, "the renewed certificate is served within a few seconds");
+    wait("ok", 0.0).await;
+    assert_eq!(https_get(addr, &tls).await.0, second.2, "the renewed certificate is served once reloaded");
 
     // A broken certificate file and then a key that does not match: the last good pair stays.
+    let errors = scrape_metric(&app, switchyard::tls::CERT_RELOADS_TOTAL, &[("cert", &cert), ("result", "error")])
+        .await
+        .unwrap_or(0.0);
     std::fs::write(env.dir.path().join("cert.pem"), "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
-    tokio::time::sleep(switchyard::tls::RELOAD_POLL * 2 + Duration::from_millis(300)).await;
+    let errors = wait("error", errors).await;
     assert_eq!(https_get(addr, &tls).await, (second.2.clone(), 200));
     let third = ca.leaf();
     write_pair(env.dir.path(), &third.0, &first.1);
-    tokio::time::sleep(switchyard::tls::RELOAD_POLL * 2 + Duration::from_millis(300)).await;
+    wait("error", errors).await;
     assert_eq!(https_get(addr, &tls).await, (second.2.clone(), 200));
     app.shutdown().await;
 }
