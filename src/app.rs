@@ -99,7 +99,7 @@ impl App {
                 tracing::warn!(error = %e, "config watcher unavailable; reload with SIGHUP or POST /reload");
             }
         }
-        tracing::info!(admin = %admin_addr, "switchyard ready");
+        tracing::debug!(admin = %admin_addr, "app started");
         tasks.close();
         Ok(App { control, admin_addr, stop, tasks })
     }

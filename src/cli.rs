@@ -61,6 +61,9 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
             app.control.reload_failed(msg).await;
         }
     }
+    // After the last good copy is written: from "ready" on, a restart with a broken file has
+    // something to fall back to.
+    tracing::info!(admin = %app.admin_addr, "switchyard ready");
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.shutdown().await;
