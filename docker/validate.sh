@@ -96,7 +96,7 @@ if [[ -n $am_bin ]]; then
   "$am_bin" --config.file="$am" --storage.path="$am_dir" --web.listen-address="127.0.0.1:$am_port" \
     --cluster.listen-address= >"$am_dir/log" 2>&1 &
   am_pid=$!
-  trap 'kill $am_pid 2>/dev/null; rm -rf "$am_dir"' EXIT
+  trap 'kill $am_pid 2>/dev/null || true; rm -rf "$am_dir"' EXIT
   python3 - "$am_port" <<'PY'
 import json, sys, time, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}/api/v2/alerts"
