@@ -2,7 +2,6 @@
 //! between requests, and can take the socket back without closing it.
 
 use bytes::{Buf, Bytes};
-use http_body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -62,45 +61,14 @@ impl Signals {
 }
 
 /// One request/response exchange in flight: counted up where it starts, down where its
-/// response body is dropped by hyper (after the last byte was handed over, or on abort).
+/// response body is dropped by hyper (after the last byte was handed over, or on abort). The
+/// response body carries it (`ResponseBody::keep`) rather than a wrapper body, so hyper's
+/// service future and body stay the proxy's own types.
 pub struct Exchange(Arc<Signals>);
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its exchange open until hyper drops it.
-    pub struct Tracked<B> {
-        #[pin]
-        inner: B,
-        _exchange: Exchange,
-    }
-}
-
-impl<B> Tracked<B> {
-    /// Ties `inner` to `exchange`.
-    pub fn new(inner: B, exchange: Exchange) -> Self {
-        Tracked { inner, _exchange: exchange }
-    }
-}
-
-impl<B: Body> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -7,6 +7,8 @@ mod framing;
 mod h1;
 mod io;
 
+pub use io::Exchange;
+
 use crate::config::Limits;
 use crate::proxy::{self, ConnCtx};
 use hyper::service::service_fn;
@@ -156,7 +158,7 @@ async fn auto_conn<S: Socket>(io: S, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, sto
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
         }
-        proxy::handle(conn.clone(), req)
+        proxy::handle(conn.clone(), req, None)
     });
     let c = cfg.auto.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(c);

@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 use crate::error::UpstreamErrorKind;
+use crate::serve::Exchange;
 use crate::stats::{Sample, ServiceStats};
 use crate::upstream::Endpoint;
 use bytes::Bytes;
@@ -209,16 +210,18 @@ pin_project! {
             #[pin] inner: Incoming,
             rec: Option<Recording>,
             conn: Option<crate::upstream::client::Sender>,
+            exchange: Option<Exchange>,
         },
         /// Synthetic (errors, admin).
         Full {
             data: Option<Bytes>,
+            exchange: Option<Exchange>,
         },
     }
 
     impl PinnedDrop for ResponseBody {
         fn drop(this: Pin<&mut Self>) {
-            if let ResponseBodyProj::Upstream { inner, rec, conn } = this.project() {
+            if let ResponseBodyProj::Upstream { inner, rec, conn, .. } = this.project() {
                 if let Some(r) = rec.take() {
                     // hyper drops a body without polling it when there is nothing to write (HEAD,
                     // 204, 304, `Content-Length: 0`): the exchange is complete and the connection
@@ -235,13 +238,21 @@ impl ResponseBody {
     /// A synthetic body.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
+        ResponseBody::Full { data: (!data.is_empty()).then_some(data), exchange: None }
     }
 
     /// A streamed upstream body that records on completion and then returns `conn` (the
     /// connection it arrives on) to the endpoint's pool.
     pub fn upstream(inner: Incoming, rec: Recording, conn: crate::upstream::client::Sender) -> Self {
-        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn) }
+        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn), exchange: None }
+    }
+
+    /// Holds the connection's `exchange` until hyper drops this body (fields drop after the
+    /// recording in `PinnedDrop`, as a wrapping body's would).
+    pub fn keep(&mut self, exchange: Option<Exchange>) {
+        match self {
+            ResponseBody::Upstream { exchange: e, .. } | ResponseBody::Full { exchange: e, .. } => *e = exchange,
+        }
     }
 }
 
@@ -251,7 +262,7 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { mut inner, rec, conn } => {
+            ResponseBodyProj::Upstream { mut inner, rec, conn, .. } => {
                 let r = ready!(inner.as_mut().poll_frame(cx));
                 match &r {
                     // The last frame of a sized body already ends the exchange: hyper stops
@@ -271,7 +282,7 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(r)
             }
-            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBodyProj::Full { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -279,14 +290,14 @@ impl Body for ResponseBody {
         match self {
             // Report the end only through poll_frame so the recording always runs there.
             ResponseBody::Upstream { rec, inner, .. } => rec.is_none() && inner.is_end_stream(),
-            ResponseBody::Full { data } => data.is_none(),
+            ResponseBody::Full { data, .. } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Upstream { inner, .. } => inner.size_hint(),
-            ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Full { data, .. } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }
