@@ -77,25 +77,24 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut resp = match admitted(&conn, &mut req) {
         Ok(route) => exchange::run(&conn, route, req).await,
-        Err(refused) => refused,
+        Err((e, service)) => respond::error_response(&e, &service),
     };
     resp.body_mut().keep(exchange);
     Ok(resp)
 }
 
-/// The request's route, or the response refusing it.
-fn admitted(conn: &ConnCtx, req: &mut Request<Incoming>) -> Result<Arc<Route>, Response<ResponseBody>> {
+/// The request's route, or why it is refused and the service name for the error body.
+fn admitted(conn: &ConnCtx, req: &mut Request<Incoming>) -> Result<Arc<Route>, (ProxyError, Arc<str>)> {
     // HTTP/1 requests reach the service one at a time, in the order their heads arrived.
     if conn.framing.is(conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
         req.extensions_mut().insert(admit::AmbiguousFraming);
     }
     let svc = &conn.svc;
-    let route = match svc.router.load().get(svc.key) {
-        Some(r) => r.clone(),
-        None => return Err(respond::error_response(&ProxyError::NoRoute, &svc.name)),
+    let Some(route) = svc.router.load().get(svc.key).cloned() else {
+        return Err((ProxyError::NoRoute, svc.name.clone()));
     };
     match admit::admit(req, &route) {
         Ok(()) => Ok(route),
-        Err(e) => Err(respond::error_response(&e, &route.name)),
+        Err(e) => Err((e, route.name.clone())),
     }
 }
