@@ -10,10 +10,9 @@ mod exchange;
 pub mod headers;
 pub mod respond;
 
-use crate::body::ResponseBody;
+use crate::body::{Exchange, ResponseBody};
 use crate::error::ProxyError;
 use crate::route::{Route, Router, ServiceKey};
-use crate::serve::Exchange;
 use crate::upstream::client::UpstreamClient;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;

@@ -7,8 +7,6 @@ mod framing;
 mod h1;
 mod io;
 
-pub use io::Exchange;
-
 use crate::config::Limits;
 use crate::proxy::{self, ConnCtx};
 use hyper::service::service_fn;

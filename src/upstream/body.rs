@@ -5,7 +5,6 @@
 #![allow(missing_docs)]
 
 use crate::error::UpstreamErrorKind;
-use crate::serve::Exchange;
 use crate::stats::{Sample, ServiceStats};
 use crate::upstream::Endpoint;
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::time::Instant;
@@ -196,6 +195,26 @@ impl Recording {
             self.sample.error = error;
         }
         self.stats.record(self.sample);
+    }
+}
+
+/// One HTTP/1.1 request/response exchange counted open on its client connection (the idle
+/// check of `serve::h1`), from where it starts until hyper drops the response body holding it
+/// (after the last byte was handed over, or on abort). It lives here, in the body, rather than
+/// in a wrapper body: the wrapper's extra future made hyper copy each request's future again.
+pub struct Exchange(Arc<AtomicU32>);
+
+impl Exchange {
+    /// Counts one more exchange open on `open`.
+    pub fn begin(open: &Arc<AtomicU32>) -> Exchange {
+        open.fetch_add(1, Ordering::Relaxed);
+        Exchange(open.clone())
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
