@@ -104,7 +104,8 @@ impl Exchange<'_> {
     async fn forward(&mut self, color: Color) -> Outcome {
         let (headers, body) = self.first_parts();
         let first = match self.hedge_delay(color) {
-            Some(after) => self.hedged(color, headers, body, after).await,
+            // Boxed: two attempts side by side would double every request's future.
+            Some(after) => Box::pin(self.hedged(color, headers, body, after)).await,
             None => self.attempt(color, headers, body).await,
         };
         if !first.color().is_some_and(|c| self.route.judged(c)) || !self.route.policy.retry.enabled {

@@ -10,9 +10,9 @@ mod exchange;
 pub mod headers;
 pub mod respond;
 
-use crate::body::ResponseBody;
+use crate::body::{Exchange, ResponseBody};
 use crate::error::ProxyError;
-use crate::route::{Router, ServiceKey};
+use crate::route::{Route, Router, ServiceKey};
 use crate::upstream::client::UpstreamClient;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -67,19 +67,33 @@ impl ConnCtx {
     }
 }
 
-/// Serves one request; never fails (errors become responses).
-pub async fn handle(conn: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+/// Serves one request; never fails (errors become responses). The response body holds
+/// `exchange` (HTTP/1.1's idle tracking) until hyper drops it.
+pub async fn handle(
+    conn: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+    exchange: Option<Exchange>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let mut resp = match admitted(&conn, &mut req) {
+        Ok(route) => exchange::run(&conn, route, req).await,
+        Err((e, service)) => respond::error_response(&e, &service),
+    };
+    resp.body_mut().keep(exchange);
+    Ok(resp)
+}
+
+/// The request's route, or why it is refused and the service name for the error body.
+fn admitted(conn: &ConnCtx, req: &mut Request<Incoming>) -> Result<Arc<Route>, (ProxyError, Arc<str>)> {
     // HTTP/1 requests reach the service one at a time, in the order their heads arrived.
     if conn.framing.is(conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
         req.extensions_mut().insert(admit::AmbiguousFraming);
     }
     let svc = &conn.svc;
-    let route = match svc.router.load().get(svc.key) {
-        Some(r) => r.clone(),
-        None => return Ok(respond::error_response(&ProxyError::NoRoute, &svc.name)),
+    let Some(route) = svc.router.load().get(svc.key).cloned() else {
+        return Err((ProxyError::NoRoute, svc.name.clone()));
     };
-    if let Err(e) = admit::admit(&req, &route) {
-        return Ok(respond::error_response(&e, &route.name));
+    match admit::admit(req, &route) {
+        Ok(()) => Ok(route),
+        Err(e) => Err((e, route.name.clone())),
     }
-    Ok(exchange::run(&conn, route, req).await)
 }

@@ -13,13 +13,12 @@
 //! `header_read_timeout`, waiting while parked by `idle_timeout`, and a request head is bounded
 //! by hyper's `header_read_timeout` (a head split across a park keeps its original deadline).
 
-use super::io::{ParkIo, Signals, Tracked};
+use super::io::{ParkIo, Signals};
 use super::{ServeCfg, Socket};
 use crate::proxy::{self, ConnCtx};
 use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -87,11 +86,7 @@ async fn hyper_conn<S: Socket>(
     signals.set_parking(false);
     let service = {
         let (conn, signals) = (conn.clone(), signals.clone());
-        service_fn(move |req| {
-            let exchange = signals.begin();
-            let response = proxy::handle(conn.clone(), req);
-            async move { Ok::<_, Infallible>(response.await?.map(|b| Tracked::new(b, exchange))) }
-        })
+        service_fn(move |req| proxy::handle(conn.clone(), req, Some(signals.begin())))
     };
     let io = TokioIo::new(ParkIo::new(io, pre, signals.clone()));
     // Boxed so that parking frees it: the task's own future stays small.

@@ -1,8 +1,8 @@
 //! The socket as hyper sees it, instrumented so the connection task can tell when hyper sits idle
 //! between requests, and can take the socket back without closing it.
 
+use crate::body::Exchange;
 use bytes::{Buf, Bytes};
-use http_body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// three run on the connection's task, so `Relaxed` suffices (the atomics only make it `Sync`).
 #[derive(Default)]
 pub struct Signals {
-    /// Requests whose response body hyper still holds.
-    in_flight: AtomicU32,
+    /// Requests whose response body hyper still holds (counted by `Exchange`).
+    in_flight: Arc<AtomicU32>,
     /// Requests started on this connection (wrapping): a change between two idle checks means
     /// the connection was busy in between.
     started: AtomicU32,
@@ -44,10 +44,9 @@ impl Signals {
     }
 
     /// Marks the start of an exchange; the guard ends it when dropped with the response body.
-    pub fn begin(self: &Arc<Self>) -> Exchange {
+    pub fn begin(&self) -> Exchange {
         self.started.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Exchange(self.clone())
+        Exchange::begin(&self.in_flight)
     }
 
     /// Makes hyper's shutdown of the socket a no-op from now on.
@@ -58,49 +57,6 @@ impl Signals {
     /// Whether the socket is being taken back.
     pub fn parking(&self) -> bool {
         self.parking.load(Ordering::Relaxed)
-    }
-}
-
-/// One request/response exchange in flight: counted up where it starts, down where its
-/// response body is dropped by hyper (after the last byte was handed over, or on abort).
-pub struct Exchange(Arc<Signals>);
-
-impl Drop for Exchange {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its exchange open until hyper drops it.
-    pub struct Tracked<B> {
-        #[pin]
-        inner: B,
-        _exchange: Exchange,
-    }
-}
-
-impl<B> Tracked<B> {
-    /// Ties `inner` to `exchange`.
-    pub fn new(inner: B, exchange: Exchange) -> Self {
-        Tracked { inner, _exchange: exchange }
-    }
-}
-
-impl<B: Body> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

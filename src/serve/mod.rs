@@ -156,7 +156,7 @@ async fn auto_conn<S: Socket>(io: S, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, sto
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
         }
-        proxy::handle(conn.clone(), req)
+        proxy::handle(conn.clone(), req, None)
     });
     let c = cfg.auto.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(c);

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::time::Instant;
@@ -198,6 +198,26 @@ impl Recording {
     }
 }
 
+/// One HTTP/1.1 request/response exchange counted open on its client connection (the idle
+/// check of `serve::h1`), from where it starts until hyper drops the response body holding it
+/// (after the last byte was handed over, or on abort). It lives here, in the body, rather than
+/// in a wrapper body: the wrapper's extra future made hyper copy each request's future again.
+pub struct Exchange(Arc<AtomicU32>);
+
+impl Exchange {
+    /// Counts one more exchange open on `open`.
+    pub fn begin(open: &Arc<AtomicU32>) -> Exchange {
+        open.fetch_add(1, Ordering::Relaxed);
+        Exchange(open.clone())
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pin_project! {
     /// Body returned to the client.
     #[project = ResponseBodyProj]
@@ -209,16 +229,18 @@ pin_project! {
             #[pin] inner: Incoming,
             rec: Option<Recording>,
             conn: Option<crate::upstream::client::Sender>,
+            exchange: Option<Exchange>,
         },
         /// Synthetic (errors, admin).
         Full {
             data: Option<Bytes>,
+            exchange: Option<Exchange>,
         },
     }
 
     impl PinnedDrop for ResponseBody {
         fn drop(this: Pin<&mut Self>) {
-            if let ResponseBodyProj::Upstream { inner, rec, conn } = this.project() {
+            if let ResponseBodyProj::Upstream { inner, rec, conn, .. } = this.project() {
                 if let Some(r) = rec.take() {
                     // hyper drops a body without polling it when there is nothing to write (HEAD,
                     // 204, 304, `Content-Length: 0`): the exchange is complete and the connection
@@ -235,13 +257,21 @@ impl ResponseBody {
     /// A synthetic body.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
+        ResponseBody::Full { data: (!data.is_empty()).then_some(data), exchange: None }
     }
 
     /// A streamed upstream body that records on completion and then returns `conn` (the
     /// connection it arrives on) to the endpoint's pool.
     pub fn upstream(inner: Incoming, rec: Recording, conn: crate::upstream::client::Sender) -> Self {
-        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn) }
+        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn), exchange: None }
+    }
+
+    /// Holds the connection's `exchange` until hyper drops this body (fields drop after the
+    /// recording in `PinnedDrop`, as a wrapping body's would).
+    pub fn keep(&mut self, exchange: Option<Exchange>) {
+        match self {
+            ResponseBody::Upstream { exchange: e, .. } | ResponseBody::Full { exchange: e, .. } => *e = exchange,
+        }
     }
 }
 
@@ -251,7 +281,7 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { mut inner, rec, conn } => {
+            ResponseBodyProj::Upstream { mut inner, rec, conn, .. } => {
                 let r = ready!(inner.as_mut().poll_frame(cx));
                 match &r {
                     // The last frame of a sized body already ends the exchange: hyper stops
@@ -271,7 +301,7 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(r)
             }
-            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBodyProj::Full { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -279,14 +309,14 @@ impl Body for ResponseBody {
         match self {
             // Report the end only through poll_frame so the recording always runs there.
             ResponseBody::Upstream { rec, inner, .. } => rec.is_none() && inner.is_end_stream(),
-            ResponseBody::Full { data } => data.is_none(),
+            ResponseBody::Full { data, .. } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Upstream { inner, .. } => inner.size_hint(),
-            ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Full { data, .. } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }

@@ -190,7 +190,9 @@ impl UpstreamClient {
                 },
             }
         }
-        let mut tx = self.connect(&ep.authority).await?;
+        // Boxed: a connect (TLS state inline) is rare on the pooled path, and inline it would
+        // make every request's future, which hyper moves twice per request, kilobytes larger.
+        let mut tx = Box::pin(self.connect(&ep.authority)).await?;
         match tx.try_send_request(req).await {
             Ok(resp) => Ok((resp, tx)),
             Err(mut e) => match e.take_message() {
