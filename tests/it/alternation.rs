@@ -239,14 +239,9 @@ async fn status_says_why_a_plan_holds() {
     assert!(service(&app, "whyb")["progress"]["step"].is_null());
 
     // `switchyard status` prints the same.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["status", "--admin", &format!("http://{}", app.admin_addr)])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    println!("{text}"); // the closing note's sample: `cargo test --test alternation status_says -- --nocapture`
+    let (ok, text, err) = cli(&["status", "--admin", &format!("http://{}", app.admin_addr)]).await;
+    assert!(ok, "{text}\n{err}");
+    println!("{text}"); // the closing note's sample: `cargo test --test it alternation::status_says -- --nocapture`
     assert!(text.contains("live blue (1.0) → candidate green (1.1): step 1/2, healthy 0/2, hold"), "{text}");
     assert!(text.contains("of 100 samples"), "{text}");
     assert!(text.contains("— waiting for whya"), "{text}");
@@ -269,12 +264,7 @@ async fn a_gated_step_says_manual_gate_and_an_empty_window_is_a_dash() {
         s["progress"]["reason"] == "inconclusive: 0 of 3 samples"
     })
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["status", "--admin", &format!("http://{}", app.admin_addr)])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text, _) = cli(&["status", "--admin", &format!("http://{}", app.admin_addr)]).await;
     let row = text.lines().find(|l| l.starts_with("gate ")).unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains('—') && !row.contains("0.00"), "an empty window printed as numbers: {row}");
 
