@@ -5,12 +5,11 @@ use super::exchange::Exchange;
 use crate::body::{EndpointSlot, GreenSlot, Recording, RequestBody};
 use crate::error::{Progress, ProxyError, UpstreamErrorKind};
 use crate::stats::{HashCheck, Sample, SampleKind};
-use crate::upstream::client::{self, Sender, UpstreamError};
+use crate::upstream::client::{self, Sender, UpstreamClient, UpstreamError};
 use crate::upstream::Endpoint;
 use crate::Color;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use std::future::Future;
 
 /// How an attempt ended.
 pub(super) enum Outcome {
@@ -86,7 +85,7 @@ impl Exchange<'_> {
         let mut rec = self.recording(color, ep);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
-        let (resp, conn) = match self.wait(client.send(ep, req), abandoned).await {
+        let (resp, conn) = match self.wait(client, ep, req, abandoned).await {
             Ok(r) => r,
             Err(err) => {
                 if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
@@ -146,11 +145,15 @@ impl Exchange<'_> {
     /// attempt then stops waiting only if the request can still be re-sent.
     async fn wait(
         &self,
-        send: impl Future<Output = Result<(Response<Incoming>, Sender), UpstreamError>>,
+        client: &UpstreamClient,
+        ep: &Endpoint,
+        req: Request<RequestBody>,
         mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
-        let timeout = tokio::time::sleep(self.route.policy.response_timeout);
-        tokio::pin!(send, timeout);
+        // The send future is built where it stays pinned: built by the caller and passed in, it
+        // was copied (hundreds of bytes) on its way into this future.
+        let mut send = std::pin::pin!(client.send(ep, req));
+        let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
         loop {
             let signal = async {
                 match abandoned.as_mut() {
@@ -158,7 +161,10 @@ impl Exchange<'_> {
                     None => std::future::pending().await,
                 }
             };
+            // Biased: no random branch order to draw per poll; the response, when there is one,
+            // wins over a timeout due at the same instant.
             tokio::select! {
+                biased;
                 r = &mut send => return r.map_err(send_error),
                 _ = &mut timeout => {
                     return Err(upstream(UpstreamErrorKind::Timeout, Progress::SentNoResponse, "response timeout"))
