@@ -5,12 +5,11 @@ use super::exchange::Exchange;
 use crate::body::{EndpointSlot, GreenSlot, Recording, RequestBody};
 use crate::error::{Progress, ProxyError, UpstreamErrorKind};
 use crate::stats::{HashCheck, Sample, SampleKind};
-use crate::upstream::client::{self, Sender, UpstreamError};
+use crate::upstream::client::{self, Sender, UpstreamClient, UpstreamError};
 use crate::upstream::Endpoint;
 use crate::Color;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use std::future::Future;
 
 /// How an attempt ended.
 pub(super) enum Outcome {
@@ -86,7 +85,7 @@ impl Exchange<'_> {
         let mut rec = self.recording(color, ep);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
-        let (resp, conn) = match self.wait(client.send(ep, req), abandoned).await {
+        let (resp, conn) = match self.wait(client, ep, req, abandoned).await {
             Ok(r) => r,
             Err(err) => {
                 if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
@@ -133,7 +132,7 @@ impl Exchange<'_> {
         *up.method_mut() = self.method.clone();
         *up.uri_mut() = self.uri.clone();
         *up.headers_mut() = headers;
-        if !up.headers().contains_key(header::HOST) {
+        if !self.has_host {
             // Only an HTTP/1.0 client without Host gets here; name the endpoint, as curl would.
             if let Ok(v) = HeaderValue::from_str(ep.authority.as_str()) {
                 up.headers_mut().insert(header::HOST, v);
@@ -146,11 +145,15 @@ impl Exchange<'_> {
     /// attempt then stops waiting only if the request can still be re-sent.
     async fn wait(
         &self,
-        send: impl Future<Output = Result<(Response<Incoming>, Sender), UpstreamError>>,
+        client: &UpstreamClient,
+        ep: &Endpoint,
+        req: Request<RequestBody>,
         mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
-        let timeout = tokio::time::sleep(self.route.policy.response_timeout);
-        tokio::pin!(send, timeout);
+        // The send future is built where it stays pinned: built by the caller and passed in, it
+        // was copied (hundreds of bytes) on its way into this future.
+        let mut send = std::pin::pin!(client.send(ep, req));
+        let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
         loop {
             let signal = async {
                 match abandoned.as_mut() {
@@ -158,7 +161,10 @@ impl Exchange<'_> {
                     None => std::future::pending().await,
                 }
             };
+            // Biased: no random branch order to draw per poll; the response, when there is one,
+            // wins over a timeout due at the same instant.
             tokio::select! {
+                biased;
                 r = &mut send => return r.map_err(send_error),
                 _ = &mut timeout => {
                     return Err(upstream(UpstreamErrorKind::Timeout, Progress::SentNoResponse, "response timeout"))
@@ -178,12 +184,28 @@ impl Exchange<'_> {
     fn inspect_constitutional(&self, color: Color, h: &HeaderMap, s: &mut Sample) {
         let route = &self.route;
         let p = &route.policy;
-        s.compliance = h.get(&p.compliance_header).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
-        if let Some(v) = h.get(&p.principles_header) {
+        // One pass comparing names instead of three hashed lookups: the names are custom, so
+        // each lookup hashed them byte by byte (~190 instructions apiece). The first value of a
+        // name is what `get` would have returned.
+        let (mut compliance, mut principles, mut hash) = (None, None, None);
+        for (k, v) in h.iter() {
+            // Not `else if`: nothing stops two settings from naming the same header.
+            if *k == p.compliance_header {
+                compliance = compliance.or(Some(v));
+            }
+            if *k == p.principles_header {
+                principles = principles.or(Some(v));
+            }
+            if *k == p.hash_header {
+                hash = hash.or(Some(v));
+            }
+        }
+        s.compliance = compliance.and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        if let Some(v) = principles {
             route.stats.record_principles(color, v.as_bytes());
         }
         if route.judged(color) && p.check_hash {
-            let ok = h.get(&p.hash_header).is_some_and(|v| v.as_bytes() == p.expected_hash.as_bytes());
+            let ok = hash.is_some_and(|v| v.as_bytes() == p.expected_hash.as_bytes());
             s.hash = if ok { HashCheck::Match } else { HashCheck::Mismatch };
             if !ok {
                 let _ = self.conn.svc.alarms.try_send(route.key);

@@ -37,6 +37,8 @@ pub(super) struct Exchange<'a> {
     /// Origin-form target sent upstream.
     pub uri: Uri,
     headers: HeaderMap,
+    /// Whether `headers` has a `Host` (known once, instead of a lookup per attempt).
+    pub has_host: bool,
     source: Source,
     /// The request's unit of `switchyard_in_flight_requests`, handed to the response that
     /// reaches the client.
@@ -76,7 +78,7 @@ pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Inco
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let headers = forwarded_headers(conn, parts.headers, &parts.uri, upgrade);
+    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade);
     let retry = &route.policy.retry;
     let limit = route.policy.max_body_bytes;
     let source = if retry.enabled && route.judged(color) && !upgrade {
@@ -91,6 +93,7 @@ pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Inco
         route,
         start,
         headers,
+        has_host,
         source,
         in_flight,
         abandon,
@@ -252,16 +255,22 @@ impl Exchange<'_> {
 }
 
 /// Hop-by-hop headers stripped, `Host` kept (or taken from an absolute-form target),
-/// `X-Forwarded-*` and `Via` added.
-fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool) -> HeaderMap {
+/// `X-Forwarded-*` and `Via` added; and whether the result has a `Host`.
+fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool) -> (HeaderMap, bool) {
     headers::strip_hop_by_hop(&mut h, upgrade);
-    let host = h.get(header::HOST).cloned();
-    let host = host.or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    if let (None, Some(v)) = (h.get(header::HOST), &host) {
-        h.insert(header::HOST, v.clone());
-    }
+    let host = match h.get(header::HOST) {
+        Some(v) => Some(v.clone()),
+        None => {
+            let v = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            if let Some(v) = &v {
+                h.insert(header::HOST, v.clone());
+            }
+            v
+        }
+    };
+    let has_host = host.is_some();
     headers::add_forwarded(&mut h, &conn.peer_value, &conn.svc.proto, host);
-    h
+    (h, has_host)
 }
 
 /// The request target sent upstream: origin-form (`/path?query`), which is what an HTTP/1.1
