@@ -34,6 +34,7 @@ pub mod escalation;
 pub mod fleet;
 pub mod health_score;
 pub mod listener;
+pub mod memory;
 pub mod preflight;
 pub mod proxy;
 pub mod reload;

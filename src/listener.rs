@@ -3,6 +3,7 @@
 //! to finish gracefully when the listener stops.
 
 use crate::config::Limits;
+use crate::memory::LongLived;
 use crate::proxy::{ConnCtx, ServiceCtx};
 use crate::serve::{self, ServeCfg};
 use std::net::SocketAddr;
@@ -40,7 +41,9 @@ impl Listener {
     pub fn start(socket: Arc<TcpListener>, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
         let addr = socket.local_addr().expect("bound socket has an address");
         let stop = CancellationToken::new();
-        let done = tokio::spawn(accept_loop(socket.clone(), svc, tls, limits, stop.clone()));
+        // What the accept loop allocates (each connection's task, context and reactor
+        // registration) lasts as long as the connection: kept on pages of its own (`memory`).
+        let done = tokio::spawn(LongLived::new(accept_loop(socket.clone(), svc, tls, limits, stop.clone())));
         Listener { addr, socket, stop, done }
     }
 
@@ -92,7 +95,9 @@ async fn accept_loop(
         let conn = Arc::new(ConnCtx::new(svc.clone(), peer, tracker.clone(), closing.clone()));
         let (tls, cfg, stop, closing) = (tls.clone(), cfg.clone(), stop.clone(), closing.clone());
         tracker.spawn(async move {
-            let _permit = permit;
+            // Borrowed rather than moved into a local: a moved copy would be kept beside the
+            // captured one for the life of the connection.
+            let _permit = &permit;
             tokio::select! {
                 _ = serve::connection(stream, conn, tls, cfg, stop) => {}
                 // Dropping the connection future closes the socket and cancels its requests.

@@ -1,6 +1,7 @@
 //! The `switchyard` binary: parse the command line, install logging, hand off to the library.
 
 mod admin_client;
+mod allocator;
 mod check;
 mod cli;
 mod demo;
@@ -13,9 +14,10 @@ use std::path::PathBuf;
 /// mimalloc, because glibc's malloc never gives back memory freed in the middle of its heap: a
 /// burst of busy connections that then go idle (and free hyper's 16 KiB of buffers each, see
 /// `serve::h1`) would keep their peak resident for the life of the process. mimalloc returns
-/// freed pages to the OS within milliseconds (issue 15: RSS per idle connection).
+/// freed pages to the OS within milliseconds, and `memory` keeps connections' lasting state on
+/// pages of its own so that those pages can all be returned (issue 15: RSS per idle connection).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: allocator::Allocator = allocator::Allocator;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Blue/green reverse proxy with in-process automatic rollback")]
@@ -103,6 +105,7 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::init();
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {

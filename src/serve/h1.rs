@@ -32,43 +32,54 @@ enum Ended<S> {
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, a timeout passes, or `stop` fires.
-pub(super) async fn serve<S: Socket>(mut io: S, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, stop: CancellationToken) {
-    let signals = Arc::new(Signals::default());
-    let mut pre = Bytes::new();
-    let mut wait = cfg.header_read_timeout;
-    let mut head_deadline: Option<Instant> = None;
-    // After a park the stream holds nothing (hyper's last read found it empty), so only the
-    // socket can wake it.
-    let mut await_socket = !S::READ_AHEAD;
-    loop {
-        let limit = head_deadline.map_or(wait, |d| d.saturating_duration_since(Instant::now()));
-        if await_socket {
-            tokio::select! {
-                r = io.tcp().readable() => if r.is_err() { return },
-                _ = tokio::time::sleep(limit) => {
-                    tracing::debug!(peer = %conn.peer, "connection idle past its timeout: closing");
-                    return;
+///
+/// A function returning an `async move` block rather than an `async fn`: an `async fn` keeps
+/// its arguments twice in its future (as arguments, and again as the body's locals), and this
+/// future is what a parked connection costs.
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see above
+pub(super) fn serve<S: Socket>(
+    mut io: S,
+    conn: Arc<ConnCtx>,
+    cfg: Arc<ServeCfg>,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + use<S> {
+    async move {
+        let signals = crate::memory::long_lived(|| Arc::new(Signals::default()));
+        let mut pre = Bytes::new();
+        let mut wait = cfg.header_read_timeout;
+        let mut head_deadline: Option<Instant> = None;
+        // After a park the stream holds nothing (hyper's last read found it empty), so only the
+        // socket can wake it.
+        let mut await_socket = !S::READ_AHEAD;
+        loop {
+            let limit = head_deadline.map_or(wait, |d| d.saturating_duration_since(Instant::now()));
+            if await_socket {
+                tokio::select! {
+                    r = io.tcp().readable() => if r.is_err() { return },
+                    _ = tokio::time::sleep(limit) => {
+                        tracing::debug!(peer = %conn.peer, "connection idle past its timeout: closing");
+                        return;
+                    }
+                    _ = stop.cancelled() => return,
                 }
-                _ = stop.cancelled() => return,
             }
-        }
-        await_socket = true;
-        // Boxed: its state (hyper's connection, the idle timer) is freed when it parks.
-        match Box::pin(hyper_conn(io, pre, &signals, &conn, &cfg, &stop, head_deadline)).await {
-            Ended::Parked(i, p) => {
-                // The connection was idle for at least one grace period before it parked.
-                wait = cfg.idle_timeout.saturating_sub(cfg.idle_grace);
-                head_deadline = match p.is_empty() {
-                    true => None,
-                    // The head began at least a grace period ago.
-                    false => Some(
-                        head_deadline
-                            .unwrap_or_else(|| Instant::now() + cfg.header_read_timeout.saturating_sub(cfg.idle_grace)),
-                    ),
-                };
-                (io, pre) = (i, p);
+            await_socket = true;
+            // Boxed: its state (hyper's connection, the idle timer) is freed when it parks.
+            match Box::pin(hyper_conn(io, pre, &signals, &conn, &cfg, &stop, head_deadline)).await {
+                Ended::Parked(i, p) => {
+                    // The connection was idle for at least one grace period before it parked.
+                    wait = cfg.idle_timeout.saturating_sub(cfg.idle_grace);
+                    head_deadline = match p.is_empty() {
+                        true => None,
+                        // The head began at least a grace period ago.
+                        false => Some(head_deadline.unwrap_or_else(|| {
+                            Instant::now() + cfg.header_read_timeout.saturating_sub(cfg.idle_grace)
+                        })),
+                    };
+                    (io, pre) = (i, p);
+                }
+                Ended::Done => return,
             }
-            Ended::Done => return,
         }
     }
 }

@@ -8,10 +8,12 @@ mod h1;
 mod io;
 
 use crate::config::Limits;
+use crate::memory::{long_lived, LongLived};
 use crate::proxy::{self, ConnCtx};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,48 +104,75 @@ impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 /// Serves one accepted connection until it closes or `stop` has drained it.
-pub async fn connection(
+///
+/// This and the cleartext path below are functions returning `async move` blocks, not `async
+/// fn`s: an `async fn` keeps its arguments twice in its future (as arguments, and again as the
+/// body's locals), and these futures are what every idle connection costs (issue 15).
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see above
+pub fn connection(
     stream: TcpStream,
     conn: Arc<ConnCtx>,
     tls: Option<TlsAcceptor>,
     cfg: Arc<ServeCfg>,
     stop: CancellationToken,
-) {
-    let Some(acceptor) = tls else { return plain(stream, conn, cfg, stop).await };
-    // Everything but cleartext HTTP/1.1 is boxed: the task's own future is as large as its
-    // largest state, and it should be sized for a parked cleartext HTTP/1.1 connection.
-    match tokio::time::timeout(cfg.header_read_timeout, Box::pin(acceptor.accept(stream))).await {
-        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(b"h2") => Box::pin(auto_conn(s, conn, cfg, stop)).await,
-        Ok(Ok(s)) => {
+) -> impl Future<Output = ()> {
+    async move {
+        let Some(acceptor) = tls else { return plain(stream, conn, cfg, stop).await };
+        // Everything but cleartext HTTP/1.1 is boxed: the task's own future is as large as its
+        // largest state, and it should be sized for a parked cleartext HTTP/1.1 connection. The
+        // session the handshake builds, and the boxed connection holding it, last as long as the
+        // connection (`memory`).
+        let handshake = LongLived::new(long_lived(|| Box::pin(acceptor.accept(stream))));
+        // The stream is moved out of a block before anything else is awaited: a local that was
+        // matched on or borrowed keeps its storage (1.2 KiB, the TLS session) in the task's
+        // future across every later await, i.e. for the life of every connection of the listener.
+        let (s, h2) = {
+            let s = match tokio::time::timeout(cfg.header_read_timeout, handshake).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
+            };
+            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            (s, h2)
+        };
+        if h2 {
+            long_lived(|| Box::pin(auto_conn(s, conn, cfg, stop))).await
+        } else {
             let s = framing::Watched::new(s, conn.framing.clone());
-            Box::pin(h1::serve(s, conn, cfg, stop)).await
+            long_lived(|| Box::pin(h1::serve(s, conn, cfg, stop))).await
         }
-        Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
     }
 }
 
 /// Cleartext: HTTP/1.1 unless the first bytes could be the HTTP/2 preface (h2c prior
 /// knowledge); an ambiguous short read goes to the auto builder, which sniffs to the end.
-async fn plain(stream: TcpStream, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, stop: CancellationToken) {
-    let mut head = [0u8; H2_PREFACE.len()];
-    let n = tokio::select! {
-        r = stream.peek(&mut head) => match r {
-            Ok(n) => n,
-            Err(_) => return,
-        },
-        _ = tokio::time::sleep(cfg.header_read_timeout) => {
-            tracing::debug!(peer = %conn.peer, "no request within the header read timeout: closing");
-            return;
-        }
-        _ = stop.cancelled() => return,
-    };
-    match n {
-        0 => {}
-        n if head[..n] == H2_PREFACE[..n] => Box::pin(auto_conn(stream, conn, cfg, stop)).await,
-        _ => {
-            let stream = framing::Watched::new(stream, conn.framing.clone());
-            h1::serve(stream, conn, cfg, stop).await
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see `connection`
+fn plain(
+    stream: TcpStream,
+    conn: Arc<ConnCtx>,
+    cfg: Arc<ServeCfg>,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> {
+    async move {
+        let mut head = [0u8; H2_PREFACE.len()];
+        let n = tokio::select! {
+            r = stream.peek(&mut head) => match r {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(cfg.header_read_timeout) => {
+                tracing::debug!(peer = %conn.peer, "no request within the header read timeout: closing");
+                return;
+            }
+            _ = stop.cancelled() => return,
+        };
+        match n {
+            0 => {}
+            n if head[..n] == H2_PREFACE[..n] => Box::pin(auto_conn(stream, conn, cfg, stop)).await,
+            _ => {
+                let stream = framing::Watched::new(stream, conn.framing.clone());
+                h1::serve(stream, conn, cfg, stop).await
+            }
         }
     }
 }
