@@ -116,6 +116,7 @@ def main():
     ap.add_argument("--src", default="127.0.0.1", help="source address (spread runs over 127.0.0.x to dodge TIME_WAIT)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds between the last connection and each reading")
     ap.add_argument("--label", default="")
+    ap.add_argument("--hold", type=float, default=0, help="seconds to keep the connections open after the reading")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -138,6 +139,10 @@ def main():
     opened_s = time.time() - t0
     time.sleep(args.settle)
     after, after_rss = rss_kb(pids, "RssAnon"), rss_kb(pids)
+    if args.hold:
+        # For loadtest/idle_watch: the proxy's heap report is read while every connection is open.
+        print("reading taken; holding", file=sys.stderr, flush=True)
+        time.sleep(args.hold)
     # Every connection must still be open: a proxy that closed them would look cheap.
     alive = 0
     for s in conns:

@@ -83,6 +83,73 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
+/// `SWITCHYARD_HEAP_REPORT=<seconds>`: every so often, print to stderr what both heaps hold,
+/// by block size (live blocks, bytes, committed). This is how the per-connection table in
+/// `loadtest/RESULTS.md` ("Where the bytes go") was read; `loadtest/idle_watch` sets it.
+pub fn start_heap_report() {
+    let Some(secs) = std::env::var("SWITCHYARD_HEAP_REPORT").ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return;
+    };
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+        report::print("long-lived", heap());
+        // SAFETY: no arguments; the main heap always exists.
+        report::print("default", unsafe { report::mi_heap_main() });
+    });
+}
+
+mod report {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// mimalloc v3's `mi_heap_area_t` (the bindings carry v2's, which differs).
+    #[repr(C)]
+    struct Area {
+        blocks: *mut c_void,
+        reserved: usize,
+        committed: usize,
+        used: usize,
+        block_size: usize,
+        full_block_size: usize,
+        reserved1: *mut c_void,
+    }
+
+    type Visitor = unsafe extern "C" fn(*const mi_heap_t, *const Area, *mut c_void, usize, *mut c_void) -> bool;
+
+    extern "C" {
+        fn mi_heap_visit_blocks(heap: *mut mi_heap_t, visit_blocks: bool, visitor: Visitor, arg: *mut c_void) -> bool;
+        pub(super) fn mi_heap_main() -> *mut mi_heap_t;
+    }
+
+    /// Per block size: live blocks, committed bytes.
+    type Sizes = BTreeMap<usize, (usize, usize)>;
+
+    unsafe extern "C" fn area(_: *const mi_heap_t, a: *const Area, _: *mut c_void, _: usize, arg: *mut c_void) -> bool {
+        // SAFETY: mimalloc passes a valid area; `arg` is the `Sizes` handed to the walk below.
+        let (a, sizes) = unsafe { (&*a, &mut *(arg as *mut Sizes)) };
+        let e = sizes.entry(a.block_size).or_default();
+        e.0 += a.used;
+        e.1 += a.committed;
+        true
+    }
+
+    pub(super) fn print(name: &str, heap: *mut mi_heap_t) {
+        let mut sizes = Sizes::new();
+        // SAFETY: areas only (no block visits); the visitor matches mimalloc's signature.
+        unsafe { mi_heap_visit_blocks(heap, false, area, &mut sizes as *mut Sizes as *mut c_void) };
+        let live: usize = sizes.iter().map(|(size, (n, _))| size * n).sum();
+        let committed: usize = sizes.values().map(|(_, c)| c).sum();
+        let mut rows: Vec<_> = sizes.into_iter().filter(|(_, (n, _))| *n > 0).collect();
+        rows.sort_by_key(|(size, (n, _))| std::cmp::Reverse(size * n));
+        let mut out = format!("heap {name}: {} KiB live, {} KiB committed\n", live / 1024, committed / 1024);
+        for (size, (n, c)) in rows.into_iter().take(10) {
+            out +=
+                &format!("  {size:>7} B x {n:>7} = {:>7} KiB live, {:>7} KiB committed\n", size * n / 1024, c / 1024);
+        }
+        eprint!("{out}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,7 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     allocator::init();
+    allocator::start_heap_report();
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {
