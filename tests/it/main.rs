@@ -23,6 +23,7 @@ mod inflight_shutdown;
 mod inflight_upload;
 mod layers;
 mod limits;
+mod memory;
 mod oncall;
 mod operator;
 mod properties;

@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 pub struct Proxy {
     child: tokio::process::Child,
     pub admin: String,
+    /// Everything the process has written to stderr so far, line by line.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// How a `switchyard run` ended before becoming ready.
@@ -24,9 +26,15 @@ impl Proxy {
     /// Starts the binary with the admin token; Ok once its "switchyard ready" line is logged,
     /// Err (with everything it logged) if it exits first.
     pub async fn start(config: &Path) -> Result<Proxy, Exit> {
+        Proxy::start_with_env(config, &[]).await
+    }
+
+    /// [`Proxy::start`] with more environment variables.
+    pub async fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Result<Proxy, Exit> {
         let mut child = tokio::process::Command::new(BIN)
             .args(["--log-json", "run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -37,10 +45,12 @@ impl Proxy {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = log.clone();
         // Keeps draining stderr so the child never blocks on a full pipe; reports the admin
         // address on "ready", or everything logged if stderr closes first (the process exited).
         tokio::spawn(async move {
-            let (mut tx, mut seen) = (Some(tx), String::new());
+            let mut tx = Some(tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 if v["fields"]["message"] == "switchyard ready" {
@@ -48,20 +58,31 @@ impl Proxy {
                         let _ = tx.send(Ok(v["fields"]["admin"].as_str().unwrap_or_default().to_string()));
                     }
                 }
-                seen += &line;
+                let mut seen = kept.lock().unwrap();
+                seen.push_str(&line);
                 seen.push('\n');
             }
             if let Some(tx) = tx.take() {
-                let _ = tx.send(Err(seen));
+                let _ = tx.send(Err(kept.lock().unwrap().clone()));
             }
         });
         match tokio::time::timeout(Duration::from_secs(20), rx).await.expect("ready or exit within 20 s").unwrap() {
-            Ok(addr) => Ok(Proxy { child, admin: format!("http://{addr}") }),
+            Ok(addr) => Ok(Proxy { child, admin: format!("http://{addr}"), log }),
             Err(stderr) => {
                 let status = child.wait().await.unwrap();
                 Err(Exit { success: status.success(), stderr })
             }
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Everything logged to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     pub async fn stop(mut self) {
