@@ -4,7 +4,6 @@
 //! # Layout
 //! - `etcd/` the store client (JSON gateway over hyper): range, put, CAS txn, leases, watch.
 //! - `shared` the per-service rollout state every replica agrees on, and how a lost CAS merges.
-//! - `store` the `Store` trait the runtime needs (etcd implements it).
 //! - `runtime` the task that owns the store connection: lease, election, watch, writes.
 //! - `link` the control loop's end: publish, claim a rollback, the fleet view.
 //!
@@ -20,7 +19,6 @@ pub mod etcd;
 pub mod link;
 mod runtime;
 pub mod shared;
-pub mod store;
 
 pub use link::{Claim, FleetStatus, FleetView, FromFleet, Link};
 pub use shared::SharedService;

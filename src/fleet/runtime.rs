@@ -4,10 +4,9 @@
 //! Any failure marks the store unreachable and starts over; writes that could not be made
 //! wait in `pending` and are rebased onto the fresh state when the store is back.
 
-use super::etcd::{Cas, Event, Kv, StoreError};
+use super::etcd::{Cas, Etcd, Event, Kv, StoreError, Watch};
 use super::link::{Claim, FleetView, FromFleet, ToFleet, Windows};
 use super::shared::{rebase, SharedService};
-use super::store::{Store, WatchStream};
 use crate::config::FleetConfig;
 use crate::stats::names;
 use arc_swap::ArcSwap;
@@ -20,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 /// How many times a write is rebased onto a newer state before giving up until the next event.
 const CAS_TRIES: usize = 8;
 
-pub(super) struct Runtime<S: Store> {
+pub(super) struct Runtime {
     /// The store (etcd in production).
-    etcd: S,
+    etcd: Etcd,
     cfg: FleetConfig,
     out: mpsc::Sender<FromFleet>,
     view: Arc<ArcSwap<FleetView>>,
@@ -48,14 +47,14 @@ enum Stop {
     Lost(StoreError),
 }
 
-impl<S: Store> Runtime<S> {
+impl Runtime {
     pub(super) fn new(
-        etcd: S,
+        etcd: Etcd,
         cfg: FleetConfig,
         out: mpsc::Sender<FromFleet>,
         view: Arc<ArcSwap<FleetView>>,
         windows: Arc<Windows>,
-    ) -> Runtime<S> {
+    ) -> Runtime {
         Runtime {
             etcd,
             cfg,
@@ -161,7 +160,7 @@ impl<S: Store> Runtime<S> {
         }
     }
 
-    async fn connect(&mut self) -> Result<S::Watch, StoreError> {
+    async fn connect(&mut self) -> Result<Watch, StoreError> {
         self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await?;
         let me = self.cfg.replica.clone();
         self.etcd.put(&self.key("replicas", &me), me.as_bytes(), self.lease).await?;
