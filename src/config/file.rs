@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// Protective limits on listeners and upstreams.
     #[serde(default)]
     pub limits: FileLimits,
+    /// What forwarded requests carry.
+    #[serde(default)]
+    pub proxy: FileProxy,
     /// Webhook channels per severity.
     #[serde(default)]
     pub alerts: FileAlerts,
@@ -204,6 +207,14 @@ pub struct FileLimits {
     pub eject_for: Option<String>,
     /// Requests outstanding per upstream endpoint before it is skipped.
     pub max_in_flight_per_endpoint: Option<u32>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProxy {
+    /// Whether forwarded requests carry `Via: 1.1 switchyard` (default true).
+    pub via: Option<bool>,
 }
 
 /// `[alerts]`.

@@ -29,6 +29,7 @@ pub struct Config {
     /// Sequence settings of the migration.
     pub rollout: RolloutConfig,
     pub limits: Limits,
+    pub proxy: ProxyConfig,
     pub alerts: AlertConfig,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
@@ -291,6 +292,21 @@ pub struct Limits {
     pub eject_for: Duration,
     /// Requests outstanding per upstream endpoint (full endpoints are skipped; all full → 503).
     pub max_in_flight_per_endpoint: u32,
+}
+
+/// `[proxy]`: what forwarded requests carry besides the client's headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Add `Via: 1.1 switchyard` (RFC 9110 §7.6.3). On by default; off for upstreams that change
+    /// behaviour on it, such as nginx with its default `gzip_proxied off`, which compresses no
+    /// response to a request carrying `Via` (README: Deploy).
+    pub via: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig { via: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -112,6 +112,7 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
             healthy_measurements: healthy.max(1),
         },
         limits,
+        proxy: ProxyConfig { via: file.proxy.via.unwrap_or(true) },
         alerts,
         services,
         fleet,

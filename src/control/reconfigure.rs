@@ -157,6 +157,7 @@ impl Controller {
             retry: sc.retry.clone(),
             max_body_bytes: cfg.limits.max_body_bytes,
             response_timeout: cfg.limits.response_timeout,
+            via: cfg.proxy.via,
         })
     }
 
