@@ -27,6 +27,7 @@ mod memory;
 mod oncall;
 mod operator;
 mod properties;
+mod protocol_edges;
 mod quickstart;
 mod rollout;
 mod smoke;
