@@ -15,5 +15,5 @@ mod lifecycle;
 mod pooling;
 mod protocols;
 mod routing;
-mod support;
+pub(crate) mod support;
 mod wire;
