@@ -1,24 +1,34 @@
 //! Thread per core (`--threads 2`): every data-plane promise made on one thread holds when two
 //! worker runtimes accept on the same port, and what must be global stays global.
+//!
+//! What is exact, per worker and overall:
+//! - The unkeyed split's sequence is one atomic shared by both workers: the split is exact over
+//!   the whole run (400 green of 4 000 at 10 %), whichever worker served each request; per worker
+//!   it is only close to the weight (the kernel's `SO_REUSEPORT` hash decides which requests a
+//!   worker sees, so its share of the sequence is not a contiguous run).
+//! - A sticky key's color is a pure function of the key and the weight: exact on every worker.
+//! - The retry budget, the per-endpoint in-flight cap, ejection and health state, the route
+//!   snapshot, the rollback's abandon signal and the served certificate are one value shared by
+//!   both workers: exact overall, and there is no per-worker figure to state.
+//! - What is per worker: idle upstream connections (a request reuses one its own thread owns)
+//!   and `switchyard_worker_connections_total{worker}`.
+//!
+//! The tests learn which worker accepted a connection from that counter, opening one connection
+//! at a time (`support::Attribution`), and insist that each worker served its share.
+//!
+//! - `routing`: the exact split, sticky keys across workers, weight changes by reload and admin.
+//! - `limits`: the retry budget and the in-flight cap are global.
+//! - `endpoints`: passive ejection and active health seen by both workers.
+//! - `inflight`: rollback rescue of waiting candidate attempts and hedging on both workers.
+//! - `drain`: shutdown waits for both workers' requests, and closes the rest after the timeout.
+//! - `tls`: certificate reload and a reload switching TLS on reach both workers.
+//! - `fleet`: the real binary with `--threads 2` in a fleet.
 
-use crate::data_plane::support::*;
-use crate::support::{burst, metric, scrape};
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_workers_share_the_port_and_keep_the_split_exact_overall() {
-    let f = Fixture::builder("cores_split").service("green_weight = 10").threads(2).start().await;
-    // Many short connections: the kernel's SO_REUSEPORT hash spreads them over both workers.
-    let results = burst(f.addr, 4_000, 16).await;
-    assert!(results.iter().all(|(s, _)| *s == 200), "every request succeeds");
-    let green = results.iter().filter(|(_, who)| is_green(who)).count();
-    // The split's sequence is one atomic shared by both workers: exact over the whole run,
-    // whichever worker served each request (per worker it is only close to 10 %).
-    assert_eq!(green, 400, "the unkeyed split is exact over 4 000 consecutive requests on two workers");
-    let text = scrape(&f.app).await;
-    for w in ["1", "2"] {
-        let n = metric(&text, "switchyard_worker_connections_total", &[("service", "cores_split"), ("worker", w)])
-            .unwrap_or(0.0);
-        assert!(n >= 1.0, "worker {w} accepted no connection:\n{text}");
-    }
-    f.stop().await;
-}
+mod drain;
+mod endpoints;
+mod fleet;
+mod inflight;
+mod limits;
+mod routing;
+mod support;
+mod tls;
