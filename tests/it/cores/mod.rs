@@ -18,6 +18,7 @@
 //!
 //! - `routing`: the exact split, sticky keys across workers, weight changes by reload and admin.
 //! - `limits`: the retry budget and the in-flight cap are global.
+//! - `pooling`: each worker reuses idle upstream connections of its own.
 //! - `endpoints`: passive ejection and active health seen by both workers.
 //! - `inflight`: rollback rescue of waiting candidate attempts and hedging on both workers.
 //! - `drain`: shutdown waits for both workers' requests, and closes the rest after the timeout.
@@ -29,6 +30,7 @@ mod endpoints;
 mod fleet;
 mod inflight;
 mod limits;
+mod pooling;
 mod routing;
 mod support;
 mod tls;

@@ -12,7 +12,7 @@
 
 mod failures;
 mod lifecycle;
-mod pooling;
+pub(crate) mod pooling;
 mod protocols;
 mod routing;
 pub(crate) mod support;
