@@ -36,7 +36,8 @@ enum Cmd {
         /// Config file.
         #[arg(long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads (default: number of cores).
+        /// Worker runtimes, one thread each, sharing nothing on the request path (default: the
+        /// CPUs this process may use, cgroup quota included). 1 runs everything on one thread.
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -118,7 +119,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run { config, threads } => {
             init_logging(args.log_json);
-            runtime(threads)?.block_on(cli::run(config))
+            // The control loop, admin server and health probes: one thread beside the workers.
+            runtime(Some(1))?.block_on(cli::run(config, threads))
         }
         Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
             init_logging(args.log_json);

@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
+use crate::workers::Workers;
 use arc_swap::ArcSwap;
 pub use escalate::AckRequest;
 use incident::Incident;
@@ -132,6 +133,8 @@ pub struct Controller {
     sink: mpsc::Sender<Sample>,
     alerter: Alerter,
     client: UpstreamClient,
+    /// The runtimes listeners accept on (one per core with `--threads N`).
+    workers: Workers,
     alarms: mpsc::Sender<ServiceKey>,
     published: Arc<Published>,
     incidents: Vec<Incident>,
@@ -166,6 +169,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
+        workers: Workers,
     ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
@@ -180,6 +184,7 @@ impl Controller {
             sink: window_sink,
             alerter,
             client,
+            workers,
             alarms: alarms_tx,
             published: published.clone(),
             incidents: Vec::new(),

@@ -52,6 +52,9 @@ pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
+/// Connections accepted, by service and worker runtime (`--threads`): shows the kernel's
+/// `SO_REUSEPORT` spread across workers.
+pub const WORKER_CONNECTIONS_TOTAL: &str = "switchyard_worker_connections_total";
 
 /// Live replicas in the fleet (members holding a lease).
 pub const FLEET_REPLICAS: &str = "switchyard_fleet_replicas";
@@ -96,6 +99,10 @@ pub fn describe_all() {
     describe_gauge!(ROLLOUT_STEP, "Current step index of the rollout plan (-1 without a plan).");
     describe_gauge!(MIGRATION_ACTIVE, "1 while any service is in canary.");
     describe_counter!(ROLLBACKS_TOTAL, "Rollbacks by service and trigger.");
+    describe_counter!(
+        WORKER_CONNECTIONS_TOTAL,
+        "Client connections accepted, by service and worker runtime (1-based; 0 = the only runtime)."
+    );
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");

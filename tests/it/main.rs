@@ -12,6 +12,7 @@ mod alternation;
 mod check_judge;
 mod command_errors;
 mod control_loop;
+mod cores;
 mod data_plane;
 mod day_two;
 mod faults;

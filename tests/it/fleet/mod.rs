@@ -1,8 +1,8 @@
 //! Fleet mode (issue 11) against a real etcd member on loopback (Debian `etcd-server`): the
 //! JSON-gateway client, replicas in-process and as real processes, and the fleet load figures.
 
-mod etcd_server;
+pub(crate) mod etcd_server;
 mod load;
-mod processes;
+pub(crate) mod processes;
 mod replicas;
 mod store;
