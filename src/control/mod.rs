@@ -132,6 +132,8 @@ pub struct Controller {
     sink: mpsc::Sender<Sample>,
     alerter: Alerter,
     client: UpstreamClient,
+    /// Request ids, access log and traces: started once, shared by every listener.
+    telemetry: Arc<crate::observe::Telemetry>,
     alarms: mpsc::Sender<ServiceKey>,
     published: Arc<Published>,
     incidents: Vec<Incident>,
@@ -180,6 +182,7 @@ impl Controller {
             sink: window_sink,
             alerter,
             client,
+            telemetry: crate::observe::Telemetry::start(&cfg),
             alarms: alarms_tx,
             published: published.clone(),
             incidents: Vec::new(),
