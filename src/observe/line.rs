@@ -75,7 +75,13 @@ fn attempts(w: &mut Fields<'_>, d: &RequestData) {
             AttemptEnd::Open => ("open", None),
         };
         if w.json {
-            let _ = write!(w.out, "{{\"reason\":\"{}\",\"role\":\"{}\",\"color\":\"{}\"", a.why.as_str(), a.role, a.color.as_str());
+            let _ = write!(
+                w.out,
+                "{{\"reason\":\"{}\",\"role\":\"{}\",\"color\":\"{}\"",
+                a.why.as_str(),
+                a.role,
+                a.color.as_str()
+            );
             if let Some(r) = &a.release {
                 w.out.push_str(",\"release\":");
                 escape(w.out, r.as_bytes());

@@ -52,7 +52,12 @@ impl Telemetry {
     pub fn start(cfg: &Config) -> Arc<Telemetry> {
         let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log));
         let tracer = cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone()));
-        Arc::new(Telemetry { request_id: cfg.tracing.request_id_header.clone(), ui: cfg.tracing.ui.clone(), log, tracer })
+        Arc::new(Telemetry {
+            request_id: cfg.tracing.request_id_header.clone(),
+            ui: cfg.tracing.ui.clone(),
+            log,
+            tracer,
+        })
     }
 
     /// No log, no tracing; request ids only.
@@ -100,9 +105,10 @@ impl Telemetry {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            host: h.get(header::HOST).cloned().or_else(|| {
-                req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            }),
+            host: h
+                .get(header::HOST)
+                .cloned()
+                .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
             user_agent: h.get(header::USER_AGENT).cloned(),
             forwarded_for: h.get("x-forwarded-for").cloned(),
             client: peer,
@@ -146,7 +152,9 @@ impl LogSink {
     fn keeps(&self, d: &RequestData) -> bool {
         d.status >= 500
             || d.error.is_some()
-            || d.attempts.iter().any(|a| matches!(a.end, AttemptEnd::Failed(_)) || matches!(a.end, AttemptEnd::Status(s) if s >= 500))
+            || d.attempts
+                .iter()
+                .any(|a| matches!(a.end, AttemptEnd::Failed(_)) || matches!(a.end, AttemptEnd::Status(s) if s >= 500))
             || d.duration_us >= self.cfg.slow.as_micros() as u64
             || ids::chance(self.cfg.sample)
     }

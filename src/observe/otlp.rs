@@ -11,7 +11,9 @@ use metrics::Counter;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,10 @@ pub struct Exporter {
 impl Exporter {
     pub fn new(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter) -> Exporter {
         let resource = Resource {
-            attributes: vec![kv("service.name", string(&cfg.service_name)), kv("service.version", string(env!("CARGO_PKG_VERSION")))],
+            attributes: vec![
+                kv("service.name", string(&cfg.service_name)),
+                kv("service.version", string(env!("CARGO_PKG_VERSION"))),
+            ],
             ..Default::default()
         };
         Exporter {

@@ -74,4 +74,3 @@ fn open(path: Option<&PathBuf>) -> BufWriter<Box<dyn Write + Send>> {
     };
     BufWriter::with_capacity(64 * 1024, sink)
 }
-

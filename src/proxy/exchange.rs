@@ -129,7 +129,8 @@ impl Exchange<'_> {
         match first {
             Outcome::Failed(mut f) if self.should_retry(&f) => {
                 let Some((headers, body)) = self.replay_parts() else { return Outcome::Failed(f) };
-                let why = if f.err.upstream_kind() == Some(UpstreamErrorKind::Abandoned) { Why::Rescue } else { Why::Retry };
+                let why =
+                    if f.err.upstream_kind() == Some(UpstreamErrorKind::Abandoned) { Why::Rescue } else { Why::Retry };
                 f.record();
                 self.attempt(self.route.live, headers, body, why).await
             }

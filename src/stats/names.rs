@@ -85,8 +85,14 @@ pub fn describe_all() {
         PRINCIPLE_COMPLIANCE,
         "Per-principle compliance scores from X-Constitutional-Principles (mean = _sum / _count)."
     );
-    describe_counter!(ACCESS_LOG_DROPPED_TOTAL, "Access log lines dropped because the writer fell behind (queue full).");
-    describe_counter!(TRACE_SPANS_DROPPED_TOTAL, "Spans dropped: export queue full or the collector down, slow or refusing.");
+    describe_counter!(
+        ACCESS_LOG_DROPPED_TOTAL,
+        "Access log lines dropped because the writer fell behind (queue full)."
+    );
+    describe_counter!(
+        TRACE_SPANS_DROPPED_TOTAL,
+        "Spans dropped: export queue full or the collector down, slow or refusing."
+    );
     describe_counter!(TRACE_EXPORT_FAILURES_TOTAL, "OTLP trace export requests that failed.");
     describe_counter!(HASH_MISMATCHES_TOTAL, "Green responses with a missing or wrong constitutional hash.");
     describe_gauge!(WINDOW_SAMPLES, "Requests in the control window per color.");

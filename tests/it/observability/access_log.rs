@@ -25,7 +25,8 @@ async fn plain_retried_rescued_and_refused_requests_are_logged_as_json_lines() {
     let c = client();
 
     // Plain: the query is not logged unless asked for.
-    let r = c.get(format!("http://{}/plain?token=secret", f.addr)).header("user-agent", "obs-test/1").send().await.unwrap();
+    let r =
+        c.get(format!("http://{}/plain?token=secret", f.addr)).header("user-agent", "obs-test/1").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let plain = line_of(&path, &id).await;
@@ -83,7 +84,10 @@ async fn plain_retried_rescued_and_refused_requests_are_logged_as_json_lines() {
     assert_eq!(r.status(), 200);
     let rescued = line_of(&path, r.headers()["x-request-id"].to_str().unwrap()).await;
     let a = attempts(&rescued);
-    assert_eq!(a, [("first".into(), "green".into(), "abandoned".into()), ("rescue".into(), "blue".into(), "response".into())]);
+    assert_eq!(
+        a,
+        [("first".into(), "green".into(), "abandoned".into()), ("rescue".into(), "blue".into(), "response".into())]
+    );
     f.stop().await;
 }
 

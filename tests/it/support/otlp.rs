@@ -33,7 +33,8 @@ impl Collector {
                         let keep = keep.clone();
                         async move {
                             let path_ok = req.uri().path() == "/v1/traces";
-                            let ct_ok = req.headers().get("content-type").is_some_and(|v| v == "application/x-protobuf");
+                            let ct_ok =
+                                req.headers().get("content-type").is_some_and(|v| v == "application/x-protobuf");
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let status = match ExportTraceServiceRequest::decode(body) {
                                 Ok(r) if path_ok && ct_ok => {
