@@ -40,6 +40,9 @@ fn fields(w: &mut Fields<'_>, d: &RequestData, log_query: bool) {
     w.ms("duration_ms", d.duration_us);
     if let Some(a) = answered {
         w.str("upstream.address", a.endpoint.as_str());
+        if let Some(c) = a.connect_us {
+            w.ms("upstream.connect_ms", c);
+        }
         if let Some(t) = a.ttfb_us {
             w.ms("upstream.ttfb_ms", t);
         }
@@ -89,6 +92,9 @@ fn attempts(w: &mut Fields<'_>, d: &RequestData) {
             let _ = write!(w.out, ",\"upstream.address\":\"{}\",\"outcome\":\"{outcome}\"", a.endpoint.as_str());
             if let Some(s) = status {
                 let _ = write!(w.out, ",\"http.response.status_code\":{s}");
+            }
+            if let Some(c) = a.connect_us {
+                let _ = write!(w.out, ",\"connect_ms\":{:.3}", c as f64 / 1000.0);
             }
             if let Some(t) = a.ttfb_us {
                 let _ = write!(w.out, ",\"ttfb_ms\":{:.3}", t as f64 / 1000.0);

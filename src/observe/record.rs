@@ -61,6 +61,8 @@ pub struct Attempt {
     pub start_us: u64,
     /// µs from the attempt's start to the response head, when one came.
     pub ttfb_us: Option<u64>,
+    /// µs spent opening a new upstream connection (`None`: a kept-alive one was reused).
+    pub connect_us: Option<u64>,
     /// µs after the request started (0 while open).
     pub end_us: u64,
     pub end: AttemptEnd,
@@ -170,6 +172,7 @@ impl Observed {
             span_id,
             start_us: micros(started - self.start),
             ttfb_us: None,
+            connect_us: None,
             end_us: 0,
             end: AttemptEnd::Open,
         };
@@ -228,11 +231,12 @@ pub struct AttemptStart {
 }
 
 impl AttemptGuard<'_> {
-    /// The response head arrived.
-    pub fn answered(mut self, status: u16) {
+    /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
+    pub fn answered(mut self, status: u16, connect_us: u64) {
         let ttfb = micros(self.started.elapsed());
         self.obs.set(self.index, |a| {
             a.ttfb_us = Some(ttfb);
+            a.connect_us = (connect_us > 0).then_some(connect_us);
             a.end = AttemptEnd::Status(status);
         });
         self.done = true;

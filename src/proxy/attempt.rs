@@ -87,7 +87,8 @@ impl Exchange<'_> {
         let mut rec = self.recording(color, ep);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
-        let (resp, conn) = match self.wait(client, ep, req, abandoned).await {
+        let connect_us = std::sync::atomic::AtomicU64::new(0);
+        let (resp, conn) = match self.wait(client, ep, req, abandoned, &connect_us).await {
             Ok(r) => r,
             Err(err) => {
                 if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
@@ -106,7 +107,7 @@ impl Exchange<'_> {
         let status = resp.status().as_u16();
         rec.sample.status = status;
         if let Some(g) = seen {
-            g.answered(status);
+            g.answered(status, connect_us.into_inner());
         }
         if status >= 500 && route.judged(color) {
             self.example(true);
@@ -193,10 +194,11 @@ impl Exchange<'_> {
         ep: &Endpoint,
         req: Request<RequestBody>,
         mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
+        connect_us: &std::sync::atomic::AtomicU64,
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
         // The send future is built where it stays pinned: built by the caller and passed in, it
         // was copied (hundreds of bytes) on its way into this future.
-        let mut send = std::pin::pin!(client.send(ep, req));
+        let mut send = std::pin::pin!(client.send(ep, req, connect_us));
         let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
         loop {
             let signal = async {

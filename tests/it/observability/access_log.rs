@@ -43,6 +43,7 @@ async fn plain_retried_rescued_and_refused_requests_are_logged_as_json_lines() {
     assert_eq!(plain["upstream.address"], f.mocks.blue.addr().to_string());
     assert!(plain["http.response.body.size"].as_u64().unwrap() > 0, "{plain}");
     assert!(plain["duration_ms"].as_f64().is_some() && plain["upstream.ttfb_ms"].as_f64().is_some(), "{plain}");
+    assert!(plain["upstream.connect_ms"].as_f64().is_some(), "the first request opened a connection: {plain}");
     assert!(plain["time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(attempts(&plain), [("first".into(), "blue".into(), "response".into())]);
 

@@ -89,7 +89,10 @@ async fn a_retried_request_has_two_client_spans_and_forwards_the_retry_span_once
         m.blue.addr(),
         closed_port()
     );
-    let (f, col) = traced("obs_retry", 1.0, &format!("force_header = \"{FORCE}\""), Some((m, pools))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let service = format!("force_header = \"{FORCE}\"\n[access_log]\npath = \"{}\"\n", log.display());
+    let (f, col) = traced("obs_retry", 1.0, &service, Some((m, pools))).await;
     let tp = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let (status, _, up) = echo(f.addr, &[(FORCE, "green"), ("traceparent", &tp)]).await;
     assert_eq!(status, 200, "the refused candidate attempt was retried on the live color");
@@ -109,6 +112,15 @@ async fn a_retried_request_has_two_client_spans_and_forwards_the_retry_span_once
     assert_eq!(attr(blue, "switchyard.attempt.reason").as_deref(), Some("retry"));
     assert_eq!(hex(&blue.span_id), parent, "blue saw the retry's own span id");
     assert_ne!(green.span_id, blue.span_id);
+    // The access log line names the same trace, server span and attempt spans.
+    let line = line_of(&log, up["x-request-id"].as_str().unwrap()).await;
+    assert_eq!(line["trace_id"], CALLER_TRACE);
+    assert_eq!(line["span_id"], hex(&server.span_id));
+    assert_eq!(line["attempts"][0]["span_id"], hex(&green.span_id));
+    assert_eq!(line["attempts"][1]["span_id"], hex(&blue.span_id));
+    let id = line["request_id"].as_str().unwrap();
+    let raw = std::fs::read_to_string(&log).unwrap().lines().find(|l| l.contains(id)).unwrap().to_string();
+    println!("{}\n{raw}", tree(server, &clients));
     f.stop().await;
     col.stop();
 }
@@ -148,4 +160,35 @@ async fn a_collector_that_is_down_costs_no_request() {
         wait_metric(&f.app, "switchyard_trace_spans_dropped_total", &[], |v| v >= 300.0 * 2.0 - 8.0 * 2.0).await;
     println!("spans dropped with the collector down: {dropped}");
     f.stop().await;
+}
+
+/// The trace as an indented tree, for reading (`--nocapture`).
+fn tree(server: &Span, clients: &[&Span]) -> String {
+    let ms = |s: &Span| (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6;
+    let keys =
+        ["switchyard.role", "switchyard.color", "switchyard.release", "switchyard.attempt.reason", "server.port"];
+    let mut out = format!(
+        "trace {}\n  (caller span {})\n  └─ {} [server] span {} {:.2} ms status={} request_id={}\n",
+        hex(&server.trace_id),
+        hex(&server.parent_span_id),
+        server.name,
+        hex(&server.span_id),
+        ms(server),
+        attr(server, "http.response.status_code").unwrap_or_default(),
+        attr(server, "request_id").unwrap_or_default(),
+    );
+    for (i, c) in clients.iter().enumerate() {
+        let branch = if i + 1 == clients.len() { "└─" } else { "├─" };
+        let fields: Vec<String> = keys.iter().filter_map(|k| Some(format!("{k}={}", attr(c, k)?))).collect();
+        let end = attr(c, "http.response.status_code").map(|s| format!("status={s}"));
+        let end = end.or_else(|| attr(c, "error.type").map(|e| format!("error.type={e}"))).unwrap_or_default();
+        out += &format!(
+            "       {branch} {} [client] span {} {:.2} ms {} {end}\n",
+            c.name,
+            hex(&c.span_id),
+            ms(c),
+            fields.join(" ")
+        );
+    }
+    out
 }
