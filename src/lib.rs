@@ -36,6 +36,7 @@ pub mod fleet;
 pub mod health_score;
 pub mod listener;
 pub mod memory;
+pub mod observe;
 pub mod preflight;
 pub mod proxy;
 pub mod reload;

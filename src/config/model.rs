@@ -35,6 +35,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// `[fleet]`: None runs one independent process (state.json), exactly as before fleets.
     pub fleet: Option<FleetConfig>,
+    pub access_log: AccessLogConfig,
+    pub tracing: TracingConfig,
 }
 
 /// `[fleet]`: how this replica finds the others.
@@ -337,4 +339,45 @@ pub struct EscalationLevel {
     pub after: Duration,
     /// Webhooks paged at this level.
     pub webhooks: Vec<String>,
+}
+
+/// `[access_log]`: read once at start (the writer thread owns the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub format: LogFormat,
+    /// `None`: stdout.
+    pub path: Option<PathBuf>,
+    /// Whether `url.query` is logged (queries often carry tokens).
+    pub log_query: bool,
+    /// Share of ordinary requests logged, 0..=1.
+    pub sample: f64,
+    /// Requests at least this slow are always logged.
+    pub slow: Duration,
+    /// Lines queued for the writer thread before new ones are dropped.
+    pub queue: usize,
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, OpenTelemetry HTTP attribute names.
+    Json,
+    /// `key=value` pairs, for a terminal.
+    Text,
+}
+
+/// `[tracing]`: read once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// OTLP/HTTP traces URL; `None`: Switchyard does not take part in traces (headers pass as sent).
+    pub endpoint: Option<http::Uri>,
+    /// Share of new traces sampled, 0..=1.
+    pub sample: f64,
+    pub ui: Option<String>,
+    /// `service.name` of the exported resource.
+    pub service_name: Arc<str>,
+    pub queue: usize,
+    pub batch: usize,
+    pub request_id_header: HeaderName,
 }

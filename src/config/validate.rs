@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod observe;
+
 /// Collects `(key path, message)` pairs while building.
 #[derive(Default)]
 pub(crate) struct Problems(pub(crate) Vec<(String, String)>);
@@ -116,6 +118,8 @@ pub(crate) fn build(file: FileConfig, source: &Path) -> Result<Config, Problems>
         alerts,
         services,
         fleet,
+        access_log: observe::access_log(&mut p, &file.access_log),
+        tracing: observe::tracing(&mut p, &file.tracing),
     };
     super::rules::check(&mut p, &config, file.rollout.order.as_deref());
     if !p.0.is_empty() {

@@ -135,6 +135,8 @@ pub struct Controller {
     client: UpstreamClient,
     /// The runtimes listeners accept on (one per core with `--threads N`).
     workers: Workers,
+    /// Request ids, access log and traces: started once, shared by every listener.
+    telemetry: Arc<crate::observe::Telemetry>,
     alarms: mpsc::Sender<ServiceKey>,
     published: Arc<Published>,
     incidents: Vec<Incident>,
@@ -185,6 +187,7 @@ impl Controller {
             alerter,
             client,
             workers,
+            telemetry: crate::observe::Telemetry::start(&cfg),
             alarms: alarms_tx,
             published: published.clone(),
             incidents: Vec::new(),

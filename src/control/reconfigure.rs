@@ -158,6 +158,7 @@ impl Controller {
             max_body_bytes: cfg.limits.max_body_bytes,
             response_timeout: cfg.limits.response_timeout,
             via: cfg.proxy.via,
+            releases: [Color::Blue, Color::Green].map(|c| pool_cfg(sc, c).release.clone()),
         })
     }
 
@@ -275,6 +276,7 @@ impl Controller {
                 client: self.client.clone(),
                 alarms: self.alarms.clone(),
                 proto: http::HeaderValue::from_static(if prep.tls.is_some() { "https" } else { "http" }),
+                telemetry: self.telemetry.clone(),
             });
             let l = Listener::start(socket, ctx, prep.tls, cfg.limits.clone());
             tracing::info!(service = %svc.cfg.name, addr = %l.addr, "listening");

@@ -132,6 +132,9 @@ pub fn connection(
                 Err(_) => return tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
             };
             let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            if let Some(v) = s.get_ref().1.protocol_version().and_then(|v| v.as_str()) {
+                let _ = conn.tls_version.set(v.trim_start_matches("TLSv"));
+            }
             (s, h2)
         };
         if h2 {

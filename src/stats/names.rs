@@ -50,6 +50,12 @@ pub const UNACKNOWLEDGED: &str = "switchyard_incidents_unacknowledged";
 /// System health score 0-100 (spec §5.3), per service and `service="_overall"`.
 pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
+/// Access log lines dropped because the writer thread fell behind.
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "switchyard_access_log_dropped_total";
+/// Spans dropped: the export queue was full, or the collector refused or missed an export.
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "switchyard_trace_spans_dropped_total";
+/// OTLP export requests that failed (collector down, slow or refusing).
+pub const TRACE_EXPORT_FAILURES_TOTAL: &str = "switchyard_trace_export_failures_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
 /// Connections accepted, by service and worker runtime (`--threads`): shows the kernel's
@@ -82,6 +88,15 @@ pub fn describe_all() {
         PRINCIPLE_COMPLIANCE,
         "Per-principle compliance scores from X-Constitutional-Principles (mean = _sum / _count)."
     );
+    describe_counter!(
+        ACCESS_LOG_DROPPED_TOTAL,
+        "Access log lines dropped because the writer fell behind (queue full)."
+    );
+    describe_counter!(
+        TRACE_SPANS_DROPPED_TOTAL,
+        "Spans dropped: export queue full or the collector down, slow or refusing."
+    );
+    describe_counter!(TRACE_EXPORT_FAILURES_TOTAL, "OTLP trace export requests that failed.");
     describe_counter!(HASH_MISMATCHES_TOTAL, "Green responses with a missing or wrong constitutional hash.");
     describe_gauge!(WINDOW_SAMPLES, "Requests in the control window per color.");
     describe_gauge!(WINDOW_P50, Unit::Seconds, "p50 latency over the control window.");

@@ -187,11 +187,13 @@ impl UpstreamClient {
     /// one. A pooled connection that turns out closed before the request was written gives the
     /// request back and the next one is tried, so a stale keep-alive connection never fails a
     /// request. Returns the response and the connection, which the caller hands back to
-    /// `ep.idle` once the response body has been read to its end.
+    /// `ep.idle` once the response body has been read to its end. A new connection's set-up
+    /// time (TCP, TLS, handshake) is stored in `connect_us` (left alone on a pooled one).
     pub async fn send(
         &self,
         ep: &Endpoint,
         mut req: Request<RequestBody>,
+        connect_us: &std::sync::atomic::AtomicU64,
     ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
         for _ in 0..MAX_STALE_TRIES {
             let Some(mut tx) = ep.idle.take() else { break };
@@ -209,7 +211,9 @@ impl UpstreamClient {
         }
         // Boxed: a connect (TLS state inline) is rare on the pooled path, and inline it would
         // make every request's future, which hyper moves twice per request, kilobytes larger.
+        let started = tokio::time::Instant::now();
         let mut tx = Box::pin(self.connect(&ep.authority)).await?;
+        connect_us.store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         match tx.try_send_request(req).await {
             Ok(resp) => Ok((resp, tx)),
             Err(mut e) => match e.take_message() {

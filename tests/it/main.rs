@@ -25,6 +25,7 @@ mod inflight_upload;
 mod layers;
 mod limits;
 mod memory;
+mod observability;
 mod oncall;
 mod operator;
 mod properties;

@@ -64,7 +64,8 @@ async fn one_try(addr: SocketAddr) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_after_an_early_response_gets_stream_closed_in_100_of_100_tries() {
     let up = early_upstream().await;
-    let pools = format!("blue = {{ endpoints = [\"{up}\"] }}\ngreen = {{ endpoints = [\"{up}\"], release = \"r1\" }}\n");
+    let pools =
+        format!("blue = {{ endpoints = [\"{up}\"] }}\ngreen = {{ endpoints = [\"{up}\"], release = \"r1\" }}\n");
     let fx = Fixture::builder("pe_early").pools(Mocks::start("pe_early").await, &pools).start().await;
     let mut failures = Vec::new();
     for i in 0..100 {

@@ -15,6 +15,7 @@ mod binary;
 mod fixture;
 mod load;
 mod metrics;
+pub mod otlp;
 mod raw;
 pub use binary::{cli, Proxy};
 pub use fixture::{Fixture, FixtureBuilder};
@@ -72,10 +73,15 @@ impl Env {
     }
 
     pub fn write(&self, control: &str, body: &str) {
-        let text = format!(
+        let mut text = format!(
             "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[control]\n{control}\n{body}",
             self.dir.path().join("state").display()
         );
+        // The access log is on by default (stdout): the suite keeps its own output readable
+        // unless a test configures the log itself.
+        if !body.contains("[access_log]") {
+            text.push_str("\n[access_log]\nenabled = false\n");
+        }
         std::fs::write(&self.path, text).unwrap();
     }
 
