@@ -42,6 +42,18 @@ pub enum Verdict {
     Tripped(Trip),
 }
 
+impl Verdict {
+    /// A plain word for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Healthy => "healthy",
+            Verdict::Bad(_) => "bad",
+            Verdict::Tripped(_) => "tripped",
+        }
+    }
+}
+
 fn step(streak: &mut u32, bad: bool, need: u32) -> bool {
     *streak = if bad { *streak + 1 } else { 0 };
     bad && *streak >= need

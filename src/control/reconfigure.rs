@@ -241,7 +241,7 @@ impl Controller {
         }
         let idle = svc.idle();
         if fingerprint(pool_cfg(&svc.cfg, idle)) != fingerprint(pool_cfg(sc, idle)) {
-            tracing::info!(service = %sc.name, color = idle.as_str(), release = ?pool_cfg(sc, idle).release,
+            tracing::info!(service = %sc.name, color = idle.as_str(), release = pool_cfg(sc, idle).release.as_deref().unwrap_or("-"),
                 "new release in the idle pool: a fresh candidate, its plan restarts");
             svc.new_candidate();
             self.window.forget(svc.key).await;
