@@ -316,8 +316,7 @@ fn print_incidents(v: &serde_json::Value) {
         ]);
     }
     let last = header.len() - 1;
-    let widths: Vec<usize> =
-        (0..last).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..last).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     for r in &rows {
         let mut line = String::new();
         for (c, w) in widths.iter().enumerate() {

@@ -192,7 +192,12 @@ fn override_reason(s: &ServiceControl, w: crate::route::Weight) -> String {
         return format!("operator weight {} % (resume: back to the file's weight)", w.percent());
     }
     let i = super::candidate::Candidate::step_at_or_below(&s.cfg, w);
-    format!("operator weight {} % (override; resume: back to the plan at step {}/{})", w.percent(), i + 1, s.cfg.plan.steps.len())
+    format!(
+        "operator weight {} % (override; resume: back to the plan at step {}/{})",
+        w.percent(),
+        i + 1,
+        s.cfg.plan.steps.len()
+    )
 }
 
 impl Controller {

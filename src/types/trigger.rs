@@ -81,8 +81,17 @@ impl<'de> serde::Deserialize<'de> for TriggerId {
     }
 }
 
-const KEYS: &[&str] =
-    &["p95_latency", "error_rate", "availability", "compliance", "hash_mismatch", "status_rate", "manual", "candidate_down", "live_down"];
+const KEYS: &[&str] = &[
+    "p95_latency",
+    "error_rate",
+    "availability",
+    "compliance",
+    "hash_mismatch",
+    "status_rate",
+    "manual",
+    "candidate_down",
+    "live_down",
+];
 
 #[cfg(test)]
 mod tests {
