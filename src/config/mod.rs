@@ -47,6 +47,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `run --state-dir` / `SWITCHYARD_STATE_DIR`: where state lives whatever the file says. Set
+/// once by the binary before the first config is read; every parse (start, reload, the last
+/// good copy) applies it, and a file that cannot be read at all still finds its copy there.
+static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the state directory override (the first call wins).
+pub fn override_state_dir(dir: PathBuf) {
+    let _ = STATE_DIR.set(dir);
+}
+
+/// The state directory override, if `run` was given one.
+pub fn state_dir_override() -> Option<&'static Path> {
+    STATE_DIR.get().map(PathBuf::as_path)
+}
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&read(path)?, path)
@@ -86,7 +101,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     };
     match (file, problems.is_empty()) {
-        (Some(f), true) => validate::build(f, path).map_err(|p| located(source, path, p.0)),
+        (Some(f), true) => validate::build(f, path).map_err(|p| located(source, path, p.0)).map(|mut c| {
+            if let Some(dir) = state_dir_override() {
+                c.state_dir = dir.to_path_buf();
+            }
+            c
+        }),
         (Some(f), false) => {
             // Judged with the refused keys left out: the rest of the file's problems, located
             // in the original text (the removals kept every line where it was).
@@ -175,7 +195,7 @@ fn service_names(source: &str) -> Vec<Option<String>> {
         } else if t.starts_with('[') {
             in_service = false;
         } else if let Some(v) = t.strip_prefix("name").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
-            let v = v.trim().trim_matches('"');
+            let v = v.trim().strip_prefix('"').and_then(|v| v.split('"').next()).unwrap_or("");
             if in_service && !v.is_empty() {
                 if let Some(last) = names.last_mut().filter(|n| n.is_none()) {
                     *last = Some(v.to_string());
@@ -202,7 +222,11 @@ fn plain_message(serde: &str) -> String {
 pub fn located(source: &str, path: &Path, problems: Vec<(String, String)>) -> ConfigError {
     let problems = problems
         .into_iter()
-        .map(|(key, message)| Problem { line: locate(source, &key), key: named(source, &key), message: named(source, &message) })
+        .map(|(key, message)| Problem {
+            line: locate(source, &key),
+            key: named(source, &key),
+            message: named(source, &message),
+        })
         .collect();
     ConfigError { path: path.to_path_buf(), problems }
 }

@@ -172,7 +172,7 @@ fn an_unknown_key_does_not_hide_the_other_problems() {
             (5, "control.window", "whole number"),
             (10, "services[a].hold", ""),
             (11, "services[a].colour", "unknown field"),
-            (17, "services[b].listen", "collides with services[a].listen"),
+            (17, "services[b].listen", "already used"),
         ],
     );
     assert!(!err.contains("services[0]") && !err.contains("services[1]"), "services by name: {err}");
