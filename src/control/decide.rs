@@ -1,4 +1,4 @@
-//! The pure heart of the control loop: judge a green measurement against the triggers, keeping
+//! The pure heart of the control loop: judge the candidate's measurement against the triggers, keeping
 //! consecutive-bad streaks, and decide Hold / Advance / Rollback. No I/O, no clocks: the shell in
 //! `control::mod` supplies time and applies the decision.
 
@@ -59,7 +59,7 @@ fn step(streak: &mut u32, bad: bool, need: u32) -> bool {
     bad && *streak >= need
 }
 
-/// Judges green's window measurement, updating the streaks.
+/// Judges the candidate's window measurement, updating the streaks.
 pub fn evaluate(m: &Measurement, t: &Triggers, min_samples: u64, s: &mut Streaks) -> Verdict {
     if let Some(trip) = hash_trip(m.hash_mismatches, t) {
         return Verdict::Tripped(trip);

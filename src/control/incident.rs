@@ -15,7 +15,7 @@ pub struct Report {
     /// The live color (whichever it is) healthy after the swap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_healthy: Option<bool>,
-    /// No new request reached green after the swap.
+    /// No new request reached the candidate after the swap.
     pub redirection_confirmed: Option<bool>,
     /// Candidate requests still in flight at the swap (allowed to finish); named for green, the
     /// candidate when it was first written. `candidate_in_flight_at_swap` says the same.

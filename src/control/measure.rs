@@ -192,7 +192,7 @@ impl Controller {
 fn with_overdue(m: &Measurement, t: &crate::config::Triggers, stats: &crate::stats::ServiceStats) -> Measurement {
     let mut m = m.clone();
     if let Some(tr) = t.p95_latency {
-        let overdue = stats.green_inflight.older_than(tr.threshold);
+        let overdue = stats.candidate_inflight.older_than(tr.threshold);
         if overdue > 0 {
             let total = m.samples + overdue;
             if overdue as f64 > 0.05 * total as f64 {

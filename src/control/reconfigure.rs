@@ -209,8 +209,8 @@ impl Controller {
         };
         let mut svc = ServiceControl::new(key, sc.clone(), res);
         if safe_start {
-            // Unknown past: never send traffic to green by accident. An operator's reset or
-            // weight call lifts this.
+            // Unknown past: never send traffic to a candidate by accident. An operator's reset or
+            // weight or resume call lifts this.
             if let Some(c) = svc.candidate.as_mut() {
                 c.admin_share = Some(Weight::ZERO);
             }
