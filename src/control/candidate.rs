@@ -169,6 +169,36 @@ impl Candidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A paused hold stands still; resumed, it runs on from where it stood.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_freezes_the_hold_clock() {
+        let mut c = Candidate::new(Color::Green);
+        c.start_plan();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c.pause();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(10), "paused: frozen");
+        c.unpause();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(15), "resumed: the pause does not count");
+        // A pause the fleet's shared state sets (the flag alone) starts the clock at the next sync.
+        c.paused = true;
+        c.sync_pause();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn an_override_goes_back_to_the_step_at_or_below_it() {
+        let text = "[rollout]\norder = [\"s\"]\n[[services]]\nname = \"s\"\nlisten = \"127.0.0.1:0\"\nmode = \"progressive\"\n\
+                    steps = [10, 50, 100]\nblue = { endpoints = [\"127.0.0.1:1\"] }\n\
+                    green = { endpoints = [\"127.0.0.1:2\"], release = \"r\" }\n";
+        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap().services.remove(0);
+        let at = |p: f64| Candidate::step_at_or_below(&cfg, Weight::from_percent(p).unwrap());
+        assert_eq!([at(5.0), at(10.0), at(20.0), at(50.0), at(99.0), at(100.0)], [0, 0, 0, 1, 1, 2]);
+    }
 
     #[test]
     fn reset_keeps_the_color_and_forgets_the_rest() {

@@ -2,7 +2,7 @@
 //! what happened as a typed outcome; whether to try again is the exchange's decision.
 
 use super::exchange::Exchange;
-use crate::body::{EndpointSlot, CandidateSlot, Recording, RequestBody};
+use crate::body::{CandidateSlot, EndpointSlot, Recording, RequestBody};
 use crate::error::{Progress, ProxyError, UpstreamErrorKind};
 use crate::stats::{HashCheck, Sample, SampleKind};
 use crate::upstream::client::{self, Sender, UpstreamClient, UpstreamError};
