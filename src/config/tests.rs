@@ -30,8 +30,8 @@ fn every_problem_is_reported_with_its_line_and_key() {
     let e = parse(&bad, Path::new("t.toml")).unwrap_err();
     let keys: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert!(keys.contains(&("control.interval", Some(3))), "{keys:?}");
-    assert!(keys.contains(&("services[0].green_weight", Some(8))), "{keys:?}");
-    assert!(keys.contains(&("services[0].mode", Some(9))), "{keys:?}");
+    assert!(keys.contains(&("services[a].green_weight", Some(8))), "{keys:?}");
+    assert!(keys.contains(&("services[a].mode", Some(9))), "{keys:?}");
     assert_eq!(keys.len(), 3, "a bad interval does not also blame the window: {keys:?}");
     assert!(e.to_string().contains("t.toml:3: control.interval"));
 }
@@ -55,9 +55,9 @@ fn service_triggers_override_the_global_ones_key_by_key() {
 #[test]
 fn plans_must_increase_and_end_at_one_hundred() {
     let e = parse(&(BASE.to_string() + "steps = [10, 5, 100]\n"), Path::new("t.toml")).unwrap_err();
-    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+    assert!(e.problems.iter().any(|p| p.key == "services[a].steps"), "{e}");
     let e = parse(&(BASE.to_string() + "steps = [10, 50]\n"), Path::new("t.toml")).unwrap_err();
-    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+    assert!(e.problems.iter().any(|p| p.key == "services[a].steps"), "{e}");
 }
 
 #[test]
@@ -99,4 +99,39 @@ fn a_trigger_without_its_threshold_inherits_it() {
     assert_eq!(s.triggers.error_rate, Some(Trigger { threshold: 0.01, consecutive: 5 }));
     assert!(!s.health.enabled);
     assert!(s.health.require_hash, "the hash trigger is still on, so probes still ask for it");
+}
+
+/// An unknown key no longer hides the file's other problems: the bad duration, the window that
+/// is not whole intervals and the port used twice come in the same report, services by name.
+#[test]
+fn every_problem_is_reported_at_once_with_services_by_name() {
+    let text = r#"[control]
+interval = "10s"
+window = "25s"
+[[services]]
+name = "shop"
+listen = "127.0.0.1:8080"
+colour = "blue"
+blue = { endpoints = ["127.0.0.1:9001"], weigth = 3 }
+green = { endpoints = ["127.0.0.1:9002"] }
+[[services]]
+name = "cart"
+listen = "127.0.0.1:8080"
+hold = "forever"
+blue = { endpoints = ["127.0.0.1:9003"] }
+green = { endpoints = ["127.0.0.1:9004"] }
+"#;
+    let e = super::parse(text, std::path::Path::new("sy.toml")).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = e.problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    let shown = e.to_string();
+    for (key, line) in [
+        ("services[shop].colour", 7),
+        ("services[shop].blue", 8),
+        ("control.window", 3),
+        ("services[cart].listen", 12),
+        ("services[cart].hold", 13),
+    ] {
+        assert!(got.contains(&(key.to_string(), Some(line))), "{key} at line {line} in:\n{shown}\n{got:?}");
+    }
+    assert!(!shown.contains("services[0]") && !shown.contains("services[1]"), "{shown}");
 }

@@ -45,7 +45,7 @@ impl Controller {
         for (s, cap) in self.services.iter_mut().zip(caps) {
             let w = capped(s, cap, live_only);
             if w != s.weight {
-                tracing::info!(service = %s.cfg.name, from = %s.weight, to = %w, live = s.live.as_str(), "green weight changes");
+                tracing::info!(service = %s.cfg.name, from = s.weight.percent(), to = w.percent(), live = s.live.as_str(), "green weight changes");
                 s.weight = w;
             }
             s.res.stats.green_weight.set(w.percent());

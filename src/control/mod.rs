@@ -9,7 +9,7 @@
 //! - pure policy: `decide` (verdicts and decisions), `alert_rules` (duration-based alerts),
 //!   `sequence` (which plans may run), `progress` (why a plan holds);
 //! - state: `service` (resources, live color, candidate), `candidate`;
-//! - shell: `measure` (the tick), `rollback`, `actions` (operator commands), `reconfigure`
+//! - shell: `measure` (the tick), `live` (a dead live pool, a dead candidate), `rollback`, `actions` (operator commands), `reconfigure`
 //!   (config diff as a plan, then executed), `persist`, `commit`, `status`, `incident`.
 //!
 //! Hook points for other writers (fleet state, etc.): send a `Command`; every state change goes
@@ -25,6 +25,7 @@ mod escalate;
 mod fleet;
 mod health;
 pub mod incident;
+mod live;
 mod measure;
 mod persist;
 pub mod progress;
@@ -55,19 +56,20 @@ use tokio_util::sync::CancellationToken;
 /// An operator's action on one service.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Action {
-    /// Set the green weight (overrides the plan and the file).
+    /// Set green's weight: a temporary override of the plan and the file (`Resume` ends it).
     Weight(crate::route::Weight),
     /// Roll back now (trigger `manual`).
     Rollback,
-    /// Clear the latch and any override; a plan restarts from step 1.
+    /// Clear the latch, any override and pause; a plan restarts from step 1.
     Reset,
-    /// Hold the plan where it is.
+    /// Freeze the plan where it is, hold clock included.
     Pause,
-    /// Let the plan continue.
+    /// End a pause (the hold clock runs on), or hand an override back to the plan at the step
+    /// nearest below it.
     Resume,
-    /// Next step now.
+    /// The next step now, with its weight (ends an override or a pause).
     Advance,
-    /// 100 % now.
+    /// The candidate is live now: the release is finished.
     Promote,
 }
 

@@ -211,8 +211,8 @@ impl Controller {
         };
         let mut svc = ServiceControl::new(key, sc.clone(), res);
         if safe_start {
-            // Unknown past: never send traffic to green by accident. An operator's reset or
-            // weight call lifts this.
+            // Unknown past: never send traffic to a candidate by accident. An operator's reset or
+            // weight or resume call lifts this.
             if let Some(c) = svc.candidate.as_mut() {
                 c.admin_share = Some(Weight::ZERO);
             }
@@ -243,7 +243,7 @@ impl Controller {
         }
         let idle = svc.idle();
         if fingerprint(pool_cfg(&svc.cfg, idle)) != fingerprint(pool_cfg(sc, idle)) {
-            tracing::info!(service = %sc.name, color = idle.as_str(), release = ?pool_cfg(sc, idle).release,
+            tracing::info!(service = %sc.name, color = idle.as_str(), release = pool_cfg(sc, idle).release.as_deref().unwrap_or("-"),
                 "new release in the idle pool: a fresh candidate, its plan restarts");
             svc.new_candidate();
             self.window.forget(svc.key).await;

@@ -15,3 +15,7 @@ mod metrics;
 mod configs;
 
 mod cli;
+
+mod actions;
+
+mod roles;
