@@ -7,6 +7,7 @@ pub mod budget;
 pub mod inflight;
 pub mod names;
 pub mod process;
+pub mod roles;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;

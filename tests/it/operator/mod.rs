@@ -15,3 +15,5 @@ mod metrics;
 mod configs;
 
 mod cli;
+
+mod rules;
