@@ -108,7 +108,8 @@ pub fn generate(cfg: &Config, source: &str) -> String {
     let mut groups: Vec<Group> = Vec::new();
     for s in &cfg.services {
         for p in parts(&s.triggers, cfg) {
-            let g = match groups.iter_mut().position(|g| g.kind.alert == p.kind.alert && g.consecutive == p.consecutive) {
+            let g = match groups.iter_mut().position(|g| g.kind.alert == p.kind.alert && g.consecutive == p.consecutive)
+            {
                 Some(i) => &mut groups[i],
                 None => {
                     groups.push(Group { kind: p.kind, consecutive: p.consecutive, alts: Vec::new() });
@@ -169,11 +170,7 @@ fn emit(out: &mut String, g: &Group, twin: bool, cfg: &Config) {
         _ => format!("service=~\"{}\"", names.join("|")),
     };
     let alts: Vec<String> = g.alts.iter().map(|(c, _, names)| c.replace("SEL", &sel(names))).collect();
-    let mut expr = if alts.len() == 1 {
-        alts[0].clone()
-    } else {
-        format!("(\n  {}\n)", alts.join("\n  or\n  "))
-    };
+    let mut expr = if alts.len() == 1 { alts[0].clone() } else { format!("(\n  {}\n)", alts.join("\n  or\n  ")) };
     if g.kind.window {
         expr = format!(
             "(\n{}\n  and on (service, color) switchyard_window_samples >= {}\n)",
@@ -204,7 +201,8 @@ fn emit(out: &mut String, g: &Group, twin: bool, cfg: &Config) {
     if twin {
         let _ = writeln!(out, "          consecutive: \"{}\"", g.consecutive);
     }
-    let _ = writeln!(out, "        annotations:\n          summary: \"{} on {WHO}\"", g.kind.summary.replace('"', "\\\""));
+    let _ =
+        writeln!(out, "        annotations:\n          summary: \"{} on {WHO}\"", g.kind.summary.replace('"', "\\\""));
     let description = format!(
         "{} its threshold on {WHO} for {measurements} (the {} trigger: {}). If this is the \
          candidate, Switchyard rolls it back on its own; if it is the live release, nothing rolls \
@@ -256,7 +254,14 @@ fn parts(t: &Triggers, cfg: &Config) -> Vec<Part> {
         v.push(gauge("error_rate", "switchyard_window_error_rate", ">", e.threshold, e.consecutive, pct(e.threshold)));
     }
     if let Some(a) = t.availability {
-        v.push(gauge("availability", "switchyard_window_availability", "<", a.threshold, a.consecutive, pct(a.threshold)));
+        v.push(gauge(
+            "availability",
+            "switchyard_window_availability",
+            "<",
+            a.threshold,
+            a.consecutive,
+            pct(a.threshold),
+        ));
     }
     for s in &t.status_rate {
         let statuses = switchyard::stats::names::statuses_label(&s.statuses);
@@ -327,4 +332,3 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     }
     lines
 }
-

@@ -193,7 +193,13 @@ fn roles(doc: &crate::control::StatusDoc) -> String {
                 ("idle", None)
             };
             let endpoints = s.endpoints.get(c).iter().map(|e| (e.address.as_str(), e.healthy && !e.ejected)).collect();
-            rows.push(ColorRole { service: &s.name, color: c.as_str(), role, release: release.unwrap_or(""), endpoints });
+            rows.push(ColorRole {
+                service: &s.name,
+                color: c.as_str(),
+                role,
+                release: release.unwrap_or(""),
+                endpoints,
+            });
         }
     }
     render(&rows)

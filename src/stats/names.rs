@@ -100,13 +100,19 @@ pub fn describe_all() {
         GREEN_WEIGHT,
         "Percent of new requests routed to the green color, live or candidate (see switchyard_candidate_weight_percent)."
     );
-    describe_gauge!(CANDIDATE_WEIGHT, "Percent of new requests routed to the candidate release (0 without a candidate).");
+    describe_gauge!(
+        CANDIDATE_WEIGHT,
+        "Percent of new requests routed to the candidate release (0 without a candidate)."
+    );
 
     describe_histogram!(
         PRINCIPLE_COMPLIANCE,
         "Per-principle compliance scores from X-Constitutional-Principles (mean = _sum / _count)."
     );
-    describe_counter!(HASH_MISMATCHES_TOTAL, "Candidate responses with a missing or wrong constitutional hash, by color.");
+    describe_counter!(
+        HASH_MISMATCHES_TOTAL,
+        "Candidate responses with a missing or wrong constitutional hash, by color."
+    );
     describe_gauge!(WINDOW_SAMPLES, "Requests in the control window per color.");
     describe_gauge!(WINDOW_P50, Unit::Seconds, "p50 latency over the control window.");
     describe_gauge!(WINDOW_P95, Unit::Seconds, "p95 latency over the control window.");

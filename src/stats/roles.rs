@@ -76,14 +76,25 @@ mod tests {
     #[test]
     fn one_series_per_color_and_endpoint() {
         let rows = [
-            ColorRole { service: "ac", color: "blue", role: "candidate", release: "v3", endpoints: vec![("b:1", false)] },
+            ColorRole {
+                service: "ac",
+                color: "blue",
+                role: "candidate",
+                release: "v3",
+                endpoints: vec![("b:1", false)],
+            },
             ColorRole { service: "ac", color: "green", role: "live", release: "v\"2", endpoints: vec![("g:1", true)] },
         ];
         let text = render(&rows);
-        assert!(text.contains("switchyard_release_info{service=\"ac\",color=\"blue\",role=\"candidate\",release=\"v3\"} 1"));
+        assert!(
+            text.contains("switchyard_release_info{service=\"ac\",color=\"blue\",role=\"candidate\",release=\"v3\"} 1")
+        );
         assert!(text.contains("release=\"v\\\"2\"} 1"), "{text}");
-        assert!(text.contains("switchyard_endpoint_up{service=\"ac\",color=\"blue\",role=\"candidate\",endpoint=\"b:1\"} 0"));
-        assert!(text.contains("switchyard_endpoint_up{service=\"ac\",color=\"green\",role=\"live\",endpoint=\"g:1\"} 1"));
+        assert!(text
+            .contains("switchyard_endpoint_up{service=\"ac\",color=\"blue\",role=\"candidate\",endpoint=\"b:1\"} 0"));
+        assert!(
+            text.contains("switchyard_endpoint_up{service=\"ac\",color=\"green\",role=\"live\",endpoint=\"g:1\"} 1")
+        );
         assert_eq!(render(&[]), "");
     }
 }

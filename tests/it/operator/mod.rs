@@ -17,3 +17,5 @@ mod configs;
 mod cli;
 
 mod rules;
+
+mod roles_metrics;

@@ -33,7 +33,11 @@ async fn shipped_alert_rules_are_the_generated_rules_and_pass_promtool() {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.args(["rules", "--config", "docker/switchyard.toml"]).current_dir(repo(""));
         let o = cmd.output().await.unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     assert!(ok, "{err}");
     let shipped = std::fs::read_to_string(repo("docker/prometheus/alerts.yml")).unwrap();
