@@ -94,6 +94,18 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
+/// The status page. Its buttons act with the token the operator typed into it, so no other
+/// site may frame it (a framed page could be clicked through: clickjacking); nothing cached.
+fn page() -> Response<ResponseBody> {
+    let mut r = text(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    r
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody> {
     json(status, &serde_json::json!({"error": msg.into()}))
 }
@@ -103,7 +115,7 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let p = &admin.control.published;
     let resp = match (req.method(), segs.as_slice()) {
-        (&Method::GET, []) => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        (&Method::GET, []) => page(),
         (&Method::GET, ["metrics"]) => {
             let body = admin.metrics.render() + &roles(&p.status.load()) + &crate::stats::process::render();
             text(StatusCode::OK, "text/plain; version=0.0.4", body)

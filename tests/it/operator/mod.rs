@@ -8,7 +8,11 @@
 
 mod support;
 
+mod browser;
+
 mod page;
+
+mod page_roles;
 
 mod metrics;
 
