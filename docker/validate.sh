@@ -135,7 +135,7 @@ for f in docker/grafana/dashboards/*.json; do
   echo "valid JSON: $f"
 done
 n=$(ls docker/grafana/dashboards/*.json | wc -l)
-[[ $n -eq 4 ]] || { echo "expected 4 dashboards, found $n" >&2; exit 1; }
+[[ $n -eq 5 ]] || { echo "expected 5 dashboards, found $n" >&2; exit 1; }
 python3 docker/grafana/gen_dashboards.py --check
 for f in docker/grafana/provisioning/*/*.yaml; do
   python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"

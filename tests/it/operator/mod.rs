@@ -22,4 +22,6 @@ mod cli;
 
 mod rules;
 
+mod dashboards;
+
 mod roles_metrics;
