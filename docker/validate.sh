@@ -150,6 +150,7 @@ python3 docker/check_metric_names.py
 step "kubernetes manifests"
 python3 docker/k8s/check_manifests.py
 python3 docker/k8s/check_manifests.py docker/k8s/fleet
+python3 docker/k8s/check_manifests.py docker/k8s/generic
 
 # ---------------------------------------------------------------- status page
 step "src/admin/status.html"

@@ -24,4 +24,6 @@ mod rules;
 
 mod dashboards;
 
+mod k8s;
+
 mod roles_metrics;
