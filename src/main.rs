@@ -5,6 +5,7 @@ mod allocator;
 mod check;
 mod cli;
 mod demo;
+mod rules;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,12 @@ enum Cmd {
     },
     /// Validate a config file and print a summary.
     Check {
+        /// Config file.
+        #[arg(long, default_value = "config/switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Print Prometheus alert rules generated from the config's triggers (docker/prometheus/alerts.yml).
+    Rules {
         /// Config file.
         #[arg(long, default_value = "config/switchyard.toml")]
         config: PathBuf,
@@ -126,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Rules { config } => rules::print(&config),
         Cmd::Run { config, threads, state_dir } => {
             init_logging(args.log_json);
             if let Some(dir) = state_dir {

@@ -59,9 +59,9 @@ impl Controller {
                 _ => -1.0,
             };
             metrics::gauge!(names::ROLLOUT_STEP, "service" => s.cfg.name.to_string()).set(step);
+            super::gauges::export(s);
         }
-        let active = self.services.iter().any(|s| s.state() == State::Canary);
-        metrics::gauge!(names::MIGRATION_ACTIVE).set(if active { 1.0 } else { 0.0 });
+        super::gauges::export_migration(&self.services);
     }
 }
 

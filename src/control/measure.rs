@@ -157,6 +157,13 @@ impl Controller {
             if let Some(cp) = x.compliance {
                 g(names::WINDOW_COMPLIANCE, cp);
             }
+            // One series per configured status_rate trigger, so generated alert rules
+            // (`switchyard rules`) compare the same rate the trigger judges.
+            for t in &self.services[i].cfg.triggers.status_rate {
+                let statuses = crate::stats::names::statuses_label(&t.statuses);
+                metrics::gauge!(names::WINDOW_STATUS_RATE, "service" => name.clone(), "color" => c.as_str(), "statuses" => statuses)
+                    .set(x.status_rate(&t.statuses));
+            }
         }
     }
 

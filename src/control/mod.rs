@@ -23,6 +23,7 @@ pub mod decide;
 mod error;
 mod escalate;
 mod fleet;
+mod gauges;
 mod health;
 pub mod incident;
 mod live;

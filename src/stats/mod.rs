@@ -8,6 +8,7 @@ pub mod examples;
 pub mod inflight;
 pub mod names;
 pub mod process;
+pub mod roles;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;
