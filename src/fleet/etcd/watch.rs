@@ -5,7 +5,7 @@
 //! A watch that says nothing is ambiguous: a quiet prefix, or a member that stopped answering
 //! (paused, or a connection black-holed on the way). So the watch asks for server-side progress
 //! notifications (`progress_notify`, every `--experimental-watch-progress-notify-interval` on the
-//! member) and, after half the silence bound without a message, sends its own
+//! member) and, after a third of the silence bound without a message, sends its own
 //! `progress_request`, which a live member answers at once with its revision. Nothing at all
 //! for the whole bound ends the watch with [`StoreError::WatchSilent`]. A member cut from
 //! quorum is caught by the `hasleader` metadata sent with the request (see `transport`): it
@@ -147,7 +147,7 @@ impl Watch {
                 self.last_revision = self.last_revision.max(batch.revision);
                 return Ok(batch);
             }
-            let deadline = self.heard + if self.probed { self.silence } else { self.silence / 2 };
+            let deadline = self.heard + if self.probed { self.silence } else { self.silence / 3 };
             match tokio::time::timeout_at(deadline, self.body.frame()).await {
                 Err(_) if self.probed => return Err(StoreError::WatchSilent(self.silence)),
                 Err(_) => {
