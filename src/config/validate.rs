@@ -171,12 +171,14 @@ fn fleet_tls(p: &mut Problems, f: &FileFleet, any_https: bool) -> FleetTls {
             p.push(key, "applies to https:// endpoints only, and every fleet.endpoints entry is http://");
         }
         let loaded = if key == "fleet.key" {
-            PrivateKeyDer::from_pem_file(path).map(|_| ())
+            PrivateKeyDer::from_pem_file(path).map(|_| 1)
         } else {
-            CertificateDer::pem_file_iter(path).and_then(|mut it| it.try_for_each(|c| c.map(|_| ())))
+            CertificateDer::pem_file_iter(path).and_then(|it| it.collect::<Result<Vec<_>, _>>()).map(|c| c.len())
         };
-        if let Err(e) = loaded {
-            p.push(key, format!("{}: {e}", path.display()));
+        match loaded {
+            Err(e) => p.push(key, format!("{}: {e}", path.display())),
+            Ok(0) => p.push(key, format!("{}: no PEM certificate in it", path.display())),
+            Ok(_) => {}
         }
     }
     let identity = match (&f.cert, &f.key) {
