@@ -44,7 +44,7 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let windows = Arc::new(link::Windows::default());
     // A call longer than a third of the lease would let the lease lapse while it waits.
     let timeout = (cfg.lease_ttl / 3).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
-    let store = etcd::Etcd::new(cfg.endpoints.clone(), timeout);
+    let store = etcd::Etcd::from_config(cfg, timeout);
     let rt = runtime::Runtime::new(store, cfg.clone(), out_tx, view.clone(), windows.clone());
     tokio::spawn(rt.run(rx, stop.clone()));
     let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());

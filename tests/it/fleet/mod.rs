@@ -1,7 +1,10 @@
-//! Fleet mode (issue 11) against a real etcd member on loopback (Debian `etcd-server`): the
+//! Fleet mode against a real etcd member on loopback (Debian `etcd-server`): the
 //! JSON-gateway client, replicas in-process and as real processes, and the fleet load figures.
 
+mod etcd_auth;
+mod etcd_fakes;
 pub(crate) mod etcd_server;
+mod etcd_watch;
 mod load;
 pub(crate) mod processes;
 mod replicas;
