@@ -4,6 +4,7 @@
 //! stopped etcd accepts connections and never answers; a failed call moves on to the next
 //! endpoint so a cluster survives the loss of one member.
 
+pub mod txn;
 mod watch;
 pub mod wire;
 
