@@ -29,10 +29,20 @@ impl Controller {
     fn shared_of(&self, i: usize) -> SharedService {
         let s = &self.services[i];
         let c = s.candidate.as_ref();
+        let stored = self.fleet.as_ref().and_then(|l| l.confirmed.get(&*s.cfg.name));
+        let release = candidate_release(s);
+        let same = stored.filter(|st| st.live == Some(s.live) && st.candidate == c.map(|c| c.color));
+        // The fleet's plan is set when its candidate enters the store; a replica with other
+        // steps never writes its own over it.
+        let plan = match same.filter(|st| st.release == release && !st.plan.is_empty()) {
+            Some(st) => st.plan.clone(),
+            None => s.cfg.plan.steps.iter().map(|w| w.percent()).collect(),
+        };
         SharedService {
             live: Some(s.live),
             candidate: c.map(|c| c.color),
-            release: candidate_release(s),
+            // After a completion the store names the release that became live; keep it.
+            release: release.or_else(|| same.filter(|_| c.is_none()).and_then(|st| st.release.clone())),
             latched: c.is_some_and(|c| c.latched),
             admin_weight: c.and_then(|c| c.admin_share).map(|w| w.percent()),
             paused: c.is_some_and(|c| c.paused),
@@ -43,7 +53,7 @@ impl Controller {
                 .map(|c| c.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
             incident: s.incident.clone(),
             weight: s.weight.percent(),
-            plan: s.cfg.plan.steps.iter().map(|w| w.percent()).collect(),
+            plan,
             resets: self.fleet_resets(i),
             ..Default::default()
         }
@@ -323,6 +333,10 @@ impl Controller {
 /// How service `s`'s config disagrees with the fleet's state `st`, if it does: another release
 /// for the running candidate, or another plan.
 fn skew_of(s: &ServiceControl, st: &SharedService) -> Option<String> {
+    let live = st.live.unwrap_or(Color::Blue);
+    if live != s.live {
+        return Some(format!("{} live here, {} in the fleet", s.live.as_str(), live.as_str()));
+    }
     st.candidate?;
     let c = s.candidate.as_ref()?;
     let mine = candidate_release(s);

@@ -235,7 +235,12 @@ impl Runtime {
         if rewound {
             self.reseed(remembered);
         }
-        if leader.as_ref().is_none_or(|(_, lease)| *lease != self.lease) {
+        if leader.as_ref().is_some_and(|(_, lease)| *lease == self.lease) && self.leader_rev.is_none() {
+            // Our key from before an outage: its fence revision is unknown here, so give it up
+            // and stand again rather than lead unfenced.
+            self.etcd.delete(&format!("{}/leader", self.cfg.prefix)).await?;
+            leader = None;
+        } else if leader.as_ref().is_none_or(|(_, lease)| *lease != self.lease) {
             self.leader_rev = None;
         }
         self.flush_pending().await?;

@@ -125,7 +125,9 @@ fn replace(base: Option<&SharedService>, local: &SharedService, remote: &SharedS
     if completes && !remote.latched {
         return Some(local.clone());
     }
-    let new_release = local.release != remote.release && (remote.candidate.is_none() || remote.latched);
+    // The new candidate goes into the store's idle color: the same live color as the store's.
+    let new_release =
+        local.release != remote.release && local.live == remote.live && (remote.candidate.is_none() || remote.latched);
     let from_here = base.is_none_or(|b| !b.same_candidate(local));
     (new_release && from_here && local.candidate.is_some()).then(|| SharedService { resets: 0, ..local.clone() })
 }

@@ -57,8 +57,13 @@ impl Runtime {
                 r.map(|_| ())
             }
             ToFleet::Window(service, v) => {
+                // Best effort: the next interval brings a newer one, and a slow put is not an
+                // outage (the keep-alive's renew deadline decides that).
                 let key = format!("{}/windows/{}/{service}", self.cfg.prefix, self.cfg.replica);
-                self.etcd.put(&key, v.to_string().as_bytes(), self.lease).await.map(|_| ())
+                if let Err(e) = self.etcd.put(&key, v.to_string().as_bytes(), self.lease).await {
+                    tracing::debug!(error = %e, service, "window summary not published");
+                }
+                Ok(())
             }
             ToFleet::Incident(id, v) => {
                 self.pending_incidents.push((id, v));

@@ -1,8 +1,13 @@
 //! Fleet mode (issue 11) against a real etcd member on loopback (Debian `etcd-server`): the
 //! JSON-gateway client, replicas in-process and as real processes, and the fleet load figures.
 
+mod chaos;
 mod etcd_server;
+mod kit;
 mod load;
+mod partition;
 mod processes;
 mod replicas;
+mod safety;
 mod store;
+mod store_faults;
