@@ -148,7 +148,10 @@ async fn schedule(seed: u64) -> Vec<String> {
         let link = FreezableLink::start(&etcd.url).await;
         let mut s = Spec::new(&format!("{tag}-{i}"), &prefix, &link.url, 7, &tag);
         s.steps = "[5, 10, 25, 50, 100]".into();
-        s.hold = "2s".into();
+        s.hold = "3s".into();
+        // 7 services x 5 replicas publish a window each per interval: keep the store's and the
+        // runtimes' load close to production's, not a hundred puts a second on a 2-core box.
+        s.interval = "500ms".into();
         procs.push(Proc::start(s, &m));
         links.push(link);
     }
@@ -256,9 +259,19 @@ async fn schedule(seed: u64) -> Vec<String> {
     violations.extend(check_history(&history.lock().unwrap()));
     if !violations.is_empty() {
         for p in &procs {
-            let log = p.log();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            println!("--- {} (last lines, newest first)\n{}", p.spec.name, tail.join("\n"));
+            let keep = std::env::temp_dir().join(format!("{}.log", p.spec.name));
+            let _ = std::fs::write(&keep, p.log());
+            println!("--- log of {} kept in {}", p.spec.name, keep.display());
+        }
+        for (n, st) in &store {
+            println!("--- store {n}: {}", serde_json::to_string(st).unwrap_or_default());
+        }
+        let h = history.lock().unwrap();
+        for (n, rev, st) in h.iter().filter(|(n, ..)| !n.ends_with('0')) {
+            println!(
+                "--- history {n}@{rev}: step {:?} latched {} live {:?} cand {:?} resets {} writer {}",
+                st.step, st.latched, st.live, st.candidate, st.resets, st.writer
+            );
         }
     }
     println!("chaos seed {seed:#x}: {} violations {violations:?}", violations.len());

@@ -26,6 +26,8 @@ pub struct Spec {
     pub hold: String,
     pub env: Vec<(String, String)>,
     pub lease_ttl: String,
+    /// `[control] interval` (windows are published to the store once per interval per service).
+    pub interval: String,
 }
 
 impl Spec {
@@ -40,6 +42,7 @@ impl Spec {
             hold: "1s".into(),
             env: Vec::new(),
             lease_ttl: "2s".into(),
+            interval: "100ms".into(),
         }
     }
 }
@@ -90,13 +93,14 @@ impl Proc {
         }
         let cfg = format!(
             "state_dir = \"{state}\"\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"{token}\"\n\
-             [control]\ninterval = \"100ms\"\nwindow = \"300ms\"\nmin_samples = 0\n\
+             [control]\ninterval = \"{interval}\"\nwindow = \"{interval}\"\nmin_samples = 0\n\
              [rollout]\nsteps = {steps}\nhold = \"{hold}\"\nhealthy_measurements = 1\nsequential = false\n{services}\
              [fleet]\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nreplica = \"{name}\"\nlease_ttl = \"{ttl}\"\n",
             state = self.dir.join("state").display(),
             token = self.dir.join("token").display(),
             admin = self.admin,
             steps = s.steps,
+            interval = s.interval,
             hold = s.hold,
             url = s.etcd,
             prefix = s.prefix,
