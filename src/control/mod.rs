@@ -247,6 +247,10 @@ impl Controller {
             s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
+        // HOOK(fleet): revoke the lease before the process exits (leadership moves at once).
+        if let Some(link) = self.fleet.take() {
+            link.close().await;
+        }
     }
 
     async fn on_command(&mut self, cmd: Command) {

@@ -337,7 +337,7 @@ impl Controller {
                 min_samples: self.cfg.control.min_samples,
                 window_ms: self.cfg.control.window.as_millis() as u64,
             },
-            fleet: self.fleet.as_ref().map(|link| link.view.load().status()),
+            fleet: self.fleet.as_ref().map(|link| link.status()),
             generation: self.generation,
             health_score: super::health::rounded(self.overall_health()),
             sequence: SequenceStatus {

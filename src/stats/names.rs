@@ -92,6 +92,10 @@ pub fn statuses_label(statuses: &[u16]) -> String {
     statuses.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// 1 per service whose config (release, plan) differs from the fleet's shared state.
+pub const FLEET_CONFIG_SKEW: &str = "switchyard_fleet_config_skew";
+/// Plan writes refused because this replica no longer led (fenced by the leader key).
+pub const FLEET_FENCED_TOTAL: &str = "switchyard_fleet_fenced_writes_total";
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
@@ -190,6 +194,8 @@ pub fn describe_all() {
     describe_gauge!(FLEET_LEADER, "1 while this replica leads the fleet (fleet mode only).");
     describe_gauge!(FLEET_STORE_UP, "1 while the fleet store (etcd) answers (fleet mode only).");
     describe_histogram!(FLEET_APPLY_LAG, Unit::Seconds, "Shared-state store write to this replica's route swap.");
+    describe_gauge!(FLEET_CONFIG_SKEW, "1 while this replica's config for the service differs from the fleet's.");
+    describe_counter!(FLEET_FENCED_TOTAL, "Plan writes refused because this replica no longer led.");
 }
 
 /// Installs the Prometheus recorder with explicit buckets (summaries otherwise) and returns the

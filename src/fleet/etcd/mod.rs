@@ -24,6 +24,7 @@ mod auth;
 mod backoff;
 mod error;
 mod transport;
+pub mod txn;
 mod watch;
 pub mod wire;
 

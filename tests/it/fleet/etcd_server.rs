@@ -14,6 +14,9 @@ pub struct EtcdServer {
     child: Child,
     dir: tempfile::TempDir,
     pub url: String,
+    peer_url: String,
+    /// How it was started, for a restart at the same endpoint.
+    progress_notify: Option<&'static str>,
     /// TLS material when started with [`Options::tls`].
     pub pki: Option<Pki>,
     /// `root`'s password once [`EtcdServer::enable_auth`] ran.
@@ -88,30 +91,44 @@ impl EtcdServer {
     }
 
     pub fn start_with(opts: Options) -> EtcdServer {
-        let dir = tempfile::tempdir().unwrap();
+        // On tmpfs where there is one: fsync is then free, and a loaded test box's disk does not
+        // turn into store timeouts.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
         let (client, peer) = (free_port(), free_port());
         let scheme = if opts.tls { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let pki = opts.tls.then(|| Pki::generate(dir.path()));
+        let mut server = EtcdServer {
+            child: Command::new("true").spawn().unwrap(),
+            dir,
+            url,
+            peer_url,
+            progress_notify: opts.progress_notify,
+            pki,
+            root_password: None,
+        };
+        server.child = server.launch();
+        server.wait_healthy(Duration::from_secs(20));
+        server
+    }
+
+    fn launch(&self) -> Child {
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"]);
-        if let Some(p) = &pki {
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.url, "--advertise-client-urls", &self.url])
+            .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
+            .args(["--initial-cluster", &format!("t={}", self.peer_url), "--log-level", "error"]);
+        if let Some(p) = &self.pki {
             cmd.arg("--cert-file").arg(&p.server_cert).arg("--key-file").arg(&p.server_key);
             cmd.arg("--trusted-ca-file").arg(&p.ca).arg("--client-cert-auth");
         }
-        if let Some(every) = opts.progress_notify {
+        if let Some(every) = self.progress_notify {
             cmd.args(["--experimental-watch-progress-notify-interval", every]);
         }
-        let child =
-            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("etcd binary (Debian etcd-server) on PATH");
-        let server = EtcdServer { child, dir, url, pki, root_password: None };
-        server.wait_healthy(Duration::from_secs(20));
-        server
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("etcd binary (Debian etcd-server) on PATH")
     }
 
     fn wait_healthy(&self, limit: Duration) {
@@ -193,6 +210,32 @@ impl EtcdServer {
 
     pub fn resume(&self) {
         self.signal("-CONT");
+    }
+}
+
+// Faults for the fleet-safety tests: a restart (same data), a wipe (an empty member at the same
+// endpoint, as a restore from nothing), and a compaction of the whole history.
+impl EtcdServer {
+    /// Kills the member and starts it again at the same endpoint; `wipe` empties its data first.
+    pub fn restart(&mut self, wipe: bool) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if wipe {
+            let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
+        }
+        self.child = self.launch();
+        self.wait_healthy(Duration::from_secs(20));
+    }
+
+    /// Compacts the history up to the current revision.
+    pub fn compact_all(&self) {
+        let out = self.ctl(&["get", "x", "-w", "json"]);
+        let rev = serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v["header"]["revision"].as_i64())
+            .expect("etcdctl get");
+        self.compact(rev);
     }
 }
 
