@@ -82,7 +82,7 @@ async fn a_black_holed_watch_is_reported_silent_within_the_bound_and_resumes_wit
 }
 
 #[tokio::test]
-async fn a_watch_compacted_while_behind_is_a_typed_resync() {
+async fn a_watch_from_a_compacted_revision_is_a_typed_resync_not_an_outage() {
     let server = EtcdServer::start();
     let etcd = with_silence(&server.url, Duration::from_secs(10));
     let first = etcd.put("/cw/k", b"0", 0).await.unwrap();
