@@ -11,7 +11,7 @@ use switchyard::fleet::etcd::{Cas, Etcd, Event, Options, StoreError};
 
 fn client(server: &EtcdServer, tls: FleetTls, credentials: Option<EtcdCredentials>) -> Etcd {
     let opts = Options { tls, credentials, ..Options::default() };
-    Etcd::build(vec![server.url.parse().unwrap()], Duration::from_secs(3), opts).unwrap()
+    Etcd::build(vec![server.url.parse().unwrap()], Duration::from_secs(5), opts).unwrap()
 }
 
 fn full_tls(server: &EtcdServer) -> FleetTls {

@@ -8,9 +8,10 @@ use super::etcd_server::{EtcdServer, Options as ServerOptions};
 use std::time::{Duration, Instant};
 use switchyard::fleet::etcd::{Etcd, Event, Options, StoreError};
 
+/// Calls get 5 s: a put waits for etcd's fsync, seconds on a loaded shared box.
 fn with_silence(url: &str, silence: Duration) -> Etcd {
     let opts = Options { watch_silence: silence, ..Options::default() };
-    Etcd::build(vec![url.parse().unwrap()], Duration::from_secs(2), opts).unwrap()
+    Etcd::build(vec![url.parse().unwrap()], Duration::from_secs(5), opts).unwrap()
 }
 
 #[tokio::test]
