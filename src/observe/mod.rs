@@ -19,6 +19,7 @@ mod writer;
 pub use record::{AttemptEnd, AttemptGuard, AttemptStart, Observed, RequestData, TraceIds, Why};
 
 use crate::config::{AccessLogConfig, Config, TracingConfig};
+use crate::stats::names;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use metrics::Counter;
 use std::net::SocketAddr;
@@ -50,8 +51,14 @@ struct Tracer {
 impl Telemetry {
     /// Starts the log writer thread and the span exporter task the config asks for.
     pub fn start(cfg: &Config) -> Arc<Telemetry> {
-        let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log));
-        let tracer = cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone()));
+        // Resolved whether or not the log and tracing are on, so that `/metrics` always lists
+        // the families (at 0) that dashboards and alerts name.
+        let log_dropped = metrics::counter!(names::ACCESS_LOG_DROPPED_TOTAL);
+        let spans_dropped = metrics::counter!(names::TRACE_SPANS_DROPPED_TOTAL);
+        let failures = metrics::counter!(names::TRACE_EXPORT_FAILURES_TOTAL);
+        let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log, log_dropped));
+        let tracer =
+            cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone(), spans_dropped, failures));
         Arc::new(Telemetry {
             request_id: cfg.tracing.request_id_header.clone(),
             ui: cfg.tracing.ui.clone(),
@@ -160,18 +167,17 @@ impl LogSink {
     }
 }
 
-fn start_log(cfg: &AccessLogConfig) -> LogSink {
+fn start_log(cfg: &AccessLogConfig, dropped: Counter) -> LogSink {
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
     let reopen = writer::spawn(cfg.path.clone(), rx);
     if cfg.path.is_some() {
         writer::reopen_on_sigusr1(reopen);
     }
-    LogSink { cfg: cfg.clone(), tx, dropped: metrics::counter!(crate::stats::names::ACCESS_LOG_DROPPED_TOTAL) }
+    LogSink { cfg: cfg.clone(), tx, dropped }
 }
 
-fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri) -> Tracer {
+fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Tracer {
     let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue);
-    let dropped = metrics::counter!(crate::stats::names::TRACE_SPANS_DROPPED_TOTAL);
-    tokio::spawn(otlp::export(rx, otlp::Exporter::new(cfg, endpoint, dropped.clone())));
+    tokio::spawn(otlp::export(rx, otlp::Exporter::new(cfg, endpoint, dropped.clone(), failures)));
     Tracer { sample: cfg.sample, tx, dropped }
 }

@@ -35,7 +35,7 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter) -> Exporter {
+    pub fn new(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Exporter {
         let resource = Resource {
             attributes: vec![
                 kv("service.name", string(&cfg.service_name)),
@@ -49,7 +49,7 @@ impl Exporter {
             resource,
             batch: cfg.batch,
             dropped,
-            failures: metrics::counter!(crate::stats::names::TRACE_EXPORT_FAILURES_TOTAL),
+            failures,
         }
     }
 }
