@@ -43,14 +43,7 @@ impl Exporter {
             ],
             ..Default::default()
         };
-        Exporter {
-            endpoint,
-            client: crate::alerts::client::build(None),
-            resource,
-            batch: cfg.batch,
-            dropped,
-            failures,
-        }
+        Exporter { endpoint, client: crate::alerts::client::build(None), resource, batch: cfg.batch, dropped, failures }
     }
 }
 
