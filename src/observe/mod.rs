@@ -38,8 +38,22 @@ pub struct Telemetry {
 
 struct LogSink {
     cfg: AccessLogConfig,
-    tx: std::sync::mpsc::SyncSender<String>,
+    /// `None` only while dropping (so the writer sees the channel close before it is waited for).
+    tx: Option<std::sync::mpsc::SyncSender<String>>,
     dropped: Counter,
+    /// Disconnects when the writer has finished (a `Mutex` only to make the handle `Sync`).
+    done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Drop for LogSink {
+    /// The process exits soon after the app stops: give the writer a moment to write what is
+    /// queued (bounded, so a stuck file cannot hold up the exit).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Ok(done) = self.done.get_mut() {
+            let _ = done.recv_timeout(writer::DRAIN_AT_EXIT);
+        }
+    }
 }
 
 struct Tracer {
@@ -138,7 +152,7 @@ impl Telemetry {
         if let Some(log) = &self.log {
             if log.keeps(&data) {
                 let line = line::format(&data, &log.cfg);
-                if log.tx.try_send(line).is_err() {
+                if log.tx.as_ref().is_none_or(|tx| tx.try_send(line).is_err()) {
                     log.dropped.increment(1);
                 }
             }
@@ -169,11 +183,11 @@ impl LogSink {
 
 fn start_log(cfg: &AccessLogConfig, dropped: Counter) -> LogSink {
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
-    let reopen = writer::spawn(cfg.path.clone(), rx);
+    let (reopen, done) = writer::spawn(cfg.path.clone(), rx);
     if cfg.path.is_some() {
         writer::reopen_on_sigusr1(reopen);
     }
-    LogSink { cfg: cfg.clone(), tx, dropped }
+    LogSink { cfg: cfg.clone(), tx: Some(tx), dropped, done: std::sync::Mutex::new(done) }
 }
 
 fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Tracer {
