@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// Protective limits on listeners and upstreams.
     #[serde(default)]
     pub limits: FileLimits,
+    /// What forwarded requests carry.
+    #[serde(default)]
+    pub proxy: FileProxy,
     /// Webhook channels per severity.
     #[serde(default)]
     pub alerts: FileAlerts,
@@ -91,6 +94,14 @@ pub struct FileFleet {
     pub replica: Option<String>,
     /// Membership and leadership lease.
     pub lease_ttl: Option<String>,
+    /// CA bundle for `https://` members (default: the system store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate for members started with `--client-cert-auth` (with `key`).
+    pub cert: Option<PathBuf>,
+    /// Key of `cert`.
+    pub key: Option<PathBuf>,
+    /// A watch silent for this long (no event, no progress answer) is re-opened.
+    pub watch_silence: Option<String>,
 }
 
 /// `[admin]`.
@@ -245,6 +256,14 @@ pub struct FileLimits {
     pub eject_for: Option<String>,
     /// Requests outstanding per upstream endpoint before it is skipped.
     pub max_in_flight_per_endpoint: Option<u32>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProxy {
+    /// Whether forwarded requests carry `Via: 1.1 switchyard` (default true).
+    pub via: Option<bool>,
 }
 
 /// `[alerts]`.

@@ -2,7 +2,7 @@
 //! what happened as a typed outcome; whether to try again is the exchange's decision.
 
 use super::exchange::Exchange;
-use crate::body::{EndpointSlot, GreenSlot, Recording, RequestBody};
+use crate::body::{CandidateSlot, EndpointSlot, Recording, RequestBody};
 use crate::error::{Progress, ProxyError, UpstreamErrorKind};
 use crate::observe::{w3c, AttemptGuard, AttemptStart, Why};
 use crate::stats::{HashCheck, Sample, SampleKind};
@@ -73,7 +73,7 @@ fn send_error(e: UpstreamError) -> ProxyError {
 
 impl Exchange<'_> {
     /// Sends the request to `color` and waits for the response head, the response timeout, or
-    /// (green only) the signal that green was given up on.
+    /// (candidate only) the signal that the candidate was given up on.
     pub(super) async fn attempt(&self, color: Color, mut headers: HeaderMap, body: RequestBody, why: Why) -> Outcome {
         let route = &self.route;
         let pool = route.pool(color);
@@ -168,7 +168,7 @@ impl Exchange<'_> {
             start: self.start,
             in_flight: None,
             observed: None,
-            green_slot: self.route.judged(color).then(|| GreenSlot::enter(stats)),
+            candidate_slot: self.route.judged(color).then(|| CandidateSlot::enter(stats)),
         }
     }
 
@@ -186,7 +186,7 @@ impl Exchange<'_> {
         up
     }
 
-    /// The response head, or why there is none. `abandoned` fires when green is given up on; the
+    /// The response head, or why there is none. `abandoned` fires when the candidate is given up on; the
     /// attempt then stops waiting only if the request can still be re-sent.
     async fn wait(
         &self,
@@ -217,7 +217,7 @@ impl Exchange<'_> {
                 }
                 live = signal => {
                     if live && self.replayable() {
-                        return Err(upstream(UpstreamErrorKind::Abandoned, Progress::SentNoResponse, "green given up"));
+                        return Err(upstream(UpstreamErrorKind::Abandoned, Progress::SentNoResponse, "candidate given up"));
                     }
                     abandoned = None;
                 }

@@ -88,7 +88,7 @@ pub(super) async fn run(
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade);
+    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade, route.policy.via);
     let retry = &route.policy.retry;
     let limit = route.policy.max_body_bytes;
     let source = if retry.enabled && route.judged(color) && !upgrade {
@@ -273,8 +273,9 @@ impl Exchange<'_> {
 }
 
 /// Hop-by-hop headers stripped, `Host` kept (or taken from an absolute-form target),
-/// `X-Forwarded-*` and `Via` added; and whether the result has a `Host`.
-fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool) -> (HeaderMap, bool) {
+/// `X-Forwarded-*` and (unless `[proxy] via = false`) `Via` added; and whether the result has a
+/// `Host`.
+fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool, via: bool) -> (HeaderMap, bool) {
     headers::strip_hop_by_hop(&mut h, upgrade);
     let host = match h.get(header::HOST) {
         Some(v) => Some(v.clone()),
@@ -287,7 +288,7 @@ fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool)
         }
     };
     let has_host = host.is_some();
-    headers::add_forwarded(&mut h, &conn.peer_value, &conn.svc.proto, host);
+    headers::add_forwarded_via(&mut h, &conn.peer_value, &conn.svc.proto, host, via);
     (h, has_host)
 }
 

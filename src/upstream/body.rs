@@ -138,24 +138,24 @@ impl Drop for EndpointSlot {
     }
 }
 
-/// A green attempt's place in `ServiceStats::green_inflight` (the stall detector), left when
+/// A candidate attempt's place in `ServiceStats::candidate_inflight` (the stall detector), left when
 /// dropped: an attempt cancelled by a hedge or a client that went away must not look like a
-/// green request stuck forever.
-pub struct GreenSlot {
+/// candidate request stuck forever.
+pub struct CandidateSlot {
     stats: Arc<ServiceStats>,
     bucket: u8,
 }
 
-impl GreenSlot {
-    /// Counts a green attempt in.
+impl CandidateSlot {
+    /// Counts a candidate attempt in.
     pub fn enter(stats: &Arc<ServiceStats>) -> Self {
-        GreenSlot { stats: stats.clone(), bucket: stats.green_inflight.enter() }
+        CandidateSlot { stats: stats.clone(), bucket: stats.candidate_inflight.enter() }
     }
 }
 
-impl Drop for GreenSlot {
+impl Drop for CandidateSlot {
     fn drop(&mut self) {
-        self.stats.green_inflight.exit(self.bucket);
+        self.stats.candidate_inflight.exit(self.bucket);
     }
 }
 
@@ -174,8 +174,8 @@ pub struct Recording {
     /// The request's in-flight unit, held by the attempt whose response reaches the client and
     /// released (dropped) when the recording finishes.
     pub in_flight: Option<crate::stats::InFlight>,
-    /// Set for green attempts.
-    pub green_slot: Option<GreenSlot>,
+    /// Set for candidate attempts.
+    pub candidate_slot: Option<CandidateSlot>,
     /// The request's access log and trace record, held by the attempt whose response reaches
     /// the client and finished with the exchange.
     pub observed: Option<Box<crate::observe::Observed>>,

@@ -8,10 +8,25 @@
 
 mod support;
 
+mod browser;
+
 mod page;
+
+mod page_roles;
 
 mod metrics;
 
 mod configs;
 
 mod cli;
+
+mod actions;
+
+mod roles;
+mod rules;
+
+mod dashboards;
+
+mod k8s;
+
+mod roles_metrics;

@@ -58,6 +58,8 @@ impl Mocks {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    /// Worker runtimes the app accepts on (1: the test's own runtime, as `--threads 1`).
+    pub threads: usize,
 }
 
 impl Env {
@@ -65,7 +67,7 @@ impl Env {
     pub fn new(control: &str, body: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("switchyard.toml");
-        let env = Env { path, dir };
+        let env = Env { path, dir, threads: 1 };
         env.write(control, body);
         env
     }
@@ -89,6 +91,7 @@ impl Env {
         let mut opts = AppOptions::new(&self.path);
         opts.token = Some(switchyard::admin::Token::new(TOKEN));
         opts.debounce = Duration::from_millis(50);
+        opts.workers = Some(switchyard::workers::Workers::spawn(self.threads).unwrap());
         App::start(cfg, opts).await.unwrap()
     }
 }
