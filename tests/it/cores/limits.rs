@@ -48,3 +48,32 @@ async fn the_in_flight_cap_of_an_endpoint_counts_both_workers_requests() {
     assert_eq!(f.mocks.blue.requests(), 2, "nothing past the cap reached blue");
     f.stop().await;
 }
+
+/// One GET on a fresh connection, answered within 5 s or reported as status 0.
+async fn get_within(addr: std::net::SocketAddr) -> (u16, String) {
+    tokio::time::timeout(Duration::from_secs(5), fresh_get(addr, &[])).await.unwrap_or((0, String::new()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_is_the_listeners_and_a_free_slot_serves_either_worker() {
+    let name = "cores_conns";
+    let f = Fixture::builder(name).limits("max_connections = 1").threads(THREADS).start().await;
+    // One slot for the listener: whichever worker's socket the kernel picks, its connection is
+    // served once the slot is free (a worker waiting in accept with the only slot while the
+    // connection sits on the other worker's socket would leave it there).
+    let (answers, per) = spread(&f.app, name, 3, async || get_within(f.addr).await).await;
+    assert!(answers.iter().all(|a| a.0 == 200), "{per:?} connections per worker: {answers:?}");
+
+    // While one kept-alive connection holds the slot, no worker serves another.
+    let mut held = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET / HTTP/1.1\r\nHost: cores\r\n\r\n").await.unwrap();
+    assert_eq!(crate::support::read_response(&mut held).await.map(|r| r.status), Some(200));
+    let waiting: Vec<_> = (0..4).map(|_| tokio::spawn(get_within(f.addr))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(waiting.iter().all(|w| !w.is_finished()), "a connection was served past the limit of 1");
+    drop(held);
+    for w in waiting {
+        assert_eq!(w.await.unwrap().0, 200, "a waiting connection is served once the slot frees");
+    }
+    f.stop().await;
+}
