@@ -21,6 +21,7 @@
 //! - `routing`: the exact split, sticky keys across workers, weight changes by reload and admin.
 //! - `limits`: the retry budget, the in-flight cap and the connection limit are global.
 //! - `pooling`: each worker reuses idle upstream connections of its own.
+//! - `protocols`: h2c streams and upgrade tunnels on both workers.
 //! - `endpoints`: passive ejection and active health seen by both workers.
 //! - `inflight`: rollback rescue of waiting candidate attempts and hedging on both workers.
 //! - `drain`: shutdown waits for both workers' requests, and closes the rest after the timeout.
@@ -33,6 +34,7 @@ mod fleet;
 mod inflight;
 mod limits;
 mod pooling;
+mod protocols;
 mod routing;
 mod support;
 mod tls;
