@@ -10,7 +10,9 @@
 //! - The retry budget, the per-endpoint in-flight cap, the listener's connection limit, ejection
 //!   and health state, the route snapshot, the rollback's abandon signal and the served
 //!   certificate are each one value shared by both workers: exact overall, with no per-worker
-//!   share (10 retries a window means 10 for the process, not 10 per worker).
+//!   share (10 retries a window means 10 for the process, not 10 per worker). The budget and
+//!   the in-flight cap are taken with one atomic step each, so two workers racing for the last
+//!   retry or slot never both get it (`stats::budget` and `upstream::pool` unit tests).
 //! - Per worker: idle upstream connections (a request reuses one its own thread owns), and
 //!   `switchyard_worker_connections_total{service,worker}`, exact per worker.
 //!
