@@ -12,7 +12,7 @@ use tokio::time::Instant;
 async fn shutdown_waits_for_the_requests_in_flight_on_both_workers() {
     let name = "cores_drain";
     let f = Fixture::builder(name).limits("drain_timeout = \"20s\"").threads(THREADS).start().await;
-    let (slow, per) = in_flight_on_both(&f.app, name, f.addr, "/__sleep?ms=3000", 2).await;
+    let (slow, per) = in_flight_on_both(&f.app, name, f.addr, "/__sleep?ms=4000", 2).await;
     let n = slow.len() as u64;
     assert!(eventually_async(Duration::from_secs(10), || async { f.mocks.blue.requests() >= n }).await);
     let in_flight = scrape_metric(&f.app, "switchyard_in_flight_requests", &[("service", name)]).await;
