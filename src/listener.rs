@@ -96,10 +96,6 @@ async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>, stop: Canc
         "worker" => crate::workers::current_index().to_string()
     );
     loop {
-        let permit = tokio::select! {
-            p = shared.permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = stop.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -112,8 +108,17 @@ async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>, stop: Canc
             },
             _ = stop.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
         accepted.increment(1);
+        // The permit is taken after the accept: taken before, with several workers, the last free
+        // permit could wait in the accept of a worker whose socket gets nothing while connections
+        // queue on another's (with `max_connections = 1` about half were never served). So each
+        // worker holds at most one accepted connection past the limit, waiting here; the rest wait
+        // in the kernel's backlog.
+        let permit = tokio::select! {
+            p = shared.permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnCtx::new(shared.svc.clone(), peer, shared.tracker.clone(), shared.closing.clone()));
         let (tls, cfg, stop, closing) = (shared.tls.clone(), shared.cfg.clone(), stop.clone(), shared.closing.clone());
         shared.tracker.spawn(async move {

@@ -78,13 +78,14 @@ impl Exchange<'_> {
         let route = &self.route;
         let pool = route.pool(color);
         let abandoned = if route.judged(color) && self.replayable() { self.abandon.clone() } else { None };
-        let Some(ep) = pool.pick() else {
+        let Some(slot) = pool.pick() else {
             // Load shedding, not an upstream failure: nothing is charged to the color.
             return Outcome::Failed(Failure { err: ProxyError::Saturated, rec: None });
         };
         route.stats.started(color);
+        let mut rec = self.recording(color, slot);
+        let ep: &std::sync::Arc<Endpoint> = &rec.endpoint;
         let seen = self.observe(color, ep, why, &mut headers);
-        let mut rec = self.recording(color, ep);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
         let connect_us = std::sync::atomic::AtomicU64::new(0);
@@ -150,11 +151,11 @@ impl Exchange<'_> {
         self.route.stats.examples.offer(self.request_id.to_str().unwrap_or(""), trace.as_deref());
     }
 
-    fn recording(&self, color: Color, ep: &std::sync::Arc<Endpoint>) -> Recording {
+    fn recording(&self, color: Color, endpoint: EndpointSlot) -> Recording {
         let stats = &self.route.stats;
         Recording {
             stats: stats.clone(),
-            endpoint: EndpointSlot::enter(ep),
+            endpoint,
             sample: Sample {
                 service: self.route.key,
                 color,

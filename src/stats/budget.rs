@@ -47,6 +47,20 @@ impl Window {
         }
     }
 
+    /// Takes back one `add` at `epoch` (a reservation over the budget); nothing if the slot has
+    /// moved on to a later second since.
+    fn remove(&self, epoch: u64) {
+        let slot = &self.0[(epoch % WINDOW_SLOTS) as usize];
+        let tag = (epoch & ((1 << EPOCH_BITS) - 1)) << (64 - EPOCH_BITS);
+        let mut cur = slot.load(Ordering::Relaxed);
+        while cur & !COUNT_MASK == tag && cur & COUNT_MASK > 0 {
+            match slot.compare_exchange_weak(cur, cur - 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
     fn sum(&self, epoch: u64) -> u64 {
         let live = |e: u64| (e & ((1 << EPOCH_BITS) - 1)) << (64 - EPOCH_BITS);
         (0..WINDOW_SLOTS)
@@ -90,13 +104,21 @@ impl RetryBudget {
 
     /// Takes one retry if `ratio × requests + min_per_second × WINDOW_SLOTS` over the window
     /// allows it.
+    ///
+    /// The retry is counted first and given back if it was one too many. Checked first, two
+    /// worker threads (`--threads N`) could both see room for the last retry and both take it
+    /// (11 of 10 with four threads: `threads_withdrawing_at_once_never_take_more_than_the_budget`);
+    /// counted first, two racing for the last one may both give it back: one retry fewer at
+    /// worst, never one more.
     pub fn withdraw(&self, ratio: f64, min_per_second: u32) -> bool {
         let e = now_epoch();
         let allowed = (u64::from(min_per_second) * WINDOW_SLOTS) as f64 + ratio * self.requests.sum(e) as f64;
-        if self.retries.sum(e) as f64 >= allowed {
+        self.retries.add(e);
+        let before = self.retries.sum(e).saturating_sub(1);
+        if before as f64 >= allowed {
+            self.retries.remove(e);
             return false;
         }
-        self.retries.add(e);
         true
     }
 }
@@ -134,6 +156,27 @@ mod tests {
         b.deposit();
         // 0.2 × 2 requests allows 0.4 of a retry (rounded up to one); the floor allows 100.
         assert_eq!((0..1000).filter(|_| b.withdraw(0.2, 10)).count(), 101);
+    }
+
+    #[test]
+    fn threads_withdrawing_at_once_never_take_more_than_the_budget() {
+        // Worker threads (`--threads N`) withdraw in parallel: the last retry goes to one of them.
+        for _ in 0..2000 {
+            let b = RetryBudget::default();
+            let start = std::sync::Barrier::new(4);
+            let granted: usize = std::thread::scope(|s| {
+                let tasks: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            (0..20).filter(|_| b.withdraw(0.0, 1)).count()
+                        })
+                    })
+                    .collect();
+                tasks.into_iter().map(|t| t.join().unwrap()).sum()
+            });
+            assert_eq!(granted, 10, "a floor of 1 a second allows 10 over the window");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -118,10 +118,12 @@ impl Body for RequestBody {
 pub struct EndpointSlot(Arc<Endpoint>);
 
 impl EndpointSlot {
-    /// Counts an attempt in on `ep`.
-    pub fn enter(ep: &Arc<Endpoint>) -> Self {
-        ep.in_flight.fetch_add(1, Ordering::Relaxed);
-        EndpointSlot(ep.clone())
+    /// Counts an attempt in on `ep` if it has fewer than `max` in flight. The check and the count
+    /// are one compare-and-swap: checked first and counted after, two worker threads could both
+    /// take an endpoint's last slot.
+    pub fn try_enter(ep: &Arc<Endpoint>, max: u32) -> Option<Self> {
+        ep.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(EndpointSlot(ep.clone()))
     }
 }
 

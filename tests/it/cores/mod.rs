@@ -7,18 +7,23 @@
 //!   it is only close to the weight (the kernel's `SO_REUSEPORT` hash decides which requests a
 //!   worker sees, so its share of the sequence is not a contiguous run).
 //! - A sticky key's color is a pure function of the key and the weight: exact on every worker.
-//! - The retry budget, the per-endpoint in-flight cap, ejection and health state, the route
-//!   snapshot, the rollback's abandon signal and the served certificate are one value shared by
-//!   both workers: exact overall, and there is no per-worker figure to state.
-//! - What is per worker: idle upstream connections (a request reuses one its own thread owns)
-//!   and `switchyard_worker_connections_total{worker}`.
+//! - The retry budget, the per-endpoint in-flight cap, the listener's connection limit, ejection
+//!   and health state, the route snapshot, the rollback's abandon signal and the served
+//!   certificate are each one value shared by both workers: exact overall, with no per-worker
+//!   share (10 retries a window means 10 for the process, not 10 per worker). The budget and
+//!   the in-flight cap are taken with one atomic step each, so two workers racing for the last
+//!   retry or slot never both get it (`stats::budget` and `upstream::pool` unit tests).
+//! - Per worker: idle upstream connections (a request reuses one its own thread owns), and
+//!   `switchyard_worker_connections_total{service,worker}`, exact per worker.
 //!
-//! The tests learn which worker accepted a connection from that counter, opening one connection
-//! at a time (`support::Attribution`), and insist that each worker served its share.
+//! The tests learn from that counter how many connections each worker accepted (per round of
+//! fresh connections, or one connection at a time where a request must be tied to its worker:
+//! `support`), and insist that each worker served its share before judging.
 //!
 //! - `routing`: the exact split, sticky keys across workers, weight changes by reload and admin.
-//! - `limits`: the retry budget and the in-flight cap are global.
+//! - `limits`: the retry budget, the in-flight cap and the connection limit are global.
 //! - `pooling`: each worker reuses idle upstream connections of its own.
+//! - `protocols`: h2c streams and upgrade tunnels on both workers.
 //! - `endpoints`: passive ejection and active health seen by both workers.
 //! - `inflight`: rollback rescue of waiting candidate attempts and hedging on both workers.
 //! - `drain`: shutdown waits for both workers' requests, and closes the rest after the timeout.
@@ -31,6 +36,7 @@ mod fleet;
 mod inflight;
 mod limits;
 mod pooling;
+mod protocols;
 mod routing;
 mod support;
 mod tls;

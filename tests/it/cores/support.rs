@@ -1,8 +1,10 @@
 //! What the thread-per-core tests share: requests on fresh connections (each one a new accept,
-//! so the kernel's `SO_REUSEPORT` hash picks the worker) and which worker accepted each one,
-//! read from `switchyard_worker_connections_total` between connections.
+//! so the kernel's `SO_REUSEPORT` hash picks the worker) and how many of them each worker
+//! accepted, read from `switchyard_worker_connections_total`: per round of connections
+//! (`spread`, `in_flight_on_both`), or per connection when a test must know which worker served
+//! which request (`Attribution`). Every bound is generous: these tests also run on a loaded box.
 
-use crate::support::{read_response, scrape};
+use crate::support::{read_to_eof, scrape};
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard::app::App;
@@ -13,6 +15,9 @@ use tokio::time::Instant;
 /// Worker runtimes of every fixture here (`--threads 2`).
 pub const THREADS: usize = 2;
 
+/// Connections opened between two reads of the per-worker counters.
+const ROUND: usize = 8;
+
 /// Connections each worker accepted for `service` so far (worker `i + 1` at index `i`).
 pub async fn accepted(app: &App, service: &str) -> [u64; THREADS] {
     let text = scrape(app).await;
@@ -21,6 +26,67 @@ pub async fn accepted(app: &App, service: &str) -> [u64; THREADS] {
         let labels = [("service", service), ("worker", worker.as_str())];
         crate::support::metric(&text, "switchyard_worker_connections_total", &labels).unwrap_or(0.0) as u64
     })
+}
+
+/// Waits (10 s at most) until `service`'s workers accepted `total` connections since `base`;
+/// returns how many each accepted.
+async fn accepted_since(app: &App, service: &str, base: [u64; THREADS], total: usize) -> [u64; THREADS] {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = accepted(app, service).await;
+        let per: [u64; THREADS] = std::array::from_fn(|i| now[i] - base[i]);
+        if per.iter().sum::<u64>() >= total as u64 {
+            return per;
+        }
+        assert!(Instant::now() < end, "{total} connections opened, the workers accepted {per:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs `request` (each call opens exactly one connection to `service`) in rounds until each
+/// worker has accepted at least `each` of them (at most `40 × each` calls): every result, and how
+/// many connections each worker accepted.
+pub async fn spread<T>(
+    app: &App,
+    service: &str,
+    each: usize,
+    mut request: impl AsyncFnMut() -> T,
+) -> (Vec<T>, [u64; THREADS]) {
+    let base = accepted(app, service).await;
+    let mut out = Vec::new();
+    loop {
+        for _ in 0..ROUND {
+            out.push(request().await);
+        }
+        let per = accepted_since(app, service, base, out.len()).await;
+        if per.iter().all(|&n| n >= each as u64) {
+            return (out, per);
+        }
+        assert!(out.len() < 40 * each, "the kernel never spread {each} connections to each worker: {per:?}");
+    }
+}
+
+/// Requests of `path` left in flight (sent, not read) until each worker holds at least `each`
+/// of them: the connections, and how many each worker accepted.
+pub async fn in_flight_on_both(
+    app: &App,
+    service: &str,
+    addr: SocketAddr,
+    path: &str,
+    each: usize,
+) -> (Vec<TcpStream>, [u64; THREADS]) {
+    let base = accepted(app, service).await;
+    let mut out = Vec::new();
+    loop {
+        for _ in 0..ROUND / 2 {
+            out.push(send_only(addr, path).await);
+        }
+        let per = accepted_since(app, service, base, out.len()).await;
+        if per.iter().all(|&n| n >= each as u64) {
+            return (out, per);
+        }
+        assert!(out.len() < 40 * each, "the kernel never spread {each} connections to each worker: {per:?}");
+    }
 }
 
 /// Names the worker of each new connection to one service, one connection at a time.
@@ -35,22 +101,13 @@ impl<'a> Attribution<'a> {
         Attribution { app, service: service.into(), last: accepted(app, service).await }
     }
 
-    /// The worker (0-based) that accepted the one connection opened since the last call; waits
-    /// (5 s at most) for the accept when the connection's request has not been answered yet.
+    /// The worker (0-based) that accepted the one connection opened since the last call.
     pub async fn next(&mut self) -> usize {
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            let now = accepted(self.app, &self.service).await;
-            let grew: Vec<usize> = (0..THREADS).filter(|&i| now[i] > self.last[i]).collect();
-            let added: u64 = now.iter().sum::<u64>() - self.last.iter().sum::<u64>();
-            if added > 0 {
-                assert_eq!((added, grew.len()), (1, 1), "one connection at a time: {:?} -> {now:?}", self.last);
-                self.last = now;
-                return grew[0];
-            }
-            assert!(Instant::now() < end, "no worker accepted the connection: {now:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let per = accepted_since(self.app, &self.service, self.last, 1).await;
+        let grew: Vec<usize> = (0..THREADS).filter(|&i| per[i] > 0).collect();
+        assert_eq!((per.iter().sum::<u64>(), grew.len()), (1, 1), "one connection at a time: {per:?}");
+        self.last[grew[0]] += 1;
+        grew[0]
     }
 
     /// Runs `request` (which opens exactly one connection to the service) until each worker has
@@ -83,10 +140,7 @@ pub fn request(path: &str, headers: &[(&str, &str)]) -> String {
 pub async fn fresh_get(addr: SocketAddr, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request("/", headers).as_bytes()).await.unwrap();
-    match read_response(&mut s).await {
-        Some(r) => (r.status, r.header("x-switchyard-mock").unwrap_or_default().to_string()),
-        None => (0, String::new()),
-    }
+    answer(&mut s).await
 }
 
 /// Opens a connection and sends `GET path` without reading the answer: a request left in flight.
@@ -96,22 +150,18 @@ pub async fn send_only(addr: SocketAddr, path: &str) -> TcpStream {
     s
 }
 
-/// Requests left in flight until each worker holds at least `each` of them: the connections,
-/// each with the worker that accepted it.
-pub async fn in_flight_on_both(
-    at: &mut Attribution<'_>,
-    addr: SocketAddr,
-    path: &str,
-    each: usize,
-) -> Vec<(TcpStream, usize)> {
-    let mut out = Vec::new();
-    let mut per = [0usize; THREADS];
-    while per.iter().any(|&n| n < each) {
-        assert!(out.len() < 40 * each, "the kernel never spread {each} connections to each worker: {per:?}");
-        let s = send_only(addr, path).await;
-        let w = at.next().await;
-        per[w] += 1;
-        out.push((s, w));
-    }
-    out
+/// The answer on a `Connection: close` exchange, read to its end (15 s at most): (status,
+/// `x-switchyard-mock`), status 0 when the connection closed without one.
+pub async fn answer(s: &mut TcpStream) -> (u16, String) {
+    let (bytes, _) = read_to_eof(s, Duration::from_secs(15)).await;
+    let text = String::from_utf8_lossy(&bytes);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mock = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-switchyard-mock"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    (status, mock)
 }

@@ -19,13 +19,10 @@ fn tls_line(env: &Env) -> String {
 async fn served_on_both(app: &App, name: &str, ca: &Ca, der: &[u8]) {
     let tls = connector(ca, None);
     let addr = app.service_addr(name).unwrap();
-    let mut at = Attribution::new(app, name).await;
-    let seen = at.on_both(3, async || https_get(addr, &tls).await).await;
-    for (worker, answers) in seen.iter().enumerate() {
-        for (cert, status) in answers {
-            assert_eq!(*status, 200, "worker {}", worker + 1);
-            assert!(cert == der, "worker {} served another certificate", worker + 1);
-        }
+    let (seen, per) = spread(app, name, 3, async || https_get(addr, &tls).await).await;
+    for (cert, status) in &seen {
+        assert_eq!(*status, 200, "connections per worker {per:?}");
+        assert!(cert == der, "another certificate was served ({per:?} connections per worker)");
     }
 }
 
@@ -62,9 +59,8 @@ async fn a_reload_that_switches_tls_on_reaches_both_workers_on_the_same_port() {
     env.threads = THREADS;
     let app = env.start().await;
     let addr = app.service_addr(name).unwrap();
-    let mut at = Attribution::new(&app, name).await;
-    let plain = at.on_both(2, async || fresh_get(addr, &[]).await).await;
-    assert!(plain.iter().flatten().all(|a| a.0 == 200), "{plain:?}");
+    let (plain, _) = spread(&app, name, 2, async || fresh_get(addr, &[]).await).await;
+    assert!(plain.iter().all(|a| a.0 == 200), "{plain:?}");
 
     let leaf = ca.leaf();
     write_pair(env.dir.path(), &leaf.0, &leaf.1);
