@@ -10,7 +10,7 @@ mod exchange;
 pub mod headers;
 pub mod respond;
 
-use crate::body::{Exchange, ResponseBody};
+use crate::body::{BodyCut, Exchange, ResponseBody};
 use crate::error::ProxyError;
 use crate::route::{Route, Router, ServiceKey};
 use crate::upstream::client::UpstreamClient;
@@ -74,11 +74,17 @@ pub async fn handle(
     mut req: Request<Incoming>,
     exchange: Option<Exchange>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    // A body still arriving when the response has ended is no longer relayed (`BodyCut`).
+    let cut = (!http_body::Body::is_end_stream(req.body()) && !headers::is_upgrade(req.headers())).then(BodyCut::new);
+    if let Some(c) = &cut {
+        req.extensions_mut().insert(c.clone());
+    }
     let mut resp = match admitted(&conn, &mut req) {
         Ok(route) => exchange::run(&conn, route, req).await,
         Err((e, service)) => respond::error_response(&e, &service),
     };
     resp.body_mut().keep(exchange);
+    resp.body_mut().cut_when_done(cut);
     Ok(resp)
 }
 
