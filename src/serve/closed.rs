@@ -37,9 +37,9 @@ const STREAM_CLOSED: u32 = 0x5;
 /// An unassigned frame type (RFC 9113 §11.2 lists 0x00–0x09; 0xf0–0xff are reserved for
 /// experimental use), which a receiver ignores.
 const IGNORED: u8 = 0xfa;
-/// Closed streams remembered: enough for `h2`'s 200 concurrent streams to close several times
-/// over before an old one is forgotten; older DATA goes to `h2`, which by then has forgotten the
-/// stream too and answers STREAM_CLOSED itself.
+/// Closed streams remembered (1 KiB once full, only on connections that closed that many): a
+/// whole `limits.max_h2_streams` (256 by default) closing at once. Older ones are left to `h2`'s
+/// own answer, which is STREAM_CLOSED once it has forgotten the stream (1 s after its reset).
 const REMEMBERED: usize = 256;
 
 /// Where a byte stream is in its sequence of frames.
