@@ -88,6 +88,7 @@ pub(super) async fn run(
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    let body = crate::body::ClientBody::new(body, parts.extensions.get::<crate::body::BodyCut>().cloned());
     let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade, route.policy.via);
     let retry = &route.policy.retry;
     let limit = route.policy.max_body_bytes;

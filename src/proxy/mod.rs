@@ -10,7 +10,7 @@ mod exchange;
 pub mod headers;
 pub mod respond;
 
-use crate::body::{Exchange, ResponseBody};
+use crate::body::{BodyCut, Exchange, ResponseBody};
 use crate::error::ProxyError;
 use crate::observe::Telemetry;
 use crate::route::{Route, Router, ServiceKey};
@@ -83,6 +83,11 @@ pub async fn handle(
     let request_id = tel.request_id(req.headers_mut());
     let tls = conn.tls_version.get().copied();
     let obs = tel.begin(conn.peer, tls, &conn.svc.name, &req, request_id.clone());
+    // A body still arriving when the response has ended is no longer relayed (`BodyCut`).
+    let cut = (!http_body::Body::is_end_stream(req.body()) && !headers::is_upgrade(req.headers())).then(BodyCut::new);
+    if let Some(c) = &cut {
+        req.extensions_mut().insert(c.clone());
+    }
     let mut resp = match admitted(&conn, &mut req) {
         Ok(route) => exchange::run(&conn, route, req, obs, &request_id).await,
         Err((e, service)) => {
@@ -95,6 +100,7 @@ pub async fn handle(
     };
     resp.headers_mut().insert(tel.request_id.clone(), request_id);
     resp.body_mut().keep(exchange);
+    resp.body_mut().cut_when_done(cut);
     Ok(resp)
 }
 

@@ -5,13 +5,12 @@
 //! `GET / HTTP/1.1` on a TLS connection whose ALPN chose `h2` is not served: the negotiated
 //! protocol is the one spoken.
 //!
-//! A request body the upstream answered early: once the response has ended and the proxy has
-//! dropped the body, the `h2` crate sends RST_STREAM(NO_ERROR) (RFC 9113 §8.1). DATA the client
-//! still sends on that stream gets RST_STREAM(STREAM_CLOSED) from `h2` once it has forgotten the
-//! stream; while it remembers it (1 s, at most 50 streams: `h2`'s defaults, not configurable
-//! through hyper) the frames are ignored, which RFC 9113 §5.1 also allows. Never a GOAWAY: see
-//! `tests/it/protocol_edges.rs`.
+//! The socket is wrapped in [`ClosedStreams`]: DATA on a stream already closed for receiving
+//! (an early response's RST_STREAM(NO_ERROR), a reset, the client's END_STREAM) gets
+//! RST_STREAM(STREAM_CLOSED) every time, where `h2` alone would ignore it, answer it, or end the
+//! whole connection with GOAWAY(PROTOCOL_ERROR) depending on timing.
 
+use super::closed::ClosedStreams;
 use super::{ServeCfg, Socket};
 use crate::proxy::{self, ConnCtx};
 use hyper::service::service_fn;
@@ -32,7 +31,7 @@ pub(super) async fn serve<S: Socket>(io: S, conn: Arc<ConnCtx>, cfg: Arc<ServeCf
         }
         proxy::handle(conn.clone(), req, None)
     });
-    let c = cfg.h2.serve_connection(TokioIo::new(io), service);
+    let c = cfg.h2.serve_connection(TokioIo::new(ClosedStreams::new(io)), service);
     tokio::pin!(c);
     let res = tokio::select! {
         r = c.as_mut() => r,

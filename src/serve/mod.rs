@@ -3,6 +3,7 @@
 //! keep-alive connection is idle; HTTP/2 (ALPN `h2`, or cleartext that begins `PRI `) goes to
 //! [`h2`], hyper's HTTP/2 builder alone.
 
+mod closed;
 mod framing;
 mod h1;
 mod h2;

@@ -32,9 +32,14 @@ pub enum RequestBodyError {
     /// A newer copy of the body went to another attempt; this one's connection is abandoned.
     #[error("request body superseded by a retry")]
     Superseded,
+    /// The client's response has ended: the rest of the body is not relayed (`cut`).
+    #[error("response ended before the request body")]
+    ResponseEnded,
 }
 
+mod cut;
 mod replay;
+pub use cut::{BodyCut, ClientBody, CutGuard};
 pub use replay::ReplayBody;
 
 pin_project! {
@@ -44,7 +49,7 @@ pin_project! {
     pub enum RequestBody {
         /// Streamed from the client in constant memory.
         Stream {
-            #[pin] inner: Incoming,
+            #[pin] inner: ClientBody,
             limit: u64,
             seen: u64,
         },
@@ -61,8 +66,8 @@ pin_project! {
 
 impl RequestBody {
     /// A streamed body with an optional limit.
-    pub fn stream(inner: Incoming, limit: Option<u64>) -> Self {
-        RequestBody::Stream { inner, limit: limit.unwrap_or(u64::MAX), seen: 0 }
+    pub fn stream(inner: impl Into<ClientBody>, limit: Option<u64>) -> Self {
+        RequestBody::Stream { inner: inner.into(), limit: limit.unwrap_or(u64::MAX), seen: 0 }
     }
 
     /// A buffered body.
@@ -87,7 +92,7 @@ impl Body for RequestBody {
                     }
                     Poll::Ready(Some(Ok(f)))
                 }
-                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                Some(Err(e)) => Poll::Ready(Some(Err(e))),
                 None => Poll::Ready(None),
             },
             RequestBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -238,11 +243,13 @@ pin_project! {
             rec: Option<Recording>,
             conn: Option<crate::upstream::client::Sender>,
             exchange: Option<Exchange>,
+            cut: Option<CutGuard>,
         },
         /// Synthetic (errors, admin).
         Full {
             data: Option<Bytes>,
             exchange: Option<Exchange>,
+            cut: Option<CutGuard>,
         },
     }
 
@@ -265,13 +272,13 @@ impl ResponseBody {
     /// A synthetic body.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        ResponseBody::Full { data: (!data.is_empty()).then_some(data), exchange: None }
+        ResponseBody::Full { data: (!data.is_empty()).then_some(data), exchange: None, cut: None }
     }
 
     /// A streamed upstream body that records on completion and then returns `conn` (the
     /// connection it arrives on) to the endpoint's pool.
     pub fn upstream(inner: Incoming, rec: Recording, conn: crate::upstream::client::Sender) -> Self {
-        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn), exchange: None }
+        ResponseBody::Upstream { inner, rec: Some(rec), conn: Some(conn), exchange: None, cut: None }
     }
 
     /// Holds the connection's `exchange` until hyper drops this body (fields drop after the
@@ -279,6 +286,13 @@ impl ResponseBody {
     pub fn keep(&mut self, exchange: Option<Exchange>) {
         match self {
             ResponseBody::Upstream { exchange: e, .. } | ResponseBody::Full { exchange: e, .. } => *e = exchange,
+        }
+    }
+
+    /// Cuts the request's body (`BodyCut`) when hyper drops this body: after its last frame.
+    pub fn cut_when_done(&mut self, cut: Option<BodyCut>) {
+        match self {
+            ResponseBody::Upstream { cut: c, .. } | ResponseBody::Full { cut: c, .. } => *c = cut.map(CutGuard),
         }
     }
 }

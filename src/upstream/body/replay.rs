@@ -8,11 +8,10 @@
 //! still held by an abandoned upstream connection gets an error if it reaches past what was
 //! kept, which closes that connection instead of letting it steal frames from the retry.
 
-use super::RequestBodyError;
+use super::{ClientBody, RequestBodyError};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -34,7 +33,7 @@ enum Kept {
 
 struct Shared {
     /// The client's stream; `None` once it ended or failed.
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     kept: Vec<Kept>,
     kept_bytes: usize,
     cap: usize,
@@ -51,7 +50,8 @@ struct Shared {
 
 impl ReplayBody {
     /// Wraps the client's body: keeps up to `cap` bytes for replay, refuses more than `limit`.
-    pub fn new(inner: Incoming, cap: usize, limit: Option<u64>) -> Self {
+    pub fn new(inner: impl Into<ClientBody>, cap: usize, limit: Option<u64>) -> Self {
+        let inner = inner.into();
         let size = inner.size_hint();
         let ended = inner.is_end_stream();
         let shared = Shared {
@@ -112,7 +112,7 @@ impl Shared {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.fail();
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
@@ -203,6 +203,7 @@ impl Body for ReplayBody {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use hyper::body::Incoming;
 
     /// A real `Incoming` body: a one-shot HTTP/1.1 server that hands the request body out.
     async fn incoming(chunks: Vec<&'static [u8]>) -> Incoming {
