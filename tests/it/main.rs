@@ -14,6 +14,7 @@ mod command_errors;
 mod control_loop;
 mod data_plane;
 mod day_two;
+mod demo;
 mod faults;
 mod fleet;
 mod hardening;

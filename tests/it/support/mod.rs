@@ -16,7 +16,7 @@ mod fixture;
 mod load;
 mod metrics;
 mod raw;
-pub use binary::{cli, Proxy};
+pub use binary::{cli, Proxy, BIN};
 pub use fixture::{Fixture, FixtureBuilder};
 pub use load::Load;
 pub use metrics::{metric, scrape, scrape_metric, wait_metric};
