@@ -274,23 +274,6 @@ fn parts(t: &Triggers, cfg: &Config) -> Vec<Part> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_percentages_and_wrapping_read_as_people_write_them() {
-        assert_eq!(dur(Duration::from_millis(300)), "300ms");
-        assert_eq!(dur(Duration::from_secs(90)), "90s");
-        assert_eq!(dur(Duration::from_secs(120)), "2m");
-        assert_eq!(pct(0.001), "0.1 %");
-        assert_eq!(pct(0.999), "99.9 %");
-        assert_eq!(num(2.0), "2");
-        let lines = wrap("a {{ $labels.x }} b", 5);
-        assert_eq!(lines, ["a", "{{ $labels.x }}", "b"], "a template is never split");
-    }
-}
-
 /// A number as PromQL and people write it: `0.001`, `2`, `0.25`.
 fn num(x: f64) -> String {
     format!("{x}")
@@ -347,4 +330,21 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_percentages_and_wrapping_read_as_people_write_them() {
+        assert_eq!(dur(Duration::from_millis(300)), "300ms");
+        assert_eq!(dur(Duration::from_secs(90)), "90s");
+        assert_eq!(dur(Duration::from_secs(120)), "2m");
+        assert_eq!(pct(0.001), "0.1 %");
+        assert_eq!(pct(0.999), "99.9 %");
+        assert_eq!(num(2.0), "2");
+        let lines = wrap("a {{ $labels.x }} b", 5);
+        assert_eq!(lines, ["a", "{{ $labels.x }}", "b"], "a template is never split");
+    }
 }
