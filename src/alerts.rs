@@ -3,7 +3,7 @@
 //! a background task with per-attempt timeouts and bounded retries; callers only `try_send`.
 //! Escalation pages (`Alerter::page`) go through the same task to the level's own webhooks.
 
-mod client;
+pub(crate) mod client;
 
 use crate::config::AlertConfig;
 use crate::stats::names;
@@ -114,7 +114,7 @@ impl Alerter {
     }
 
     fn queue(&self, alert: Alert, targets: Targets) {
-        tracing::warn!(severity = alert.severity.as_str(), alert = %alert.alert, service = ?alert.service, "{}", alert.text);
+        tracing::warn!(severity = alert.severity.as_str(), alert = %alert.alert, service = alert.service.as_deref().unwrap_or("-"), "{}", alert.text);
         if self.tx.try_send((alert, targets)).is_err() {
             metrics::counter!(names::ALERTS_TOTAL, "severity" => "any", "result" => "dropped").increment(1);
         }
@@ -159,7 +159,7 @@ async fn deliver(client: &WebhookClient, url: &str, body: Bytes, timeout: Durati
         match tokio::time::timeout(timeout, client.request(req)).await {
             Ok(Ok(r)) if r.status().is_success() => return true,
             Ok(Ok(r)) => tracing::warn!(url, status = %r.status(), attempt, "webhook refused the alert"),
-            Ok(Err(e)) => tracing::warn!(url, error = ?e, attempt, "webhook unreachable"),
+            Ok(Err(e)) => tracing::warn!(url, error = %e, attempt, "webhook unreachable"),
             Err(_) => tracing::warn!(url, attempt, "webhook timed out"),
         }
     }

@@ -1,7 +1,7 @@
 //! Command implementations at the binary's edge (anyhow lives here, not in the library).
 
 use crate::admin_client::{self, Target};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
@@ -34,7 +34,9 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// `switchyard run`: the file if `check` would accept it, else the last good copy (loudly).
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+/// `threads` runtimes accept and serve connections (one per core by default); the control loop
+/// and the admin server run beside them on the calling runtime.
+pub async fn run(path: PathBuf, threads: Option<usize>) -> anyhow::Result<()> {
     let start = preflight::start_config(&path, env_token()).map_err(|e| {
         anyhow::anyhow!(
             "{e}\n{} has {} problem(s) and there is no last good copy to start from",
@@ -45,6 +47,8 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let (accepted, refused) = (start.accepted, start.refused);
     let mut opts = AppOptions::new(&path);
     opts.token = accepted.token;
+    let threads = threads.unwrap_or_else(switchyard::workers::default_count);
+    opts.workers = Some(switchyard::workers::Workers::spawn(threads).context("cannot start the worker runtimes")?);
     let (state_dir, running_from) = (accepted.config.state_dir.clone(), accepted.config.source.clone());
     // Before the listeners open: from the first accepted connection on, SIGTERM means drain.
     let shutdown = shutdown_signal();
@@ -95,13 +99,15 @@ pub enum Ops {
     /// `weight`/`promote` and any pause, and forgets the measurement window; a progressive plan
     /// restarts at its first step, a manual service returns to its file's green_weight.
     Reset(Named),
-    /// Pause a service's plan.
+    /// Pause a service's plan: it stays at its step and the hold clock stands still.
     Pause(Named),
-    /// Resume a service's plan.
+    /// End a pause (the hold runs on where it stood), or hand a `weight` override back to the
+    /// plan at the step nearest below it.
     Resume(Named),
-    /// Advance a service's plan one step.
+    /// Move a service's plan to its next step now, with that step's weight (ends an override).
     Advance(Named),
-    /// Send all of a service's traffic to its candidate.
+    /// Make the candidate live now: the release is finished (the old live pool is retired).
+    /// A manual service keeps blue live and sends green 100 %.
     Promote(Named),
     /// Acknowledge an incident: records who and stops its escalation.
     Ack {
@@ -116,7 +122,8 @@ pub enum Ops {
         #[command(flatten)]
         common: Common,
     },
-    /// Set a service's green weight in percent.
+    /// Override a service's green weight in percent: temporary, shown as an override;
+    /// `resume` hands it back to the plan, `promote` finishes the release.
     Weight {
         /// Service.
         service: String,
@@ -179,8 +186,9 @@ fn percent(v: &serde_json::Value) -> String {
 
 fn print_status(doc: &StatusDoc) {
     println!(
-        "config generation {}  sequence: {}{}",
+        "config generation {} (reloads applied; status snapshot {})  sequence: {}{}",
         doc.config.generation,
+        doc.generation,
         doc.sequence.current.as_deref().unwrap_or("-"),
         if doc.sequence.halted { "  (HALTED)" } else { "" }
     );
@@ -202,46 +210,61 @@ fn print_status(doc: &StatusDoc) {
         println!("health score {h:.1}{}", if h < 90.0 { "  (BELOW 90)" } else { "" });
     }
     println!(
-        "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
-        "service", "state", "green%", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
+        "{:<10} {:<12} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  incident",
+        "service", "state", "cand%", "green%", "l.p95ms", "c.p95ms", "l.err%", "c.err%", "c.compl"
     );
     for s in &doc.services {
         // An empty window has no rate or latency: "—", not a zero that reads as perfect.
-        let stat = |c: Color, read: fn(&MeasurementView) -> Option<f64>, scale: f64, prec: usize| {
-            let m = s.window.get(c);
+        let stat = |c: Option<Color>, read: fn(&MeasurementView) -> Option<f64>, scale: f64, prec: usize| {
+            let Some(m) = c.map(|c| s.window.get(c)) else { return "—".to_string() };
             match read(m) {
                 Some(x) if m.samples > 0 => format!("{:.prec$}", x * scale),
                 _ => "—".to_string(),
             }
         };
+        let (live, cand) = (Some(s.live), s.candidate);
         println!(
-            "{:<10} {:<12} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
+            "{:<10} {:<12} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
             s.name,
             s.state.as_str(),
+            s.candidate_weight,
             s.green_weight,
-            stat(Color::Blue, |m| Some(m.p95_ms), 1.0, 1),
-            stat(Color::Green, |m| Some(m.p95_ms), 1.0, 1),
-            stat(Color::Blue, |m| Some(m.error_rate), 100.0, 2),
-            stat(Color::Green, |m| Some(m.error_rate), 100.0, 2),
-            stat(Color::Green, |m| m.compliance, 1.0, 3),
+            stat(live, |m| Some(m.p95_ms), 1.0, 1),
+            stat(cand, |m| Some(m.p95_ms), 1.0, 1),
+            stat(live, |m| Some(m.error_rate), 100.0, 2),
+            stat(cand, |m| Some(m.error_rate), 100.0, 2),
+            stat(cand, |m| m.compliance, 1.0, 3),
             s.incident.as_deref().unwrap_or("-")
         );
         println!("{:<10} {}", "", progress_line(s));
     }
 }
 
+fn with_release(color: Color, r: &Option<std::sync::Arc<str>>) -> String {
+    match r.as_deref() {
+        Some(r) => format!("{} ({r})", color.as_str()),
+        None => color.as_str().to_string(),
+    }
+}
+
 /// Who is live, who is the candidate, and why its plan is (not) moving:
-/// `live blue (1.0) → candidate green (1.1): step 1/3, healthy 0/3, hold 4s left — inconclusive: 37 of 100 samples`.
+/// `live blue (1.0) 90 % → candidate green (1.1) 10 %: step 1/3, healthy 0/3, hold 4s left — inconclusive: 37 of 100 samples`.
 fn progress_line(s: &ServiceStatus) -> String {
-    let release = |r: &Option<std::sync::Arc<str>>| r.as_deref().map_or(String::new(), |r| format!(" ({r})"));
-    let live = format!("live {}{}", s.live.as_str(), release(&s.live_release));
+    let down = if s.live_down { "LIVE DOWN (no healthy endpoint) · " } else { "" };
+    let live = format!("{down}live {} {} %", with_release(s.live, &s.live_release), s.live_weight);
     let Some(cand) = s.candidate else {
         return format!("{live}, no candidate: the next release goes into the idle pool");
     };
-    let mut line = format!("{live} → candidate {}{}", cand.as_str(), release(&s.candidate_release));
+    let mut line = format!("{live} → candidate {} {} %", with_release(cand, &s.candidate_release), s.candidate_weight);
     let Some(p) = &s.progress else { return line };
     if let (Some(step), Some(healthy)) = (&p.step, &p.healthy) {
-        line += &format!(": step {step}, healthy {healthy}, hold {} left", p.hold_remaining.as_deref().unwrap_or("—"));
+        let hold = match (p.hold_remaining_ms, &p.hold_remaining) {
+            (Some(0), _) => "hold done".to_string(),
+            (_, Some(left)) if s.paused => format!("hold {left} left (frozen)"),
+            (_, Some(left)) => format!("hold {left} left"),
+            _ => "hold —".to_string(),
+        };
+        line += &format!(": step {step}, healthy {healthy}, {hold}");
     }
     if let Some(r) = &p.reason {
         line += &format!(" — {r}");
@@ -258,11 +281,78 @@ fn paging(e: &serde_json::Value) -> String {
     let level = e["level"].as_u64().unwrap_or(0);
     match &e["acknowledged"] {
         a if a.is_object() => {
-            format!("acknowledged by {} at level {}", a["by"].as_str().unwrap_or("?"), a["level"].as_u64().unwrap_or(0))
+            let by = a["by"].as_str().unwrap_or("?");
+            match a["level"].as_u64().unwrap_or(0) {
+                0 => format!("acknowledged by {by} before any page"),
+                l => format!("acknowledged by {by} after level {l}"),
+            }
         }
         _ if level > 0 => format!("escalated to level {level}"),
         _ => "unacknowledged".into(),
     }
+}
+
+/// `green (v2)` from an incident's `candidate_*` fields, or `-` in logs from before roles.
+fn incident_role(i: &serde_json::Value, role: &str) -> String {
+    match (i[format!("{role}_color")].as_str(), i[format!("{role}_release")].as_str()) {
+        (Some(c), Some(r)) => format!("{c} ({r})"),
+        (Some(c), None) => c.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// The incident list as a table whose columns fit their widest cell.
+fn print_incidents(v: &serde_json::Value) {
+    let header = ["id", "service", "trigger", "candidate", "live", "decided_at", "swap_us", "paging", "report"];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for i in v.as_array().into_iter().flatten() {
+        let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+        rows.push(vec![
+            s("id"),
+            s("service"),
+            s("trigger"),
+            incident_role(i, "candidate"),
+            incident_role(i, "live"),
+            s("decided_at"),
+            i["decision_to_swap_us"].to_string(),
+            paging(&i["escalation"]),
+            i["report"]["summary"].as_str().unwrap_or("pending").to_string(),
+        ]);
+    }
+    let last = header.len() - 1;
+    let widths: Vec<usize> = (0..last).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for r in &rows {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            // Numbers right-aligned, text left-aligned.
+            if c == 6 {
+                line += &format!("{:>w$}  ", r[c]);
+            } else {
+                line += &format!("{:<w$}  ", r[c]);
+            }
+        }
+        line += &r[last];
+        println!("{}", line.trim_end());
+    }
+}
+
+/// An action's reply: what it did (with the way back), then where the service stands, roles
+/// first: `shop: live blue (v1) 80 % · candidate green (v2) 20 % · state canary (green 20%)`.
+fn print_action(v: &serde_json::Value) {
+    let name = v["name"].as_str().unwrap_or("");
+    if let Some(effect) = v["effect"].as_str() {
+        println!("{name}: {effect}");
+    }
+    let Ok(s) = serde_json::from_value::<ServiceStatus>(v.clone()) else {
+        println!("{name}: state {}, green {}%", v["state"].as_str().unwrap_or(""), percent(&v["green_weight"]));
+        return;
+    };
+    let live = format!("live {} {} %", with_release(s.live, &s.live_release), s.live_weight);
+    let cand = match s.candidate {
+        Some(c) => format!("candidate {} {} %", with_release(c, &s.candidate_release), s.candidate_weight),
+        None => "no candidate".into(),
+    };
+    println!("{name}: {live} · {cand} · state {} (green {}%)", s.state.as_str(), s.green_weight);
 }
 
 /// Runs an operator command.
@@ -306,37 +396,9 @@ pub async fn ops(op: Ops) -> anyhow::Result<()> {
         Ops::Status(_) => print_status(&serde_json::from_value(v)?),
         Ops::Incidents { id: Some(_), .. } => print_incident(&v),
         Ops::Reload(_) => println!("config reloaded: generation {}", v["generation"]),
-        Ops::Reset(_) => println!(
-            "{}: state {}, green {}% (rollback cleared: latch, admin weight and pause dropped, window forgotten)",
-            v["name"].as_str().unwrap_or(""),
-            v["state"].as_str().unwrap_or(""),
-            percent(&v["green_weight"])
-        ),
-        Ops::Incidents { id: None, .. } => {
-            println!(
-                "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} report",
-                "id", "service", "trigger", "decided_at", "swap_us", "paging"
-            );
-            for i in v.as_array().into_iter().flatten() {
-                println!(
-                    "{:<32} {:<10} {:<14} {:<26} {:>8}  {:<32} {}",
-                    i["id"].as_str().unwrap_or(""),
-                    i["service"].as_str().unwrap_or(""),
-                    i["trigger"].as_str().unwrap_or(""),
-                    i["decided_at"].as_str().unwrap_or(""),
-                    i["decision_to_swap_us"],
-                    paging(&i["escalation"]),
-                    i["report"]["summary"].as_str().unwrap_or("pending")
-                );
-            }
-        }
+        Ops::Incidents { id: None, .. } => print_incidents(&v),
         Ops::Ack { .. } => println!("{}: {}", v["id"].as_str().unwrap_or(""), paging(&v["escalation"])),
-        _ => println!(
-            "{}: state {}, green {}%",
-            v["name"].as_str().unwrap_or(""),
-            v["state"].as_str().unwrap_or(""),
-            percent(&v["green_weight"])
-        ),
+        _ => print_action(&v),
     }
     Ok(())
 }
@@ -346,11 +408,20 @@ fn print_incident(i: &serde_json::Value) {
     let s = |k: &str| i[k].as_str().unwrap_or("-").to_string();
     println!("incident {}  service {}  release {}", s("id"), s("service"), s("release"));
     println!("trigger {}: value {} vs threshold {}", s("trigger"), i["value"], s("threshold"));
-    println!("green weight before: {}%", percent(&i["weight_before"]));
+    match i["candidate_weight_before"].as_f64() {
+        Some(w) => println!(
+            "candidate {} had {}% before (green {}%); live {}",
+            incident_role(i, "candidate"),
+            w,
+            percent(&i["weight_before"]),
+            incident_role(i, "live")
+        ),
+        None if i["live_color"].is_string() => println!("live {}", incident_role(i, "live")),
+        None => println!("green weight before: {}%", percent(&i["weight_before"])),
+    }
     println!("first bad {}  decided {}  swapped {}", s("first_bad_at"), s("decided_at"), s("swapped_at"));
-    println!(
-        "decision to swap: {} us; green requests in between: {}",
-        i["decision_to_swap_us"], i["green_requests_between"]
-    );
+    let between = i.get("candidate_requests_between").unwrap_or(&i["green_requests_between"]);
+    println!("decision to swap: {} us; candidate requests in between: {}", i["decision_to_swap_us"], between);
+    println!("paging: {}", paging(&i["escalation"]));
     println!("report: {}", i["report"]["summary"].as_str().unwrap_or("pending"));
 }

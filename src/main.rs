@@ -37,9 +37,14 @@ enum Cmd {
         /// Config file.
         #[arg(long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads (default: number of cores).
+        /// Worker runtimes, one thread each, sharing nothing on the request path (default: the
+        /// CPUs this process may use, cgroup quota included). 1 runs everything on one thread.
         #[arg(long)]
         threads: Option<usize>,
+        /// State directory, overriding the file's `state_dir` (so a restart whose file is
+        /// unreadable still finds its last good copy there).
+        #[arg(long, env = "SWITCHYARD_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Validate a config file and print a summary.
     Check {
@@ -86,9 +91,14 @@ enum Cmd {
 }
 
 fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: never in files and pipes, never with NO_COLOR
+    // (https://no-color.org: set and not empty).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !no_color && std::io::stderr().is_terminal();
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         b.json().init();
     } else {
@@ -124,9 +134,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Rules { config } => rules::print(&config),
-        Cmd::Run { config, threads } => {
+        Cmd::Run { config, threads, state_dir } => {
             init_logging(args.log_json);
-            runtime(threads)?.block_on(cli::run(config))
+            if let Some(dir) = state_dir {
+                switchyard::config::override_state_dir(dir);
+            }
+            // The control loop, admin server and health probes: one thread beside the workers.
+            runtime(Some(1))?.block_on(cli::run(config, threads))
         }
         Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
             init_logging(args.log_json);

@@ -89,9 +89,12 @@ pub fn start_config(path: &Path, env_token: Option<String>) -> Result<Start, Con
         Ok(accepted) => return Ok(Start { accepted, refused: None }),
         Err(e) => e,
     };
-    let dir = config::read(path)
-        .map(|s| config::last_good::state_dir_of(&s))
-        .unwrap_or_else(|_| config::DEFAULT_STATE_DIR.into());
+    let dir = match config::state_dir_override() {
+        Some(d) => d.to_path_buf(),
+        None => config::read(path)
+            .map(|s| config::last_good::state_dir_of(&s))
+            .unwrap_or_else(|_| config::DEFAULT_STATE_DIR.into()),
+    };
     let copy = config::last_good::path(&dir);
     if !copy.exists() {
         return Err(refused);

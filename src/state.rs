@@ -44,7 +44,8 @@ pub struct ServiceState {
     pub latched: bool,
     /// Green release the state refers to (files from before colors alternated match on it).
     pub release: Option<String>,
-    /// Green weight set through the admin API (overrides the plan and the file weight).
+    /// Green's weight set through the admin API (overrides the plan and the file weight). Green's,
+    /// not the candidate's, as files have always said; `control::service::as_green` converts.
     pub admin_weight: Option<f64>,
     /// The live color; absent in files from before colors alternated (blue then).
     #[serde(default)]
@@ -58,6 +59,9 @@ pub struct ServiceState {
     pub idle_pool: Option<String>,
     /// Plan paused by an operator.
     pub paused: bool,
+    /// When the pause began (unix ms): the hold stands still from then on, across a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since_ms: Option<u64>,
     pub incident: Option<String>,
 }
 

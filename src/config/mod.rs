@@ -47,6 +47,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `run --state-dir` / `SWITCHYARD_STATE_DIR`: where state lives whatever the file says. Set
+/// once by the binary before the first config is read; every parse (start, reload, the last
+/// good copy) applies it, and a file that cannot be read at all still finds its copy there.
+static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the state directory override (the first call wins).
+pub fn override_state_dir(dir: PathBuf) {
+    let _ = STATE_DIR.set(dir);
+}
+
+/// The state directory override, if `run` was given one.
+pub fn state_dir_override() -> Option<&'static Path> {
+    STATE_DIR.get().map(PathBuf::as_path)
+}
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&read(path)?, path)
@@ -60,15 +75,135 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Parses and validates config text; `path` is used for messages and `/status`.
+/// Parses and validates config text; `path` is used for messages and `/status`. Every problem
+/// is reported at once: a key the parser refuses (unknown, or of the wrong type) is recorded,
+/// taken out of the text and the rest parsed again, so validation still judges everything else.
 pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let err = |problems| ConfigError { path: path.to_path_buf(), problems };
-    let file: file::FileConfig = toml::from_str(source).map_err(|e| {
-        let line = e.span().map(|s| line_of(source, s.start));
-        let key = key_at(source, line).unwrap_or_else(|| "(syntax)".into());
-        err(vec![Problem { key, line, message: plain_message(e.message().trim()) }])
-    })?;
-    validate::build(file, path).map_err(|p| located(source, path, p.0))
+    let mut text = source.to_string();
+    let mut problems = Vec::new();
+    let file = loop {
+        let e = match toml::from_str::<file::FileConfig>(&text) {
+            Ok(f) => break Some(f),
+            Err(e) => e,
+        };
+        let line = e.span().map(|s| line_of(&text, s.start));
+        let key = key_at(&text, line).unwrap_or_else(|| "(syntax)".into());
+        let next = e.span().filter(|_| problems.len() < MAX_PARSE_PROBLEMS).and_then(|s| without_key(&text, s.start));
+        let syntax_after_removal = !problems.is_empty() && key == "(syntax)";
+        if !syntax_after_removal {
+            let key = named(source, &key);
+            problems.push(Problem { key, line, message: named(source, &plain_message(e.message().trim())) });
+        }
+        match next.filter(|_| !syntax_after_removal) {
+            Some(t) => text = t,
+            None => break None,
+        }
+    };
+    match (file, problems.is_empty()) {
+        (Some(f), true) => validate::build(f, path).map_err(|p| located(source, path, p.0)).map(|mut c| {
+            if let Some(dir) = state_dir_override() {
+                c.state_dir = dir.to_path_buf();
+            }
+            c
+        }),
+        (Some(f), false) => {
+            // Judged with the refused keys left out: the rest of the file's problems, located
+            // in the original text (the removals kept every line where it was).
+            if let Err(p) = validate::build(f, path) {
+                problems.extend(located(source, path, p.0).problems);
+            }
+            Err(err(problems))
+        }
+        (None, _) => Err(err(problems)),
+    }
+}
+
+/// More parser refusals than this in one file are a file of another kind: stop there.
+const MAX_PARSE_PROBLEMS: usize = 20;
+
+/// The text with the `key = value` that starts on or around byte `at` blanked out (spaces, so
+/// every line and offset stays put): a whole `key = value` line, or one entry of an inline
+/// table. `None` when no such entry can be found.
+fn without_key(text: &str, at: usize) -> Option<String> {
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line = &text[line_start..line_end];
+    let indent = line.len() - line.trim_start().len();
+    // The entry starts after the last `{` or `,` before `at` on this line (an inline table), or
+    // at the line's first character.
+    let sep = text[line_start..at].rfind(['{', ',']).map(|i| line_start + i);
+    // After a `,` the comma goes too (TOML has no trailing comma in an inline table).
+    let from = match sep {
+        Some(i) if text.as_bytes()[i] == b',' => i,
+        Some(i) => i + 1,
+        None => line_start + indent,
+    };
+    let (mut depth, mut quoted, mut end) = (0i32, false, line_end);
+    for (i, ch) in text[from..line_end].char_indices() {
+        match ch {
+            '"' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted && depth == 0 => {
+                end = from + i;
+                break;
+            }
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 && i > 0 && sep.is_some() => {
+                end = from + i + 1;
+                break;
+            }
+            _ => {}
+        }
+    }
+    if end <= from || !text[from..end].contains('=') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..from]);
+    out.extend(text[from..end].chars().map(|c| if c == '\n' { c } else { ' ' }));
+    out.push_str(&text[end..]);
+    Some(out)
+}
+
+/// `services[1]` as `services[shop]`: operators know their services by name. Unnamed (or
+/// unfound) services keep their index.
+fn named(source: &str, text: &str) -> String {
+    if !text.contains("services[") {
+        return text.to_string();
+    }
+    let names = service_names(source);
+    let mut out = text.to_string();
+    for (i, name) in names.iter().enumerate().rev() {
+        // A duplicated name would name two services: those keep their index.
+        if let Some(n) = name.as_ref().filter(|n| names.iter().filter(|o| o.as_ref() == Some(*n)).count() == 1) {
+            out = out.replace(&format!("services[{i}]"), &format!("services[{n}]"));
+        }
+    }
+    out
+}
+
+/// The `name = "..."` of each `[[services]]` table, in order.
+fn service_names(source: &str) -> Vec<Option<String>> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut in_service = false;
+    for l in source.lines() {
+        let t = l.trim();
+        if t.starts_with("[[services]]") {
+            names.push(None);
+            in_service = true;
+        } else if t.starts_with('[') {
+            in_service = false;
+        } else if let Some(v) = t.strip_prefix("name").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
+            let v = v.trim().strip_prefix('"').and_then(|v| v.split('"').next()).unwrap_or("");
+            if in_service && !v.is_empty() {
+                if let Some(last) = names.last_mut().filter(|n| n.is_none()) {
+                    *last = Some(v.to_string());
+                }
+            }
+        }
+    }
+    names
 }
 
 /// serde's untagged-enum failure names a Rust type, not what to write: say what to write.
@@ -85,8 +220,14 @@ fn plain_message(serde: &str) -> String {
 /// A `ConfigError` for problems found after parsing (files that do not load, a missing token),
 /// each placed on the line of its key like the parser's own.
 pub fn located(source: &str, path: &Path, problems: Vec<(String, String)>) -> ConfigError {
-    let problems =
-        problems.into_iter().map(|(key, message)| Problem { line: locate(source, &key), key, message }).collect();
+    let problems = problems
+        .into_iter()
+        .map(|(key, message)| Problem {
+            line: locate(source, &key),
+            key: named(source, &key),
+            message: named(source, &message),
+        })
+        .collect();
     ConfigError { path: path.to_path_buf(), problems }
 }
 

@@ -30,8 +30,8 @@ fn every_problem_is_reported_with_its_line_and_key() {
     let e = parse(&bad, Path::new("t.toml")).unwrap_err();
     let keys: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert!(keys.contains(&("control.interval", Some(3))), "{keys:?}");
-    assert!(keys.contains(&("services[0].green_weight", Some(8))), "{keys:?}");
-    assert!(keys.contains(&("services[0].mode", Some(9))), "{keys:?}");
+    assert!(keys.contains(&("services[a].green_weight", Some(8))), "{keys:?}");
+    assert!(keys.contains(&("services[a].mode", Some(9))), "{keys:?}");
     assert_eq!(keys.len(), 3, "a bad interval does not also blame the window: {keys:?}");
     assert!(e.to_string().contains("t.toml:3: control.interval"));
 }
@@ -55,9 +55,9 @@ fn service_triggers_override_the_global_ones_key_by_key() {
 #[test]
 fn plans_must_increase_and_end_at_one_hundred() {
     let e = parse(&(BASE.to_string() + "steps = [10, 5, 100]\n"), Path::new("t.toml")).unwrap_err();
-    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+    assert!(e.problems.iter().any(|p| p.key == "services[a].steps"), "{e}");
     let e = parse(&(BASE.to_string() + "steps = [10, 50]\n"), Path::new("t.toml")).unwrap_err();
-    assert!(e.problems.iter().any(|p| p.key == "services[0].steps"), "{e}");
+    assert!(e.problems.iter().any(|p| p.key == "services[a].steps"), "{e}");
 }
 
 #[test]
@@ -99,4 +99,72 @@ fn a_trigger_without_its_threshold_inherits_it() {
     assert_eq!(s.triggers.error_rate, Some(Trigger { threshold: 0.01, consecutive: 5 }));
     assert!(!s.health.enabled);
     assert!(s.health.require_hash, "the hash trigger is still on, so probes still ask for it");
+}
+
+/// An unknown key no longer hides the file's other problems: the bad duration, the window that
+/// is not whole intervals and the port used twice come in the same report, services by name.
+#[test]
+fn every_problem_is_reported_at_once_with_services_by_name() {
+    let text = r#"[control]
+interval = "10s"
+window = "25s"
+[[services]]
+name = "shop"
+listen = "127.0.0.1:8080"
+colour = "blue"
+blue = { endpoints = ["127.0.0.1:9001"], weigth = 3 }
+green = { endpoints = ["127.0.0.1:9002"] }
+[[services]]
+name = "cart"
+listen = "127.0.0.1:8080"
+hold = "forever"
+blue = { endpoints = ["127.0.0.1:9003"] }
+green = { endpoints = ["127.0.0.1:9004"] }
+"#;
+    let e = super::parse(text, std::path::Path::new("sy.toml")).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = e.problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    let shown = e.to_string();
+    for (key, line) in [
+        ("services[shop].colour", 7),
+        ("services[shop].blue", 8),
+        ("control.window", 3),
+        ("services[cart].listen", 12),
+        ("services[cart].hold", 13),
+    ] {
+        assert!(got.contains(&(key.to_string(), Some(line))), "{key} at line {line} in:\n{shown}\n{got:?}");
+    }
+    assert!(!shown.contains("services[0]") && !shown.contains("services[1]"), "{shown}");
+}
+
+#[test]
+fn fleet_tls_is_accepted_for_https_members_only_and_its_files_must_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    let key = dir.path().join("client.key");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(&pem, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (p, k) = (pem.display(), key.display());
+    let ok = format!(
+        "{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nreplica = \"a\"\n\
+         ca = \"{p}\"\ncert = \"{p}\"\nkey = \"{k}\"\nwatch_silence = \"4s\"\n"
+    );
+    let f = parse(&ok, Path::new("t.toml")).unwrap().fleet.unwrap();
+    assert_eq!(f.tls.ca.as_deref(), Some(pem.as_path()));
+    assert_eq!(f.tls.identity, Some((pem.clone(), key.clone())));
+    assert_eq!(f.watch_silence, std::time::Duration::from_secs(4));
+
+    let plain = format!(
+        "{BASE}\n[fleet]\nendpoints = [\"http://127.0.0.1:2379\"]\nreplica = \"a\"\nca = \"{p}\"\ncert = \"{p}\"\n"
+    );
+    let e = parse(&plain, Path::new("t.toml")).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["fleet.ca", "fleet.cert", "fleet.cert"], "{e}");
+    let unreadable =
+        format!("{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\"]\nreplica = \"a\"\nca = \"{k}\"\n");
+    let e = parse(&unreadable, Path::new("t.toml")).unwrap_err();
+    assert_eq!(e.problems[0].key, "fleet.ca", "a key is no CA bundle: {e}");
+    let secret =
+        format!("{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\"]\nreplica = \"a\"\npassword = \"x\"\n");
+    assert!(parse(&secret, Path::new("t.toml")).is_err(), "no password in the file");
 }

@@ -28,6 +28,9 @@ pub struct Candidate {
     pub admin_share: Option<Weight>,
     /// Plan paused by an operator.
     pub paused: bool,
+    /// When the pause began: the hold clock stands still from then on (`at_step_for`), and
+    /// `unpause` moves the step's start forward by the pause, so a paused hold never runs down.
+    pub paused_at: Option<Instant>,
     /// An operator opened the manual gate.
     pub gate_open: bool,
     /// Current plan step.
@@ -58,6 +61,7 @@ impl Candidate {
             latched: false,
             admin_share: None,
             paused: false,
+            paused_at: None,
             gate_open: false,
             step: None,
             step_since: Instant::now(),
@@ -110,9 +114,49 @@ impl Candidate {
     /// Resets the per-step bookkeeping after moving to a step.
     pub fn enter_step(&mut self) {
         self.step_since = Instant::now();
+        self.paused_at = self.paused.then_some(self.step_since);
         self.step_since_wall = SystemTime::now();
         self.healthy_at_step = 0;
         self.gate_open = false;
+    }
+
+    /// Time spent at this step, not counting pauses.
+    pub fn at_step_for(&self) -> std::time::Duration {
+        let end = self.paused_at.filter(|_| self.paused).unwrap_or_else(Instant::now);
+        end.saturating_duration_since(self.step_since)
+    }
+
+    /// Freezes the hold clock.
+    pub fn pause(&mut self) {
+        self.paused = true;
+        self.sync_pause();
+    }
+
+    /// Starts the hold clock again where it stood.
+    pub fn unpause(&mut self) {
+        self.paused = false;
+        self.sync_pause();
+    }
+
+    /// Brings the clock in line with `paused` (which the fleet's shared state may also set):
+    /// a pause that began starts its clock; one that ended moves the step's start forward.
+    pub fn sync_pause(&mut self) {
+        match (self.paused, self.paused_at) {
+            (true, None) => self.paused_at = Some(Instant::now()),
+            (false, Some(at)) => {
+                let held = at.elapsed();
+                self.step_since += held;
+                self.step_since_wall += held;
+                self.paused_at = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The index of the last plan step whose weight is at most `share` (step 0 below the first):
+    /// where `resume` hands an operator's weight back to the plan.
+    pub fn step_at_or_below(cfg: &ServiceConfig, share: Weight) -> usize {
+        cfg.plan.steps.iter().rposition(|w| *w <= share).unwrap_or(0)
     }
 
     /// The next step is gated behind an operator's `/advance`.
@@ -125,6 +169,36 @@ impl Candidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A paused hold stands still; resumed, it runs on from where it stood.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_freezes_the_hold_clock() {
+        let mut c = Candidate::new(Color::Green);
+        c.start_plan();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c.pause();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(10), "paused: frozen");
+        c.unpause();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(15), "resumed: the pause does not count");
+        // A pause the fleet's shared state sets (the flag alone) starts the clock at the next sync.
+        c.paused = true;
+        c.sync_pause();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(c.at_step_for(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn an_override_goes_back_to_the_step_at_or_below_it() {
+        let text = "[rollout]\norder = [\"s\"]\n[[services]]\nname = \"s\"\nlisten = \"127.0.0.1:0\"\nmode = \"progressive\"\n\
+                    steps = [10, 50, 100]\nblue = { endpoints = [\"127.0.0.1:1\"] }\n\
+                    green = { endpoints = [\"127.0.0.1:2\"], release = \"r\" }\n";
+        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap().services.remove(0);
+        let at = |p: f64| Candidate::step_at_or_below(&cfg, Weight::from_percent(p).unwrap());
+        assert_eq!([at(5.0), at(10.0), at(20.0), at(50.0), at(99.0), at(100.0)], [0, 0, 0, 1, 1, 2]);
+    }
 
     #[test]
     fn reset_keeps_the_color_and_forgets_the_rest() {

@@ -45,7 +45,7 @@ impl Controller {
         for (s, cap) in self.services.iter_mut().zip(caps) {
             let w = capped(s, cap, live_only);
             if w != s.weight {
-                tracing::info!(service = %s.cfg.name, from = %s.weight, to = %w, live = s.live.as_str(), "green weight changes");
+                tracing::info!(service = %s.cfg.name, from = s.weight.percent(), to = w.percent(), live = s.live.as_str(), "green weight changes");
                 s.weight = w;
             }
             s.res.stats.green_weight.set(w.percent());
@@ -74,6 +74,15 @@ fn capped(s: &super::service::ServiceControl, cap: Option<Weight>, live_only: bo
     }
     let w = s.target_weight();
     match (cap, &s.candidate) {
+        // HOOK(fleet): a plan-driven share is the fleet's plan at the stored step, whatever this
+        // replica's own steps say (every replica routes the same share).
+        (Some(cap), Some(c)) if c.drives_plan() && s.cfg.mode == Mode::Progressive => {
+            if c.color == Color::Green {
+                cap
+            } else {
+                cap.complement()
+            }
+        }
         (Some(cap), Some(c)) if c.color == Color::Green => w.min(cap),
         (Some(cap), Some(_)) => w.max(cap.complement()),
         _ => w,

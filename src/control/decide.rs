@@ -1,4 +1,4 @@
-//! The pure heart of the control loop: judge a green measurement against the triggers, keeping
+//! The pure heart of the control loop: judge the candidate's measurement against the triggers, keeping
 //! consecutive-bad streaks, and decide Hold / Advance / Rollback. No I/O, no clocks: the shell in
 //! `control::mod` supplies time and applies the decision.
 
@@ -42,12 +42,24 @@ pub enum Verdict {
     Tripped(Trip),
 }
 
+impl Verdict {
+    /// A plain word for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Healthy => "healthy",
+            Verdict::Bad(_) => "bad",
+            Verdict::Tripped(_) => "tripped",
+        }
+    }
+}
+
 fn step(streak: &mut u32, bad: bool, need: u32) -> bool {
     *streak = if bad { *streak + 1 } else { 0 };
     bad && *streak >= need
 }
 
-/// Judges green's window measurement, updating the streaks.
+/// Judges the candidate's window measurement, updating the streaks.
 pub fn evaluate(m: &Measurement, t: &Triggers, min_samples: u64, s: &mut Streaks) -> Verdict {
     if let Some(trip) = hash_trip(m.hash_mismatches, t) {
         return Verdict::Tripped(trip);

@@ -31,11 +31,11 @@ pub enum Conflict {
     /// Only weight 0 is allowed while latched: anything else would undo the rollback silently.
     #[error("{0} is rolled back; POST /services/{0}/reset first")]
     WeightWhileRolledBack(String),
-    #[error("{0} is rolled back")]
+    #[error("{0} is rolled back; `reset` clears the rollback")]
     RolledBack(String),
     #[error("{0} is not in progressive mode")]
     NotProgressive(String),
-    #[error("{0} is already at its last step")]
+    #[error("{0} is already at its last step; `promote` makes the candidate live")]
     AtLastStep(String),
     /// Actions on a candidate need one; the text names the pool a new release goes into.
     #[error("{service} has no candidate: deploy a new release into the idle pool ({}) first", idle.as_str())]

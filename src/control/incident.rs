@@ -9,12 +9,19 @@ use std::time::SystemTime;
 /// The rollback report's validation part, completed after the swap.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// Blue's endpoints pass health checks and its next measurement passes the triggers.
+    /// The live color's endpoints pass health checks and its next measurement passes the
+    /// triggers. Named for blue, live when it was first written; `live_healthy` says the same.
     pub blue_healthy: Option<bool>,
-    /// No new request reached green after the swap.
+    /// The live color (whichever it is) healthy after the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_healthy: Option<bool>,
+    /// No new request reached the candidate after the swap.
     pub redirection_confirmed: Option<bool>,
-    /// Green requests still in flight at the swap (allowed to finish).
+    /// Candidate requests still in flight at the swap (allowed to finish); named for green, the
+    /// candidate when it was first written. `candidate_in_flight_at_swap` says the same.
     pub green_in_flight_at_swap: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_in_flight_at_swap: Option<u64>,
     /// When validation finished.
     pub completed_at: Option<String>,
     /// Human summary.
@@ -34,10 +41,22 @@ pub struct Incident {
     pub value: f64,
     /// Threshold.
     pub threshold: String,
-    /// Green release rolled back.
+    /// The candidate's release rolled back (the live one for `live_down`).
     pub release: Option<String>,
-    /// Green weight before the rollback (percent).
+    /// Green's weight before the rollback (percent).
     pub weight_before: f64,
+    /// The live color and release at the decision (absent in logs from before roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_color: Option<crate::Color>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_release: Option<String>,
+    /// The candidate rolled back: its color, release and share before (percent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_color: Option<crate::Color>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_weight_before: Option<f64>,
     /// First bad measurement of the streak that tripped.
     pub first_bad_at: Option<String>,
     /// Decision time.
@@ -46,8 +65,11 @@ pub struct Incident {
     pub swapped_at: String,
     /// Decision → swap, microseconds.
     pub decision_to_swap_us: u64,
-    /// Green requests started between the first bad measurement and the swap.
+    /// Candidate requests started between the first bad measurement and the swap (named for
+    /// green, the candidate when it was first written).
     pub green_requests_between: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_requests_between: Option<u64>,
     /// `[blue, green]` at the decision.
     pub measurements: Vec<MeasurementView>,
     /// Validation report.
@@ -57,11 +79,23 @@ pub struct Incident {
     /// acknowledgement and `switchyard_incidents_unacknowledged` work for Alertmanager users.
     #[serde(default)]
     pub escalation: Option<crate::escalation::Escalation>,
+    /// The first failing candidate requests that fed the trip (request id, trace id), to find
+    /// in the access log and the trace UI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<crate::stats::examples::Example>,
 }
+
+/// Examples kept in an incident.
+pub const EXAMPLES: usize = 5;
 
 /// RFC 3339 with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `inc-<unix ms>-<service>`.
+pub fn new_id(at: SystemTime, service: &str) -> String {
+    format!("inc-{}-{service}", at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis())
 }
 
 /// Path of the incident log.

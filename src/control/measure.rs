@@ -46,6 +46,7 @@ impl Controller {
             if let Some(p) = pending {
                 self.complete_report(i, p).await;
             }
+            self.watch_live(i).await;
             changed |= !self.fleet_defers() && self.judge(i, now).await;
         }
         self.export_health();
@@ -61,17 +62,23 @@ impl Controller {
     async fn judge(&mut self, i: usize, now: SystemTime) -> bool {
         let min = self.cfg.control.min_samples;
         let healthy_needed = self.cfg.rollout.healthy_measurements;
-        // HOOK(fleet): only the leader moves plans (a follower still rolls back on evidence).
-        let drives = self.fleet_drives();
+        // HOOK(fleet): only the leader moves plans, and only the fleet's (a follower still rolls
+        // back on evidence).
+        let drives = self.fleet_drives_service(i);
         let s = &mut self.services[i];
         let plan_active = s.plan_active() && drives;
+        let dead = super::live::candidate_down(s);
         let Some(c) = s.candidate.as_mut() else { return false };
+        c.sync_pause();
         if c.latched || c.share(&s.cfg) == Weight::ZERO {
             c.holding = None;
             return false;
         }
         let m = &s.last[c.color.index()];
-        let verdict = decide::evaluate(m, &s.cfg.triggers, min, &mut c.streaks);
+        let verdict = match dead {
+            Some(trip) => Verdict::Tripped(trip),
+            None => decide::evaluate(m, &s.cfg.triggers, min, &mut c.streaks),
+        };
         match &verdict {
             Verdict::Healthy => c.first_bad = None,
             Verdict::Bad(_) | Verdict::Tripped(_) if c.first_bad.is_none() => {
@@ -89,7 +96,7 @@ impl Controller {
             Some(PlanView {
                 healthy_at_step: c.healthy_at_step,
                 healthy_needed,
-                at_step_for: c.step_since.elapsed(),
+                at_step_for: c.at_step_for(),
                 hold: s.cfg.plan.hold,
                 gated: c.gated(&s.cfg),
                 has_next: step + 1 < s.cfg.plan.steps.len(),
@@ -108,7 +115,7 @@ impl Controller {
         };
         metrics::counter!(names::DECISIONS_TOTAL, "service" => s.cfg.name.to_string(), "decision" => label)
             .increment(1);
-        tracing::debug!(service = %s.cfg.name, ?verdict, decision = label, generation = self.generation, "decision");
+        tracing::debug!(service = %s.cfg.name, verdict = verdict.name(), decision = label, generation = self.generation, "decision");
         match decision {
             Decision::Rollback(trip) => {
                 self.rollback(i, trip, Instant::now()).await;
@@ -117,12 +124,17 @@ impl Controller {
             Decision::Advance => {
                 c.step = c.step.map(|x| x + 1);
                 c.enter_step();
-                tracing::info!(service = %s.cfg.name, step = ?c.step, "plan advances");
+                tracing::info!(service = %s.cfg.name, step = c.step.map_or(0, |i| i + 1), of = s.cfg.plan.steps.len(), "plan advances");
                 true
             }
             Decision::Complete => {
+                // HOOK(fleet): the store completes the plan; this replica follows when it applies it.
+                if let Some(link) = self.fleet.as_mut() {
+                    super::fleet::complete_in_store(link, s);
+                    return false;
+                }
                 let release = super::service::pool_cfg(&s.cfg, c.color).release.clone();
-                tracing::info!(service = %s.cfg.name, color = c.color.as_str(), ?release, "plan complete: the candidate is live");
+                tracing::info!(service = %s.cfg.name, color = c.color.as_str(), release = release.as_deref().unwrap_or("-"), "plan complete: the candidate is live");
                 s.complete();
                 true
             }
@@ -193,7 +205,7 @@ impl Controller {
 fn with_overdue(m: &Measurement, t: &crate::config::Triggers, stats: &crate::stats::ServiceStats) -> Measurement {
     let mut m = m.clone();
     if let Some(tr) = t.p95_latency {
-        let overdue = stats.green_inflight.older_than(tr.threshold);
+        let overdue = stats.candidate_inflight.older_than(tr.threshold);
         if overdue > 0 {
             let total = m.samples + overdue;
             if overdue as f64 > 0.05 * total as f64 {

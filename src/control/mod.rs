@@ -9,7 +9,7 @@
 //! - pure policy: `decide` (verdicts and decisions), `alert_rules` (duration-based alerts),
 //!   `sequence` (which plans may run), `progress` (why a plan holds);
 //! - state: `service` (resources, live color, candidate), `candidate`;
-//! - shell: `measure` (the tick), `rollback`, `actions` (operator commands), `reconfigure`
+//! - shell: `measure` (the tick), `live` (a dead live pool, a dead candidate), `rollback`, `actions` (operator commands), `reconfigure`
 //!   (config diff as a plan, then executed), `persist`, `commit`, `status`, `incident`.
 //!
 //! Hook points for other writers (fleet state, etc.): send a `Command`; every state change goes
@@ -26,6 +26,7 @@ mod fleet;
 mod gauges;
 mod health;
 pub mod incident;
+mod live;
 mod measure;
 mod persist;
 pub mod progress;
@@ -42,6 +43,7 @@ use crate::config::Config;
 use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
+use crate::workers::Workers;
 use arc_swap::ArcSwap;
 pub use escalate::AckRequest;
 use incident::Incident;
@@ -55,19 +57,20 @@ use tokio_util::sync::CancellationToken;
 /// An operator's action on one service.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Action {
-    /// Set the green weight (overrides the plan and the file).
+    /// Set green's weight: a temporary override of the plan and the file (`Resume` ends it).
     Weight(crate::route::Weight),
     /// Roll back now (trigger `manual`).
     Rollback,
-    /// Clear the latch and any override; a plan restarts from step 1.
+    /// Clear the latch, any override and pause; a plan restarts from step 1.
     Reset,
-    /// Hold the plan where it is.
+    /// Freeze the plan where it is, hold clock included.
     Pause,
-    /// Let the plan continue.
+    /// End a pause (the hold clock runs on), or hand an override back to the plan at the step
+    /// nearest below it.
     Resume,
-    /// Next step now.
+    /// The next step now, with its weight (ends an override or a pause).
     Advance,
-    /// 100 % now.
+    /// The candidate is live now: the release is finished.
     Promote,
 }
 
@@ -133,6 +136,10 @@ pub struct Controller {
     sink: mpsc::Sender<Sample>,
     alerter: Alerter,
     client: UpstreamClient,
+    /// The runtimes listeners accept on (one per core with `--threads N`).
+    workers: Workers,
+    /// Request ids, access log and traces: started once, shared by every listener.
+    telemetry: Arc<crate::observe::Telemetry>,
     alarms: mpsc::Sender<ServiceKey>,
     published: Arc<Published>,
     incidents: Vec<Incident>,
@@ -167,6 +174,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
+        workers: Workers,
     ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
@@ -181,6 +189,8 @@ impl Controller {
             sink: window_sink,
             alerter,
             client,
+            workers,
+            telemetry: crate::observe::Telemetry::start(&cfg),
             alarms: alarms_tx,
             published: published.clone(),
             incidents: Vec::new(),
@@ -237,6 +247,10 @@ impl Controller {
             s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
+        // HOOK(fleet): revoke the lease before the process exits (leadership moves at once).
+        if let Some(link) = self.fleet.take() {
+            link.close().await;
+        }
     }
 
     async fn on_command(&mut self, cmd: Command) {

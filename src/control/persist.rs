@@ -2,7 +2,7 @@
 //! candidate and its plan step, latch, operator overrides.
 
 use super::candidate::Candidate;
-use super::service::{fingerprint, pool_cfg, ServiceControl};
+use super::service::{as_green, fingerprint, pool_cfg, ServiceControl};
 use super::Controller;
 use crate::config::Mode;
 use crate::route::Weight;
@@ -33,7 +33,11 @@ impl Controller {
 
 fn saved(s: &ServiceControl) -> ServiceState {
     let c = s.candidate.as_ref();
-    let admin = c.and_then(|c| c.admin_share.map(|w| if c.color == Color::Green { w } else { w.complement() }));
+    let admin = c.and_then(|c| c.admin_share.map(|w| as_green(c.color, w)));
+    let paused_since = c.and_then(|c| c.paused_at.filter(|_| c.paused)).map(|at| {
+        let wall = SystemTime::now().checked_sub(at.elapsed()).unwrap_or(UNIX_EPOCH);
+        wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    });
     ServiceState {
         mode: s.cfg.mode,
         state: s.state(),
@@ -46,6 +50,7 @@ fn saved(s: &ServiceControl) -> ServiceState {
         release: s.cfg.green.release.as_deref().map(String::from),
         admin_weight: admin.map(|w| w.percent()),
         paused: c.is_some_and(|c| c.paused),
+        paused_since_ms: paused_since,
         incident: s.incident.clone(),
         live: Some(s.live),
         candidate: c.map(|c| c.color),
@@ -78,13 +83,7 @@ pub(super) fn restore(svc: &mut ServiceControl, st: &ServiceState) {
     }
     let mut c = Candidate::new(idle);
     c.latched = st.latched;
-    c.admin_share = st.admin_weight.and_then(|w| Weight::from_percent(w).ok()).map(|w| {
-        if idle == Color::Green {
-            w
-        } else {
-            w.complement()
-        }
-    });
+    c.admin_share = st.admin_weight.and_then(|w| Weight::from_percent(w).ok()).map(|w| as_green(idle, w));
     c.paused = st.paused;
     if svc.cfg.mode == Mode::Progressive {
         c.step = st.step.map(|i| i.min(svc.cfg.plan.steps.len() - 1));
@@ -93,8 +92,15 @@ pub(super) fn restore(svc: &mut ServiceControl, st: &ServiceState) {
             let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
             c.step_since_wall = wall;
             c.step_since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+            // A paused hold stood still from the pause on, through the downtime too.
+            if let Some(p) = st.paused_since_ms.filter(|_| st.paused) {
+                let held = Duration::from_millis(p.saturating_sub(ms));
+                c.step_since = Instant::now().checked_sub(held).unwrap_or_else(Instant::now);
+                c.step_since_wall = SystemTime::now().checked_sub(held).unwrap_or(wall);
+            }
         }
     }
-    tracing::info!(service = %svc.cfg.name, live = svc.live.as_str(), step = ?c.step, latched = c.latched, "state restored");
+    c.sync_pause();
+    tracing::info!(service = %svc.cfg.name, live = svc.live.as_str(), step = c.step.map_or(0, |i| i + 1), latched = c.latched, "state restored");
     svc.candidate = Some(c);
 }

@@ -50,34 +50,41 @@ impl Controller {
         metrics::counter!(names::ROLLBACKS_TOTAL, "service" => name.clone(), "trigger" => trip.trigger.as_str())
             .increment(1);
         let started = s.res.stats.started[color.index()].load(Ordering::Relaxed);
+        // The failures that fed the trip: from a window before the first bad measurement on.
+        let since_bad = first_bad.and_then(|(t, _)| swapped_wall.duration_since(t).ok()).unwrap_or_default();
+        let examples_window = self.cfg.control.window + since_bad;
+        let between = first_bad.map_or(0, |(_, n)| started.saturating_sub(n));
+        let in_flight: u64 =
+            s.res.pools[color.index()].endpoints.iter().map(|e| u64::from(e.in_flight.load(Ordering::Relaxed))).sum();
+        let share_before = super::service::as_green(color, weight_before);
         let inc = Incident {
-            id: format!(
-                "inc-{}-{}",
-                swapped_wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis(),
-                name
-            ),
+            id: incident::new_id(swapped_wall, &name),
             service: name.clone(),
             trigger: trip.trigger,
             value: trip.value,
             threshold: trip.threshold.clone(),
             release: pool_cfg(&s.cfg, color).release.as_deref().map(String::from),
             weight_before: weight_before.percent(),
+            live_color: Some(s.live),
+            live_release: pool_cfg(&s.cfg, s.live).release.as_deref().map(String::from),
+            candidate_color: Some(color),
+            candidate_release: pool_cfg(&s.cfg, color).release.as_deref().map(String::from),
+            candidate_weight_before: Some(share_before.percent()),
             first_bad_at: first_bad.map(|(t, _)| incident::timestamp(t)),
             decided_at: incident::timestamp(decided_wall),
             swapped_at: incident::timestamp(swapped_wall),
             decision_to_swap_us: swap.as_micros() as u64,
-            green_requests_between: first_bad.map_or(0, |(_, n)| started.saturating_sub(n)),
+            green_requests_between: between,
+            candidate_requests_between: Some(between),
             measurements: vec![s.last[0].view(), s.last[1].view()],
             report: Report {
-                green_in_flight_at_swap: s.res.pools[color.index()]
-                    .endpoints
-                    .iter()
-                    .map(|e| u64::from(e.in_flight.load(Ordering::Relaxed)))
-                    .sum(),
+                green_in_flight_at_swap: in_flight,
+                candidate_in_flight_at_swap: Some(in_flight),
                 ..Default::default()
             },
             escalation: (trip.trigger != TriggerId::Manual)
                 .then(|| crate::escalation::Escalation::starting(swapped_wall)),
+            examples: s.res.stats.examples.first_within(examples_window, incident::EXAMPLES),
         };
         s.incident = Some(inc.id.clone());
         if let Some(c) = s.candidate.as_mut() {
@@ -90,12 +97,12 @@ impl Controller {
             if let Some(c) = s.candidate.as_mut() {
                 c.pending_report = None;
             }
-            tracing::warn!(service = %name, incident = ?s.incident, "rollback already decided by another replica");
+            tracing::warn!(service = %name, incident = s.incident.as_deref().unwrap_or("-"), "rollback already decided by another replica");
             self.persist_and_publish().await;
             return;
         }
         let s = &mut self.services[i];
-        tracing::error!(service = %name, trigger = trip.trigger.as_str(), value = trip.value, threshold = %trip.threshold,
+        tracing::error!(service = %name, trigger = trip.trigger.as_str(), value = round4(trip.value), threshold = %trip.threshold,
             swap_us = swap.as_micros() as u64, incident = %inc.id, live, "ROLLBACK: all traffic to the live color");
         self.alerter.send(Alert {
             severity: Severity::Critical,
@@ -151,15 +158,16 @@ impl Controller {
         let redirected = s.res.stats.started[color.index()].load(Ordering::Relaxed) == p.started_at_swap;
         let Some(mut inc) = self.incidents.iter().find(|x| x.id == p.incident).cloned() else { return };
         inc.report.blue_healthy = Some(live_ok);
+        inc.report.live_healthy = Some(live_ok);
         inc.report.redirection_confirmed = Some(redirected);
         inc.report.completed_at = Some(incident::timestamp(SystemTime::now()));
         inc.report.summary = Some(format!(
-            "{}: {} {}, redirection {}; {} p95 {:.1} ms, error rate {:.4}, availability {:.4}",
+            "{}: live {} {}, candidate {} rolled back, redirection {}; live p95 {:.1} ms, error rate {:.4}, availability {:.4}",
             inc.service,
-            s.live.as_str(),
+            super::actions::role(s, s.live),
             if live_ok { "healthy" } else { "NOT healthy" },
+            super::actions::role(s, color),
             if redirected { "confirmed" } else { "NOT confirmed" },
-            s.live.as_str(),
             live.p95.as_secs_f64() * 1e3,
             live.error_rate,
             live.availability
@@ -167,4 +175,9 @@ impl Controller {
         tracing::info!(incident = %inc.id, live_healthy = live_ok, redirection_confirmed = redirected, "rollback report completed");
         self.persist_incident(inc).await;
     }
+}
+
+/// A float as logs show it: four decimals, so `0.1` is not `0.10000000000000002`.
+pub(super) fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }

@@ -68,6 +68,8 @@ pub struct ServiceControl {
     pub history: VecDeque<HistoryPoint>,
     /// Green weight in the stored route table.
     pub weight: Weight,
+    /// The live pool has no available endpoint (noticed at the last tick; `/status` `live_down`).
+    pub live_down: bool,
     /// Duration-based alert rule timers. On the service, not the candidate: they watch the
     /// live color too.
     pub alert_rules: super::alert_rules::RuleTimers,
@@ -101,6 +103,7 @@ impl ServiceControl {
             last: Default::default(),
             history: VecDeque::new(),
             weight: Weight::ZERO,
+            live_down: false,
             alert_rules: Default::default(),
         }
     }
@@ -113,11 +116,7 @@ impl ServiceControl {
     /// The green weight the rules give.
     pub fn target_weight(&self) -> Weight {
         let Some(c) = &self.candidate else { return all_on(self.live) };
-        let share = c.share(&self.cfg);
-        match c.color {
-            Color::Green => share,
-            Color::Blue => share.complement(),
-        }
+        as_green(c.color, c.share(&self.cfg))
     }
 
     /// The state name.
@@ -188,6 +187,16 @@ impl ServiceControl {
             stats: self.res.stats.clone(),
             policy: self.res.policy.clone(),
         })
+    }
+}
+
+/// Green's weight when color `c` gets `share`, and (the same map) `c`'s share when green gets
+/// `share`. The control state speaks the candidate's share; the route table, `state.json`'s
+/// `admin_weight` and the API's `{"green": ..}` speak green's: every crossing goes through here.
+pub fn as_green(c: Color, share: Weight) -> Weight {
+    match c {
+        Color::Green => share,
+        Color::Blue => share.complement(),
     }
 }
 

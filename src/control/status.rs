@@ -30,6 +30,16 @@ pub struct StatusDoc {
     pub health_score: Option<f64>,
     pub sequence: SequenceStatus,
     pub services: Vec<ServiceStatus>,
+    /// `[tracing]` as readers need it: the trace UI that incident examples link to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingStatus>,
+}
+
+/// Where trace ids can be looked up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TracingStatus {
+    /// Trace UI base URL (`[tracing] ui`); a trace is at `{ui}/trace/{trace_id}` (Jaeger).
+    pub ui: Option<String>,
 }
 
 impl StatusDoc {
@@ -97,6 +107,10 @@ pub struct ServiceStatus {
     pub admin_weight: Option<f64>,
     pub candidate: Option<Color>,
     pub candidate_release: Option<Arc<str>>,
+    /// The candidate's share in percent (0 without a candidate): the role's view of
+    /// `green_weight`, whichever color the candidate is in.
+    #[serde(default)]
+    pub candidate_weight: f64,
     pub endpoints: ByColor<Vec<EndpointStatus>>,
     /// Green's share in percent (states and dashboards describe green, as before colors alternated).
     pub green_weight: f64,
@@ -111,9 +125,19 @@ pub struct ServiceStatus {
     /// The bound address (port 0 in the config resolved).
     pub listen: String,
     pub live: Color,
+    /// The live pool has no healthy endpoint: every request to it fails (the page's banner).
+    #[serde(default)]
+    pub live_down: bool,
     pub live_release: Option<Arc<str>>,
+    /// The live color's share in percent.
+    #[serde(default)]
+    pub live_weight: f64,
     pub mode: Mode,
     pub name: Arc<str>,
+    /// The candidate's share set by an operator (percent): a temporary override of the plan,
+    /// ended by `resume` (back to the plan) or `promote` (release finished).
+    #[serde(default)]
+    pub override_weight: Option<f64>,
     pub paused: bool,
     /// `None` without a candidate.
     pub progress: Option<ProgressStatus>,
@@ -167,6 +191,25 @@ pub struct HistoryStatus {
     pub samples: u64,
 }
 
+/// The share color `c` gets when green gets `green`, in percent.
+fn share_of(green: crate::route::Weight, c: Color) -> f64 {
+    super::service::as_green(c, green).percent()
+}
+
+/// An override, named as one, with its way back.
+fn override_reason(s: &ServiceControl, w: crate::route::Weight) -> String {
+    if s.cfg.mode == Mode::Manual {
+        return format!("operator weight {} % (resume: back to the file's weight)", w.percent());
+    }
+    let i = super::candidate::Candidate::step_at_or_below(&s.cfg, w);
+    format!(
+        "operator weight {} % (override; resume: back to the plan at step {}/{})",
+        w.percent(),
+        i + 1,
+        s.cfg.plan.steps.len()
+    )
+}
+
 impl Controller {
     /// One service's entry in `/status`.
     pub(super) fn service_status(&self, i: usize) -> ServiceStatus {
@@ -211,11 +254,10 @@ impl Controller {
         };
         let paging = self.paging(s.incident.as_deref());
         ServiceStatus {
-            admin_weight: c.and_then(|c| {
-                c.admin_share.map(|w| if c.color == Color::Green { w } else { w.complement() }.percent())
-            }),
+            admin_weight: c.and_then(|c| c.admin_share.map(|w| super::service::as_green(c.color, w).percent())),
             candidate: c.map(|c| c.color),
             candidate_release: c.and_then(|c| pool_cfg(&s.cfg, c.color).release.clone()),
+            candidate_weight: c.map_or(0.0, |c| share_of(s.weight, c.color)),
             endpoints: ByColor::from_fn(endpoints),
             green_weight: s.weight.percent(),
             health_score: super::health::rounded(self.health(i)),
@@ -225,9 +267,12 @@ impl Controller {
             latched: c.is_some_and(|c| c.latched),
             listen: s.res.listener.as_ref().map_or(s.cfg.listen, |l| l.addr).to_string(),
             live: s.live,
+            live_down: s.live_down,
+            live_weight: share_of(s.weight, s.live),
             live_release: pool_cfg(&s.cfg, s.live).release.clone(),
             mode: s.cfg.mode,
             name: s.cfg.name.clone(),
+            override_weight: c.and_then(|c| c.admin_share).map(|w| w.percent()),
             paused: c.is_some_and(|c| c.paused),
             progress: self.progress(s),
             release: s.cfg.green.release.clone(),
@@ -247,13 +292,13 @@ impl Controller {
         let c = s.candidate.as_ref()?;
         let steps = s.cfg.plan.steps.len();
         let needed = self.cfg.rollout.healthy_measurements;
-        let left = c.step.map(|_| s.cfg.plan.hold.saturating_sub(c.step_since.elapsed()));
+        let left = c.step.map(|_| s.cfg.plan.hold.saturating_sub(c.at_step_for()));
         let reason = if c.latched {
             Some("rolled back".to_string())
         } else if c.paused {
             Some("paused".into())
-        } else if c.admin_share.is_some() {
-            Some("operator weight".into())
+        } else if let Some(w) = c.admin_share {
+            Some(override_reason(s, w))
         } else if s.cfg.mode == Mode::Manual {
             Some("manual mode".into())
         } else if c.step.is_none() {
@@ -266,7 +311,8 @@ impl Controller {
             c.holding.clone()
         };
         Some(ProgressStatus {
-            healthy: c.step.map(|_| format!("{}/{needed}", c.healthy_at_step)),
+            // Healthy measurements keep counting while the hold runs; past `needed` they add nothing.
+            healthy: c.step.map(|_| format!("{}/{needed}", c.healthy_at_step.min(needed))),
             hold_remaining: left.map(super::progress::fmt_left),
             hold_remaining_ms: left.map(|d| d.as_millis() as u64),
             reason,
@@ -291,7 +337,7 @@ impl Controller {
                 min_samples: self.cfg.control.min_samples,
                 window_ms: self.cfg.control.window.as_millis() as u64,
             },
-            fleet: self.fleet.as_ref().map(|link| link.view.load().status()),
+            fleet: self.fleet.as_ref().map(|link| link.status()),
             generation: self.generation,
             health_score: super::health::rounded(self.overall_health()),
             sequence: SequenceStatus {
@@ -301,6 +347,7 @@ impl Controller {
                 sequential: self.cfg.rollout.sequential,
             },
             services: (0..self.services.len()).map(|i| self.service_status(i)).collect(),
+            tracing: self.cfg.tracing.ui.clone().map(|ui| TracingStatus { ui: Some(ui) }),
         };
         self.published.status.store(Arc::new(doc));
         self.published.incidents.store(Arc::new(self.incidents.clone()));

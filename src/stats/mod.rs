@@ -4,6 +4,7 @@
 //! counts the drop rather than slowing a request.
 
 pub mod budget;
+pub mod examples;
 pub mod inflight;
 pub mod names;
 pub mod process;
@@ -112,9 +113,8 @@ pub struct ServiceStats {
     /// served between the first bad measurement and the swap, and to confirm none arrive after it.
     pub started: [AtomicU64; 2],
     /// Requests in flight on the judged (candidate) color by start time (the control loop sees a
-    /// stall before it ends). Named for green, the usual candidate; the proxy enters it for
-    /// whichever color the route judges.
-    pub green_inflight: inflight::InFlightClock,
+    /// stall before it ends); the proxy enters it for whichever color the route judges.
+    pub candidate_inflight: inflight::InFlightClock,
     pub retries: Counter,
     /// Blue's p99 over the last closed window in µs (0: no samples yet), for `hedge.after = "p99"`:
     /// written by the control loop on each tick, read by the data path without waiting on it.
@@ -125,6 +125,9 @@ pub struct ServiceStats {
     principle_handles: [RwLock<PrincipleHandles>; 2],
     /// Requests and retries over the last seconds: the retry budget.
     pub budget: budget::RetryBudget,
+    /// Recent failing candidate requests, for the examples of a rollback report: offered by
+    /// the data path on failures only, read by the control loop when it rolls back.
+    pub examples: examples::Examples,
     sink: mpsc::Sender<Sample>,
     dropped: Counter,
 }
@@ -148,7 +151,8 @@ impl ServiceStats {
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
             live_p99_us: AtomicU64::new(0),
             budget: budget::RetryBudget::default(),
-            green_inflight: Default::default(),
+            examples: Default::default(),
+            candidate_inflight: Default::default(),
             principle_handles: Default::default(),
             dropped: counter!(names::STATS_DROPPED_TOTAL),
             name,

@@ -67,8 +67,17 @@ pub const UNACKNOWLEDGED: &str = "switchyard_incidents_unacknowledged";
 /// System health score 0-100 (spec §5.3), per service and `service="_overall"`.
 pub const HEALTH_SCORE: &str = "switchyard_system_health_score";
 pub const RETRIES_TOTAL: &str = "switchyard_retries_total";
+/// Access log lines dropped because the writer thread fell behind.
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "switchyard_access_log_dropped_total";
+/// Spans dropped: the export queue was full, or the collector refused or missed an export.
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "switchyard_trace_spans_dropped_total";
+/// OTLP export requests that failed (collector down, slow or refusing).
+pub const TRACE_EXPORT_FAILURES_TOTAL: &str = "switchyard_trace_export_failures_total";
 /// Samples dropped because the aggregator fell behind.
 pub const STATS_DROPPED_TOTAL: &str = "switchyard_stats_dropped_total";
+/// Connections accepted, by service and worker runtime (`--threads`): shows the kernel's
+/// `SO_REUSEPORT` spread across workers.
+pub const WORKER_CONNECTIONS_TOTAL: &str = "switchyard_worker_connections_total";
 
 /// Live replicas in the fleet (members holding a lease).
 pub const FLEET_REPLICAS: &str = "switchyard_fleet_replicas";
@@ -83,6 +92,10 @@ pub fn statuses_label(statuses: &[u16]) -> String {
     statuses.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// 1 per service whose config (release, plan) differs from the fleet's shared state.
+pub const FLEET_CONFIG_SKEW: &str = "switchyard_fleet_config_skew";
+/// Plan writes refused because this replica no longer led (fenced by the leader key).
+pub const FLEET_FENCED_TOTAL: &str = "switchyard_fleet_fenced_writes_total";
 /// Latency buckets in seconds: fine below 10 ms (proxy overhead), up to 30 s (spec triggers).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0];
@@ -109,6 +122,15 @@ pub fn describe_all() {
         PRINCIPLE_COMPLIANCE,
         "Per-principle compliance scores from X-Constitutional-Principles (mean = _sum / _count)."
     );
+    describe_counter!(
+        ACCESS_LOG_DROPPED_TOTAL,
+        "Access log lines dropped because the writer fell behind (queue full)."
+    );
+    describe_counter!(
+        TRACE_SPANS_DROPPED_TOTAL,
+        "Spans dropped: export queue full or the collector down, slow or refusing."
+    );
+    describe_counter!(TRACE_EXPORT_FAILURES_TOTAL, "OTLP trace export requests that failed.");
     describe_counter!(
         HASH_MISMATCHES_TOTAL,
         "Candidate responses with a missing or wrong constitutional hash, by color."
@@ -144,6 +166,10 @@ pub fn describe_all() {
         "1 while any candidate takes traffic or runs its plan (through the last step's hold)."
     );
     describe_counter!(ROLLBACKS_TOTAL, "Rollbacks by service and trigger.");
+    describe_counter!(
+        WORKER_CONNECTIONS_TOTAL,
+        "Client connections accepted, by service and worker runtime (1-based; 0 = the only runtime)."
+    );
     describe_histogram!(ROLLBACK_SWAP, Unit::Seconds, "Time from rollback decision to the route swap.");
     describe_counter!(DECISIONS_TOTAL, "Control loop decisions by service.");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads by result.");
@@ -168,6 +194,8 @@ pub fn describe_all() {
     describe_gauge!(FLEET_LEADER, "1 while this replica leads the fleet (fleet mode only).");
     describe_gauge!(FLEET_STORE_UP, "1 while the fleet store (etcd) answers (fleet mode only).");
     describe_histogram!(FLEET_APPLY_LAG, Unit::Seconds, "Shared-state store write to this replica's route swap.");
+    describe_gauge!(FLEET_CONFIG_SKEW, "1 while this replica's config for the service differs from the fleet's.");
+    describe_counter!(FLEET_FENCED_TOTAL, "Plan writes refused because this replica no longer led.");
 }
 
 /// Installs the Prometheus recorder with explicit buckets (summaries otherwise) and returns the

@@ -22,6 +22,11 @@ pub enum TriggerId {
     StatusRate(usize),
     /// `manual` (an operator's rollback).
     Manual,
+    /// `candidate_down`: every candidate endpoint fails its health probe (no config key: hard
+    /// evidence, like a hash mismatch, judged without waiting for `min_samples`).
+    CandidateDown,
+    /// `live_down`: the live pool has no healthy endpoint (an incident record, not a rollback).
+    LiveDown,
 }
 
 impl TriggerId {
@@ -35,6 +40,8 @@ impl TriggerId {
             TriggerId::HashMismatch => "hash_mismatch",
             TriggerId::StatusRate(_) => "status_rate",
             TriggerId::Manual => "manual",
+            TriggerId::CandidateDown => "candidate_down",
+            TriggerId::LiveDown => "live_down",
         }
     }
 
@@ -48,6 +55,8 @@ impl TriggerId {
             "hash_mismatch" => TriggerId::HashMismatch,
             "status_rate" => TriggerId::StatusRate(0),
             "manual" => TriggerId::Manual,
+            "candidate_down" => TriggerId::CandidateDown,
+            "live_down" => TriggerId::LiveDown,
             _ => return None,
         })
     }
@@ -72,8 +81,17 @@ impl<'de> serde::Deserialize<'de> for TriggerId {
     }
 }
 
-const KEYS: &[&str] =
-    &["p95_latency", "error_rate", "availability", "compliance", "hash_mismatch", "status_rate", "manual"];
+const KEYS: &[&str] = &[
+    "p95_latency",
+    "error_rate",
+    "availability",
+    "compliance",
+    "hash_mismatch",
+    "status_rate",
+    "manual",
+    "candidate_down",
+    "live_down",
+];
 
 #[cfg(test)]
 mod tests {
@@ -89,6 +107,8 @@ mod tests {
             TriggerId::HashMismatch,
             TriggerId::StatusRate(0),
             TriggerId::Manual,
+            TriggerId::CandidateDown,
+            TriggerId::LiveDown,
         ];
         for t in all {
             let text = serde_json::to_string(&t).unwrap();

@@ -138,24 +138,24 @@ impl Drop for EndpointSlot {
     }
 }
 
-/// A green attempt's place in `ServiceStats::green_inflight` (the stall detector), left when
+/// A candidate attempt's place in `ServiceStats::candidate_inflight` (the stall detector), left when
 /// dropped: an attempt cancelled by a hedge or a client that went away must not look like a
-/// green request stuck forever.
-pub struct GreenSlot {
+/// candidate request stuck forever.
+pub struct CandidateSlot {
     stats: Arc<ServiceStats>,
     bucket: u8,
 }
 
-impl GreenSlot {
-    /// Counts a green attempt in.
+impl CandidateSlot {
+    /// Counts a candidate attempt in.
     pub fn enter(stats: &Arc<ServiceStats>) -> Self {
-        GreenSlot { stats: stats.clone(), bucket: stats.green_inflight.enter() }
+        CandidateSlot { stats: stats.clone(), bucket: stats.candidate_inflight.enter() }
     }
 }
 
-impl Drop for GreenSlot {
+impl Drop for CandidateSlot {
     fn drop(&mut self) {
-        self.stats.green_inflight.exit(self.bucket);
+        self.stats.candidate_inflight.exit(self.bucket);
     }
 }
 
@@ -174,8 +174,11 @@ pub struct Recording {
     /// The request's in-flight unit, held by the attempt whose response reaches the client and
     /// released (dropped) when the recording finishes.
     pub in_flight: Option<crate::stats::InFlight>,
-    /// Set for green attempts.
-    pub green_slot: Option<GreenSlot>,
+    /// Set for candidate attempts.
+    pub candidate_slot: Option<CandidateSlot>,
+    /// The request's access log and trace record, held by the attempt whose response reaches
+    /// the client and finished with the exchange.
+    pub observed: Option<Box<crate::observe::Observed>>,
 }
 
 impl Recording {
@@ -193,6 +196,9 @@ impl Recording {
         self.sample.latency_us = self.start.elapsed().as_micros() as u64;
         if error.is_some() {
             self.sample.error = error;
+        }
+        if let Some(o) = self.observed.take() {
+            o.finish(self.sample.status, error.map(UpstreamErrorKind::as_str));
         }
         self.stats.record(self.sample);
     }
@@ -283,6 +289,9 @@ impl Body for ResponseBody {
         match self.project() {
             ResponseBodyProj::Upstream { mut inner, rec, conn, .. } => {
                 let r = ready!(inner.as_mut().poll_frame(cx));
+                if let (Some(Ok(f)), Some(Recording { observed: Some(o), .. })) = (&r, rec.as_mut()) {
+                    o.sent(f.data_ref().map_or(0, |d| d.len()));
+                }
                 match &r {
                     // The last frame of a sized body already ends the exchange: hyper stops
                     // polling a body once its Content-Length is written, so waiting for `None`

@@ -76,9 +76,9 @@ fn zero_services_are_refused() {
 #[test]
 fn a_port_used_twice_is_refused_even_across_wildcard_and_loopback() {
     let text = format!("{BASE}{}", SECOND.replace("127.0.0.1:18001", "0.0.0.0:18000"));
-    refused(&text, &[(15, "services[1].listen", "collides with services[0].listen")]);
+    refused(&text, &[(15, "services[b].listen", "collides with services[a].listen")]);
     let text = format!("{BASE}{}", SECOND.replace("127.0.0.1:18001", "127.0.0.1:19900"));
-    refused(&text, &[(15, "services[1].listen", "collides with admin.listen")]);
+    refused(&text, &[(15, "services[b].listen", "collides with admin.listen")]);
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn unreadable_tls_and_ca_files_are_refused_all_at_once() {
             "mode = \"progressive\"\ntls = { cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\" }",
         )
         .replace("release = \"r1\" }", "release = \"r1\", tls = { ca = \"/nonexistent/ca.pem\" } }");
-    refused(&text, &[(10, "services[0].tls", "/nonexistent/c.pem"), (12, "services[0].green.tls.ca", "ca.pem")]);
+    refused(&text, &[(10, "services[a].tls", "/nonexistent/c.pem"), (12, "services[a].green.tls.ca", "ca.pem")]);
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn rollout_order_duplicates_and_missing_progressive_services_are_refused() {
 
 #[test]
 fn a_progressive_service_without_a_release_is_refused() {
-    refused(&BASE.replace(", release = \"r1\"", ""), &[(11, "services[0].green.release", "release label")]);
+    refused(&BASE.replace(", release = \"r1\"", ""), &[(11, "services[a].green.release", "release label")]);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn a_window_that_is_not_whole_intervals_is_refused() {
 fn an_untagged_enum_error_says_what_to_write() {
     let err = refused(
         &BASE.replace("mode = \"progressive\"", "mode = \"progressive\"\nsticky = { head = \"x-user\" }"),
-        &[(10, "services[0].sticky", "{ header = \"NAME\" }")],
+        &[(10, "services[a].sticky", "{ header = \"NAME\" }")],
     );
     assert!(!err.contains("did not match any variant"), "{err}");
 }
@@ -152,10 +152,30 @@ fn every_problem_is_reported_in_one_pass() {
         &[
             (2, "rollout.order[1]", "listed twice"),
             (7, "control.window", "whole number"),
-            (13, "services[0].green.release", "release"),
+            (13, "services[a].green.release", "release"),
         ],
     );
     assert!(err.contains("has 3 problem(s)"), "{err}");
+}
+
+/// The four problems a new user met one at a time (an unknown key first) come in one report,
+/// each service named by its name.
+#[test]
+fn an_unknown_key_does_not_hide_the_other_problems() {
+    let text = format!("{BASE}{SECOND}")
+        .replace("window = \"5s\"", "window = \"2500ms\"")
+        .replace("mode = \"progressive\"", "mode = \"progressive\"\nhold = \"a while\"\ncolour = \"blue\"")
+        .replace("127.0.0.1:18001", "127.0.0.1:18000");
+    let err = refused(
+        &text,
+        &[
+            (5, "control.window", "whole number"),
+            (10, "services[a].hold", ""),
+            (11, "services[a].colour", "unknown field"),
+            (17, "services[b].listen", "already used"),
+        ],
+    );
+    assert!(!err.contains("services[0]") && !err.contains("services[1]"), "services by name: {err}");
 }
 
 /// The `switchyard.toml: |` block of the shipped ConfigMap, unindented.

@@ -119,7 +119,7 @@ async fn cli_reload_incidents_and_token() {
     let (ok, out, err) = p.cli(&["reset", "lg", "--token", TOKEN], false).await;
     assert!(ok, "{err}");
     assert!(
-        out.contains("lg: state") && out.contains("(rollback cleared: latch, admin weight and pause dropped"),
+        out.contains("lg: rollback cleared: latch, admin weight and pause dropped") && out.contains("· state "),
         "{out}"
     );
     p.stop().await;

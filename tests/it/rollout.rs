@@ -343,7 +343,7 @@ async fn reloads_under_steady_load_fail_no_request_and_keep_the_last_good_config
     let text = |w: f64| config_text(&state, QUICK, &svc("hot", &m, "r1", &format!("green_weight = {w}")));
     let path = cm.join("switchyard.toml");
     replace(&path, &text(0.0));
-    let env = Env { dir, path: path.clone() };
+    let env = Env { dir, path: path.clone(), threads: 1 };
     let app = env.start().await;
     let traffic = Load::gapped(app.service_addr("hot").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(40));
     assert!(eventually(Duration::from_secs(5), || traffic.ok() > 0).await, "traffic flows before the first reload");
@@ -366,7 +366,7 @@ async fn reloads_under_steady_load_fail_no_request_and_keep_the_last_good_config
                 let err = app.status()["config"]["last_reload_error"].as_str().unwrap().to_string();
                 let line = line_of(&bad, "green_weight = 150");
                 assert!(err.contains(&format!("switchyard.toml:{line}:")), "file and line: {err}");
-                assert!(err.contains("services[0].green_weight"), "key: {err}");
+                assert!(err.contains("services[hot].green_weight"), "key: {err}");
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 assert_eq!(weight(&app, "hot"), current, "the invalid file must not change the weight");
                 assert!(errors(&scrape(&app).await) > before, "reload error not counted");

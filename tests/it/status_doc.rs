@@ -1,6 +1,7 @@
 //! Issue 14 item 3: `/status` is a typed document. Its field names and shapes are an external
 //! contract (scripts, the status page, `switchyard status`), so the key set of the top level and
-//! of a service mid-plan is pinned here against what the untyped `json!` builder produced.
+//! of a service mid-plan is pinned here against what the untyped `json!` builder produced, plus
+//! the role fields added since (`candidate_weight`, `live_weight`, `override_weight`, `live_down`).
 
 use crate::support::*;
 use serde_json::Value;
@@ -37,6 +38,7 @@ const SERVICE_MID_PLAN: &[&str] = &[
     ".admin_weight: null",
     ".candidate: string",
     ".candidate_release: string",
+    ".candidate_weight: number",
     ".endpoints.blue: array",
     ".endpoints.blue[].address: string",
     ".endpoints.blue[].ejected: bool",
@@ -70,9 +72,12 @@ const SERVICE_MID_PLAN: &[&str] = &[
     ".latched: bool",
     ".listen: string",
     ".live: string",
+    ".live_down: bool",
     ".live_release: null",
+    ".live_weight: number",
     ".mode: string",
     ".name: string",
+    ".override_weight: null",
     ".paused: bool",
     ".progress.healthy: string",
     ".progress.hold_remaining: string",

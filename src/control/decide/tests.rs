@@ -186,7 +186,9 @@ mod exhaustive {
                 t.status_rate = vec![StatusTrigger { statuses: vec![401], above: 0.001, consecutive: n }];
                 m.statuses = vec![(200, 990), (401, 10)];
             }
-            TriggerId::HashMismatch | TriggerId::Manual => unreachable!(),
+            TriggerId::HashMismatch | TriggerId::Manual | TriggerId::CandidateDown | TriggerId::LiveDown => {
+                unreachable!()
+            }
         }
         (t, m)
     }

@@ -42,7 +42,7 @@ async fn status_and_incidents_as_tables_and_json() {
     let (p, _env, _mocks) = setup().await;
     let table = p.ok(&["status"]).await;
     let header = table.lines().find(|l| l.starts_with("service")).unwrap_or_else(|| panic!("no header:\n{table}"));
-    for col in ["state", "green%", "g.p95ms", "incident"] {
+    for col in ["state", "cand%", "green%", "c.p95ms", "l.p95ms", "incident"] {
         assert!(header.contains(col), "column {col} in {header}");
     }
     for (name, w) in [("clia", "10"), ("clib", "50")] {
@@ -51,7 +51,8 @@ async fn status_and_incidents_as_tables_and_json() {
         let state = p.service(name).await["state"].as_str().unwrap().to_string();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], state, "{row}");
-        assert_eq!(cells[2].parse::<f64>().unwrap(), w.parse::<f64>().unwrap(), "{row}");
+        assert_eq!(cells[2].parse::<f64>().unwrap(), w.parse::<f64>().unwrap(), "the candidate's share: {row}");
+        assert_eq!(cells[3].parse::<f64>().unwrap(), w.parse::<f64>().unwrap(), "green's (the candidate): {row}");
     }
     let v = p.json(&["status"]).await;
     let names: Vec<&str> = v["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -68,14 +69,16 @@ async fn weight_rollback_reset_change_the_proxy() {
     let (p, _env, _mocks) = setup().await;
 
     let out = p.ok(&["weight", "clia", "25"]).await;
-    assert!(out.contains("clia: state") && out.contains("green 25%"), "{out}");
+    assert!(out.contains("clia: candidate green (r7) at 25 %"), "{out}");
+    assert!(out.contains("clia: live blue 75 % · candidate green (r7) 25 % · state canary (green 25%)"), "{out}");
     assert_eq!(p.service("clia").await["green_weight"], 25.0);
     let v = p.json(&["weight", "clib", "40"]).await;
     assert_eq!((v["name"].as_str(), v["green_weight"].as_f64()), (Some("clib"), Some(40.0)), "{v}");
     assert_eq!(p.service("clib").await["green_weight"], 40.0);
 
     let out = p.ok(&["rollback", "clia"]).await;
-    assert!(out.contains("clia: state rolled_back, green 0%"), "{out}");
+    assert!(out.contains("clia: rolled back: all traffic to live blue"), "{out}");
+    assert!(out.contains("· state rolled_back (green 0%)"), "{out}");
     let v = p.json(&["rollback", "clib"]).await;
     assert_eq!(v["state"], "rolled_back", "{v}");
     for name in ["clia", "clib"] {
@@ -94,7 +97,7 @@ async fn weight_rollback_reset_change_the_proxy() {
     }
 
     let out = p.ok(&["reset", "clia"]).await;
-    assert!(out.contains("clia: state") && !out.contains("rolled_back"), "{out}");
+    assert!(out.starts_with("clia: rollback cleared") && !out.contains("rolled_back"), "{out}");
     let v = p.json(&["reset", "clib"]).await;
     assert_ne!(v["state"], "rolled_back", "{v}");
     for name in ["clia", "clib"] {

@@ -85,7 +85,7 @@ fn check_reports_every_problem_with_file_line_and_key() {
         let (key, msg) = rest.split_once(": ").unwrap_or_else(|| panic!("no key: {l}"));
         assert!(!key.is_empty() && !msg.is_empty(), "key and message in {l}");
     }
-    for key in [": control.interval: ", ": services[0].green_weight: "] {
+    for key in [": control.interval: ", ": services[auth].green_weight: "] {
         assert!(located.iter().any(|l| l.contains(key)), "both problems reported together, {key:?} among:\n{err}");
     }
 }

@@ -20,6 +20,9 @@ mod configs;
 
 mod cli;
 
+mod actions;
+
+mod roles;
 mod rules;
 
 mod dashboards;
