@@ -13,15 +13,23 @@ use std::time::Duration;
 /// How long the thread waits for a line before it looks at the reopen flag again.
 const REOPEN_CHECK: Duration = Duration::from_millis(100);
 
-/// Starts the writer; the flag it returns asks it to reopen `path`.
-pub fn spawn(path: Option<PathBuf>, rx: Receiver<String>) -> Arc<AtomicBool> {
+/// How long the app's end waits for the writer to write what is queued.
+pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(1);
+
+/// Starts the writer. Returns the flag that asks it to reopen `path`, and a receiver that
+/// disconnects once the writer has written everything queued after the last sender went away.
+pub fn spawn(path: Option<PathBuf>, rx: Receiver<String>) -> (Arc<AtomicBool>, Receiver<()>) {
     let reopen = Arc::new(AtomicBool::new(false));
     let flag = reopen.clone();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || run(path, rx, &flag))
+        .spawn(move || {
+            run(path, rx, &flag);
+            drop(done_tx);
+        })
         .expect("spawn the access log writer");
-    reopen
+    (reopen, done)
 }
 
 /// Sets `flag` on every SIGUSR1 (a task of the runtime the app runs on).
