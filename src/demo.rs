@@ -1,8 +1,14 @@
 //! `switchyard demo`: the whole migration compressed into about a minute, on loopback only.
 //! Fourteen real mock upstreams (blue and green for each of the seven services), the real proxy
 //! with progressive plans in the spec's order, a built-in traffic generator, and a live table.
-//! auth is promoted step by step, ac starts stepping, then its green gets +2.5 s of latency: the
-//! p95 trigger rolls ac back, the sequence halts, and the incident report is printed.
+//! auth is promoted step by step, ac starts stepping, then its candidate gets +2.5 s of latency:
+//! the p95 trigger rolls ac back, the sequence halts, and the incident report is printed.
+//!
+//! On a terminal the table refreshes in place; piped or redirected (or `TERM=dumb`), it prints
+//! plain lines, one table per second, without control codes. A legend comes first and a summary
+//! last: what happened, and what to try next.
+
+mod screen;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -12,7 +18,6 @@ use mock_upstream::{MockConfig, MockHandle, MockPatch};
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard::app::{App, AppOptions};
-use switchyard::control::StatusDoc;
 use switchyard::error::ServeError;
 use tokio::time::Instant;
 
@@ -46,7 +51,7 @@ enabled = false
     for (name, (b, g)) in SERVICES.iter().zip(mocks) {
         s.push_str(&format!(
             "[[services]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nmode = \"progressive\"\n\
-             blue = {{ endpoints = [\"{}\"] }}\ngreen = {{ endpoints = [\"{}\"], release = \"acge-1.0.0\" }}\n\
+             blue = {{ endpoints = [\"{}\"], release = \"legacy\" }}\ngreen = {{ endpoints = [\"{}\"], release = \"acge-1.0.0\" }}\n\
              health = {{ path = \"/health\", interval = \"1s\", timeout = \"500ms\" }}\n",
             b.addr(),
             g.addr()
@@ -76,9 +81,12 @@ pub async fn run(duration: Option<Duration>) -> Result<(), ServeError> {
     let cfg = switchyard::config::load(&path)?;
     let mut opts = AppOptions::new(&path);
     opts.watch = false;
+    // With a token in the environment, operator commands and the page's buttons work on the demo.
+    opts.token =
+        std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(switchyard::admin::Token::new);
     let app = App::start(cfg, opts).await?;
-    println!("Switchyard demo: 7 services on loopback, {RPS_PER_SERVICE} req/s each, admin http://{}/", app.admin_addr);
-    println!("Plans advance every 3 s when healthy; ac's green will get +2500 ms latency at its 25 % step.\n");
+    let mut screen = screen::Screen::new(app.admin_addr);
+    screen.intro(RPS_PER_SERVICE);
     let addrs: Vec<SocketAddr> = SERVICES.iter().map(|n| app.service_addr(n).expect("service is listening")).collect();
     let traffic: Vec<_> = addrs.iter().map(|a| tokio::spawn(traffic(*a))).collect();
 
@@ -88,41 +96,40 @@ pub async fn run(duration: Option<Duration>) -> Result<(), ServeError> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    loop {
+    let interrupted = loop {
         tokio::select! {
             _ = tick.tick() => {},
-            _ = &mut ctrl_c => break,
+            _ = &mut ctrl_c => break true,
         }
         let status = app.status_doc();
-        print_table(&status, start.elapsed());
         let ac = &status.services[1];
         if !injected && ac.step.as_ref().is_some_and(|s| s.index == 1) {
             injected = true;
+            let color = ac.candidate.map_or("green", |c| c.as_str());
             mocks[1].1.set(MockPatch { latency_ms: Some(2500), ..Default::default() });
-            println!(
-                ">>> fault injected: ac green now answers 2.5 s slower (spec trigger: p95 > 2 s for 2 measurements)\n"
-            );
+            screen.event(format!(
+                "fault injected: ac's candidate acge-1.0.0 ({color}) now answers 2.5 s slower \
+                 (trigger: p95 > 2 s for 2 measurements)"
+            ));
         }
         if !reported {
             if let Some(inc) = app.control.published.incidents.load().iter().find(|i| i.report.completed_at.is_some()) {
                 reported = true;
-                println!(
-                    ">>> ROLLBACK {}: trigger {} (observed {:.3}, threshold {}), decision→swap {} µs, \
-                     green requests between first bad measurement and swap: {}\n>>> report: {}\n",
-                    inc.id,
-                    inc.trigger,
-                    inc.value,
-                    inc.threshold,
-                    inc.decision_to_swap_us,
-                    inc.green_requests_between,
-                    inc.report.summary.as_deref().unwrap_or("")
-                );
+                screen.event(format!(
+                    "ROLLBACK {}: trigger {} (observed {:.3}, threshold {}), decision→swap {} µs, \
+                     candidate requests between the first bad measurement and the swap: {}",
+                    inc.id, inc.trigger, inc.value, inc.threshold, inc.decision_to_swap_us, inc.green_requests_between
+                ));
+                screen.event(format!("report: {}", inc.report.summary.as_deref().unwrap_or("")));
             }
         }
+        screen.draw(&status, start.elapsed());
         if duration.is_some_and(|d| start.elapsed() >= d) {
-            break;
+            break false;
         }
-    }
+    };
+    let incidents = app.control.published.incidents.load_full();
+    screen.summary(&app.status_doc(), &incidents, start.elapsed(), interrupted);
     for t in traffic {
         t.abort();
     }
@@ -150,35 +157,4 @@ async fn traffic(addr: SocketAddr) {
             }
         });
     }
-}
-
-fn print_table(s: &StatusDoc, t: Duration) {
-    println!(
-        "t={:>3}s  sequence: current {}{}",
-        t.as_secs(),
-        s.sequence.current.as_deref().unwrap_or("-"),
-        if s.sequence.halted { "  HALTED (rollback)" } else { "" }
-    );
-    println!(
-        "  {:<10} {:<12} {:>6} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7} {:>7}",
-        "service", "state", "green%", "step", "rps", "b.p95ms", "g.p95ms", "b.err%", "g.err%", "g.compl"
-    );
-    for svc in &s.services {
-        let (b, g) = (&svc.window.blue, &svc.window.green);
-        let step = svc.step.as_ref().map_or("-".into(), |st| format!("{}/{}", st.index + 1, st.of));
-        println!(
-            "  {:<10} {:<12} {:>6} {:>7} {:>6.0} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>7}",
-            svc.name,
-            svc.state.as_str(),
-            svc.green_weight,
-            step,
-            b.rps + g.rps,
-            b.p95_ms,
-            g.p95_ms,
-            b.error_rate * 100.0,
-            g.error_rate * 100.0,
-            g.compliance.map_or("-".into(), |c| format!("{c:.3}")),
-        );
-    }
-    println!();
 }

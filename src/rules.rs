@@ -143,8 +143,7 @@ pub fn generate(cfg: &Config, source: &str) -> String {
          # (live, candidate) and release from switchyard_release_info. The proxy rolls back on its\n\
          # own; these alerts are for humans.\n\
          #\n\
-         # Check: promtool check rules docker/prometheus/alerts.yml\n\
-         # Test:  promtool test rules docker/prometheus/alerts_test.yml\n\
+         # Check: promtool check rules FILE (unit tests of the shipped rules: docker/prometheus/alerts_test.yml)\n\
          groups:\n  - name: switchyard-triggers\n    rules:\n",
         interval = dur(cfg.control.interval),
         window = dur(cfg.control.window),
@@ -331,4 +330,21 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_percentages_and_wrapping_read_as_people_write_them() {
+        assert_eq!(dur(Duration::from_millis(300)), "300ms");
+        assert_eq!(dur(Duration::from_secs(90)), "90s");
+        assert_eq!(dur(Duration::from_secs(120)), "2m");
+        assert_eq!(pct(0.001), "0.1 %");
+        assert_eq!(pct(0.999), "99.9 %");
+        assert_eq!(num(2.0), "2");
+        let lines = wrap("a {{ $labels.x }} b", 5);
+        assert_eq!(lines, ["a", "{{ $labels.x }}", "b"], "a template is never split");
+    }
 }

@@ -194,13 +194,14 @@ def constitutional_overview():
     L = Layout()
     ps = []
     ps.append(row(L, "Constitutional compliance (target >= 95 %)"))
-    ps.append(panel(L, "stat", "Green compliance (window)",
-                    [target("switchyard_window_compliance{" + SEL + ', color="green"}'
-                            " and on (service, color) switchyard_window_samples > 0",
-                            "{{service}}", instant=True)],
+    ps.append(panel(L, "stat", "Candidate compliance (window)",
+                    [target("(switchyard_window_compliance{" + SEL + "}"
+                            " and on (service, color) switchyard_window_samples > 0)"
+                            ' * on (service, color) group_left (release) switchyard_release_info{role="candidate"}',
+                            "{{service}} {{release}}", instant=True)],
                     w=10, h=6, unit="percentunit", decimals=1,
                     steps=[("red", None), ("orange", 0.95), ("green", 0.97)],
-                    desc="Windowed compliance of green per service (only where green has samples).",
+                    desc="Windowed compliance of each service's candidate, whichever color it runs in (only where it has samples).",
                     options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background",
                              "graphMode": "area", "textMode": "value_and_name"}))
     ps.append(panel(L, "stat", "Violations (hash mismatches, range)",
@@ -249,8 +250,8 @@ def constitutional_overview():
                     w=12, h=8, unit="percentunit", maxv=1,
                     steps=[("red", None), ("transparent", 0.9)]))
     ps.append(state_timeline(L, w=16, h=7))
-    ps.append(panel(L, "bargauge", "Green traffic weight",
-                    [target("switchyard_green_weight_percent{" + SEL + "}", "{{service}}", instant=True)],
+    ps.append(panel(L, "bargauge", "Candidate traffic share",
+                    [target("switchyard_candidate_weight_percent{" + SEL + "}", "{{service}}", instant=True)],
                     w=8, h=7, unit="percent", minv=0, maxv=100,
                     steps=[("blue", None), ("green", 1)],
                     options={"orientation": "horizontal", "displayMode": "basic",
@@ -303,11 +304,11 @@ def violations():
                              "reduceOptions": {"calcs": ["lastNotNull"]}}))
     ps.append(row(L, "Resolution status"))
     ps.append(state_timeline(L, w=24, h=7))
-    ps.append(panel(L, "timeseries", "Traffic redirection: green weight",
-                    [target("switchyard_green_weight_percent{" + SEL + "}", "{{service}}")],
+    ps.append(panel(L, "timeseries", "Traffic redirection: candidate share",
+                    [target("switchyard_candidate_weight_percent{" + SEL + "}", "{{service}}")],
                     w=12, h=8, unit="percent", minv=0, maxv=100,
                     custom={"lineInterpolation": "stepAfter", "fillOpacity": 10},
-                    desc="A rollback sets green to 0 %: the step down confirms redirection to blue."))
+                    desc="A rollback sets the candidate to 0 %: the step down confirms redirection to the live release."))
     ps.append(panel(L, "table", "Rollbacks by service and trigger (range)",
                     [target("sum by (service, trigger) (increase(switchyard_rollbacks_total{" + SEL +
                             "}[$__range])) > 0", instant=True, fmt="table")],
@@ -339,11 +340,12 @@ def audit():
                     w=8, h=9, decimals=0,
                     options={"showHeader": True},
                     ))
-    ps.append(panel(L, "timeseries", "Rollout step (0-based, -1 = no plan)",
-                    [target("switchyard_rollout_step{" + SEL + "}", "{{service}}")],
+    ps.append(panel(L, "timeseries", "Rollout step (1-based, 0 = no step in effect)",
+                    [target("switchyard_rollout_step_number{" + SEL + "}", "{{service}}")],
                     w=12, h=8, decimals=0, custom={"lineInterpolation": "stepAfter"}))
-    ps.append(panel(L, "timeseries", "Green weight over time",
-                    [target("switchyard_green_weight_percent{" + SEL + "}", "{{service}}")],
+    ps.append(panel(L, "timeseries", "Candidate share over time",
+                    [target("switchyard_candidate_weight_percent{" + SEL + "}", "{{service}} candidate"),
+                     target("switchyard_green_weight_percent{" + SEL + "}", "{{service}} green")],
                     w=12, h=8, unit="percent", minv=0, maxv=100,
                     custom={"lineInterpolation": "stepAfter"}))
     ps.append(row(L, "Rollbacks and incidents"))
@@ -449,7 +451,7 @@ def performance():
                     [target("rate(switchyard_stats_dropped_total[$__rate_interval])", "dropped")],
                     w=8, h=8, unit="short", steps=[("transparent", None), ("orange", 0.001)]))
     return dashboard("switchyard-performance", "Switchyard / Performance",
-                     "Latency p50/p95/p99/max, RPS, in-flight, errors per service and color; green weight (spec 4.2).",
+                     "Latency p50/p95/p99/max, RPS, in-flight, errors per service, role and release; candidate share (spec 4.2).",
                      "10s", ps, ["performance"], time_from="now-1h")
 
 

@@ -7,12 +7,18 @@ use super::service::ServiceControl;
 use crate::config::Mode;
 use crate::route::Weight;
 use crate::stats::names;
+use crate::Color;
 
 /// Sets `switchyard_candidate_weight_percent`, `switchyard_rollout_step_number` and
 /// `switchyard_rollout_steps` for one service.
 pub(super) fn export(s: &ServiceControl) {
     let name = s.cfg.name.to_string();
-    let share = s.candidate.as_ref().map_or(Weight::ZERO, |c| c.share(&s.cfg));
+    // The stored weight (fleet caps applied), as switchyard_green_weight_percent reports it.
+    let share = match &s.candidate {
+        Some(c) if c.color == Color::Green => s.weight,
+        Some(_) => s.weight.complement(),
+        None => Weight::ZERO,
+    };
     metrics::gauge!(names::CANDIDATE_WEIGHT, "service" => name.clone()).set(share.percent());
     metrics::gauge!(names::ROLLOUT_STEP_NUMBER, "service" => name.clone()).set(step_number(s) as f64);
     let steps = if s.cfg.mode == Mode::Progressive { s.cfg.plan.steps.len() } else { 0 };

@@ -15,6 +15,7 @@ mod control_loop;
 mod cores;
 mod data_plane;
 mod day_two;
+mod demo;
 mod faults;
 mod fleet;
 mod hardening;

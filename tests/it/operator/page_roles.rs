@@ -240,11 +240,11 @@ async fn status_page_banners_a_live_pool_with_no_healthy_endpoint() {
         &config("ld", (&blue, "1.0"), (&green, "1.1"), probes).replace("hold = \"100ms\"", "hold = \"1h\""),
     );
     let app = env.start().await;
-    let Some(mut b) = open(&app).await else { return };
-    assert_eq!(b.eval("document.getElementById('live-down-banner').hidden").await, true);
     let addr = blue.addr();
     until(&app, "ld", "the live endpoint never passed its probes", |s| s["endpoints"]["blue"][0]["healthy"] == true)
         .await;
+    let Some(mut b) = open(&app).await else { return };
+    b.wait("no banner while the live pool is healthy", "document.getElementById('live-down-banner').hidden").await;
     blue.shutdown().await;
     until(&app, "ld", "the live endpoint never failed its probes", |s| s["endpoints"]["blue"][0]["healthy"] == false)
         .await;

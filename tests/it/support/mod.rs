@@ -17,7 +17,7 @@ mod load;
 mod metrics;
 pub mod otlp;
 mod raw;
-pub use binary::{cli, Proxy};
+pub use binary::{cli, Proxy, BIN};
 pub use fixture::{Fixture, FixtureBuilder};
 pub use load::Load;
 pub use metrics::{metric, scrape, scrape_metric, wait_metric};
