@@ -182,7 +182,7 @@ fn percent(v: &serde_json::Value) -> String {
 
 fn print_status(doc: &StatusDoc) {
     println!(
-        "config generation {} (reloads applied; status snapshot {})  sequence: {}{}",
+        "config generation {} (reloads applied; route table {})  sequence: {}{}",
         doc.config.generation,
         doc.generation,
         doc.sequence.current.as_deref().unwrap_or("-"),
