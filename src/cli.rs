@@ -405,13 +405,18 @@ fn print_incident(i: &serde_json::Value) {
     println!("incident {}  service {}  release {}", s("id"), s("service"), s("release"));
     println!("trigger {}: value {} vs threshold {}", s("trigger"), i["value"], s("threshold"));
     match i["candidate_weight_before"].as_f64() {
-        Some(w) => println!(
-            "candidate {} had {}% before (green {}%); live {}",
-            incident_role(i, "candidate"),
-            w,
-            percent(&i["weight_before"]),
-            incident_role(i, "live")
-        ),
+        Some(w) => {
+            // Green's weight beside the candidate's share only when they differ (a blue candidate).
+            let green = match i["candidate_color"].as_str() {
+                Some("blue") => format!(" (green {}%)", percent(&i["weight_before"])),
+                _ => String::new(),
+            };
+            println!(
+                "candidate {} had {w}% before{green}; live {}",
+                incident_role(i, "candidate"),
+                incident_role(i, "live")
+            )
+        }
         None if i["live_color"].is_string() => println!("live {}", incident_role(i, "live")),
         None => println!("green weight before: {}%", percent(&i["weight_before"])),
     }

@@ -300,13 +300,16 @@ impl Controller {
         } else {
             c.holding.clone()
         };
+        // A rolled-back candidate is at no step: it gets nothing until reset or a new release.
+        let step = c.step.filter(|_| !c.latched);
+        let left = left.filter(|_| !c.latched);
         Some(ProgressStatus {
             // Healthy measurements keep counting while the hold runs; past `needed` they add nothing.
-            healthy: c.step.map(|_| format!("{}/{needed}", c.healthy_at_step.min(needed))),
+            healthy: step.map(|_| format!("{}/{needed}", c.healthy_at_step.min(needed))),
             hold_remaining: left.map(super::progress::fmt_left),
             hold_remaining_ms: left.map(|d| d.as_millis() as u64),
             reason,
-            step: c.step.map(|i| format!("{}/{steps}", i + 1)),
+            step: step.map(|i| format!("{}/{steps}", i + 1)),
         })
     }
 

@@ -92,6 +92,10 @@ async fn a_rolled_back_blue_candidate_is_reported_by_role() {
     );
     assert_eq!(s["green_weight"], 90.0, "green's share is the live one now");
     p.ok(&["rollback", "rb"]).await;
+    let s = wait_status(&p, "rb", |s| s["latched"] == true).await;
+    assert!(s["progress"]["step"].is_null() && s["progress"]["hold_remaining"].is_null(), "no step lit: {s:#}");
+    let table = p.ok(&["status"]).await;
+    assert!(table.contains("live green (r2) 100 % → candidate blue (r3) 0 % — rolled back"), "{table}");
     let inc = wait_incident(&p).await;
     assert_eq!(
         (inc["candidate_color"].as_str(), inc["candidate_release"].as_str()),
