@@ -242,7 +242,7 @@ async fn status_says_why_a_plan_holds() {
     let (ok, text, err) = cli(&["status", "--admin", &format!("http://{}", app.admin_addr)]).await;
     assert!(ok, "{text}\n{err}");
     println!("{text}"); // the closing note's sample: `cargo test --test it alternation::status_says -- --nocapture`
-    assert!(text.contains("live blue (1.0) → candidate green (1.1): step 1/2, healthy 0/2, hold"), "{text}");
+    assert!(text.contains("live blue (1.0) 90 % → candidate green (1.1) 10 %: step 1/2, healthy 0/2, hold"), "{text}");
     assert!(text.contains("of 100 samples"), "{text}");
     assert!(text.contains("— waiting for whya"), "{text}");
 

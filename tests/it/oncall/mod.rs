@@ -129,7 +129,7 @@ async fn an_acknowledged_incident_stops_escalating_and_records_who_when_and_at_w
         .await
         .unwrap();
     assert!(ack.status.success(), "{}", String::from_utf8_lossy(&ack.stderr));
-    assert!(String::from_utf8_lossy(&ack.stdout).contains("acknowledged by ana at level 1"));
+    assert!(String::from_utf8_lossy(&ack.stdout).contains("acknowledged by ana after level 1"));
     let metrics = client().get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("switchyard_incidents_unacknowledged{{service=\"{name}\"}} 0")), "{metrics}");
     let (st, body) = admin_post(&app, &format!("/incidents/{id}/ack"), "{\"by\":\"bob\"}").await;
@@ -143,7 +143,7 @@ async fn an_acknowledged_incident_stops_escalating_and_records_who_when_and_at_w
     tokio::time::sleep_until(t0 + Duration::from_millis(2500)).await;
     assert!(hooks.on("/level2").is_empty() && hooks.on("/level3").is_empty(), "{:?}", hooks.hits());
     let list = tokio::process::Command::new(bin).args(["incidents", "--admin", &admin]).output().await.unwrap().stdout;
-    assert!(String::from_utf8_lossy(&list).contains("acknowledged by ana at level 1"));
+    assert!(String::from_utf8_lossy(&list).contains("acknowledged by ana after level 1"));
     page_shows_the_acknowledgement(&app, &id).await;
     app.shutdown().await;
 }
