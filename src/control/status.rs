@@ -24,7 +24,9 @@ pub struct StatusDoc {
     /// Absent without `[fleet]`: a single replica has no fleet to describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
-    /// Bumped on every publish, so a poller can tell a new snapshot from the same one.
+    /// The route table's generation, bumped on every stored change (a poller can tell a new
+    /// routing from the same one). Not the config's: that is `config.generation`, the count of
+    /// configs applied, which `switchyard status` and `switchyard_config_generation` show.
     pub generation: u64,
     /// Of the whole proxy; `None` (null) without requests.
     pub health_score: Option<f64>,
