@@ -49,6 +49,8 @@ fn route(sticky: Option<Sticky>, stats: Arc<ServiceStats>) -> Route {
             },
             max_body_bytes: None,
             response_timeout: Duration::from_secs(30),
+            via: true,
+            releases: [None, None],
         }),
     }
 }

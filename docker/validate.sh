@@ -69,7 +69,8 @@ route() { # expected receiver, then labels
   echo "$* -> $got"
 }
 route critical alertname=SwitchyardRollback severity=critical service=ac
-route high alertname=SwitchyardP95LatencyHigh severity=high service=ac color=green
+route high alertname=SwitchyardP95LatencyHigh severity=high service=ac color=green role=candidate
+route critical alertname=SwitchyardLivePoolDown severity=critical service=ac color=blue
 route monitoring alertname=SwitchyardConfigReloadFailed severity=medium
 route dashboards-only alertname=SwitchyardThroughputLow severity=info service=ac
 route escalation-team-lead alertname=SwitchyardIncidentUnacknowledged severity=critical escalation=team-lead service=ac
@@ -103,9 +104,9 @@ base = f"http://127.0.0.1:{sys.argv[1]}/api/v2/alerts"
 def alert(name, sev, service, **extra):
     return {"labels": {"alertname": name, "severity": sev, "service": service, **extra}}
 fired = [alert("SwitchyardRollback", "critical", "ac", trigger="error_rate"),
-         alert("SwitchyardErrorRateHigh", "high", "ac", color="green"),
-         alert("SwitchyardErrorRateHigh", "high", "ac", color="blue"),
-         alert("SwitchyardErrorRateHigh", "high", "gs", color="green")]
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="blue", role="candidate"),
+         alert("SwitchyardErrorRateHigh", "high", "ac", color="green", role="live"),
+         alert("SwitchyardErrorRateHigh", "high", "gs", color="blue", role="candidate")]
 for _ in range(50):
     try:
         req = urllib.request.Request(base, json.dumps(fired).encode(), {"content-type": "application/json"})
@@ -113,8 +114,8 @@ for _ in range(50):
         break
     except OSError:
         time.sleep(0.2)
-want = {("SwitchyardRollback", "ac", None): "active", ("SwitchyardErrorRateHigh", "ac", "green"): "suppressed",
-        ("SwitchyardErrorRateHigh", "ac", "blue"): "active", ("SwitchyardErrorRateHigh", "gs", "green"): "active"}
+want = {("SwitchyardRollback", "ac", None): "active", ("SwitchyardErrorRateHigh", "ac", "blue"): "suppressed",
+        ("SwitchyardErrorRateHigh", "ac", "green"): "active", ("SwitchyardErrorRateHigh", "gs", "blue"): "active"}
 for _ in range(50):
     got = {(a["labels"]["alertname"], a["labels"]["service"], a["labels"].get("color")): a["status"]["state"]
            for a in json.load(urllib.request.urlopen(base, timeout=2))}
@@ -122,7 +123,7 @@ for _ in range(50):
         break
     time.sleep(0.2)
 assert got == want, f"inhibition: got {got}, want {want}"
-print("rollback of ac suppresses ac/green's per-trigger alert; ac/blue and gs/green stay active")
+print("rollback of ac suppresses its candidate's (blue) per-trigger alert; ac's live release and gs stay active")
 PY
   kill $am_pid 2>/dev/null || true
 fi
@@ -134,7 +135,7 @@ for f in docker/grafana/dashboards/*.json; do
   echo "valid JSON: $f"
 done
 n=$(ls docker/grafana/dashboards/*.json | wc -l)
-[[ $n -eq 4 ]] || { echo "expected 4 dashboards, found $n" >&2; exit 1; }
+[[ $n -eq 5 ]] || { echo "expected 5 dashboards, found $n" >&2; exit 1; }
 python3 docker/grafana/gen_dashboards.py --check
 for f in docker/grafana/provisioning/*/*.yaml; do
   python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"
@@ -149,6 +150,7 @@ python3 docker/check_metric_names.py
 step "kubernetes manifests"
 python3 docker/k8s/check_manifests.py
 python3 docker/k8s/check_manifests.py docker/k8s/fleet
+python3 docker/k8s/check_manifests.py docker/k8s/generic
 
 # ---------------------------------------------------------------- status page
 step "src/admin/status.html"

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::control::{ControlHandle, Controller, StatusDoc};
 use crate::error::ServeError;
 use crate::route::Router;
+use crate::workers::Workers;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,12 +25,21 @@ pub struct AppOptions {
     pub token: Option<Token>,
     /// Debounce of file events.
     pub debounce: Duration,
+    /// Runtimes that accept and serve connections: one `current_thread` runtime per core
+    /// (`--threads N`), or by default the runtime `App::start` is called on.
+    pub workers: Option<Workers>,
 }
 
 impl AppOptions {
     /// Options for a config file, watching it, without a token.
     pub fn new(config_path: impl Into<PathBuf>) -> Self {
-        AppOptions { config_path: config_path.into(), watch: true, token: None, debounce: Duration::from_millis(200) }
+        AppOptions {
+            config_path: config_path.into(),
+            watch: true,
+            token: None,
+            debounce: Duration::from_millis(200),
+            workers: None,
+        }
     }
 }
 
@@ -80,7 +90,8 @@ impl App {
         let admin_addr = admin_listener.local_addr()?;
         let alerter = Alerter::spawn(cfg.alerts.clone());
         let router = Arc::new(Router::new());
-        let (controller, control, inbox) = Controller::start(cfg, router, alerter).await?;
+        let workers = opts.workers.clone().unwrap_or_else(Workers::current);
+        let (controller, control, inbox) = Controller::start(cfg, router, alerter, workers).await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(controller.run(inbox, stop.clone()));

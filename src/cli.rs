@@ -1,7 +1,7 @@
 //! Command implementations at the binary's edge (anyhow lives here, not in the library).
 
 use crate::admin_client::{self, Target};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use switchyard::app::{App, AppOptions};
@@ -34,7 +34,9 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// `switchyard run`: the file if `check` would accept it, else the last good copy (loudly).
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+/// `threads` runtimes accept and serve connections (one per core by default); the control loop
+/// and the admin server run beside them on the calling runtime.
+pub async fn run(path: PathBuf, threads: Option<usize>) -> anyhow::Result<()> {
     let start = preflight::start_config(&path, env_token()).map_err(|e| {
         anyhow::anyhow!(
             "{e}\n{} has {} problem(s) and there is no last good copy to start from",
@@ -45,6 +47,8 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let (accepted, refused) = (start.accepted, start.refused);
     let mut opts = AppOptions::new(&path);
     opts.token = accepted.token;
+    let threads = threads.unwrap_or_else(switchyard::workers::default_count);
+    opts.workers = Some(switchyard::workers::Workers::spawn(threads).context("cannot start the worker runtimes")?);
     let (state_dir, running_from) = (accepted.config.state_dir.clone(), accepted.config.source.clone());
     // Before the listeners open: from the first accepted connection on, SIGTERM means drain.
     let shutdown = shutdown_signal();

@@ -37,6 +37,9 @@ sequential = true
 steps = [1, 10, 50, 100]
 hold = "3s"
 healthy_measurements = 2
+[access_log]
+# The demo's live table owns the terminal.
+enabled = false
 "#,
         state_dir.display()
     );

@@ -6,7 +6,8 @@
 //! - `app` wires everything and owns shutdown; the binary's `cli` and `demo` sit on top of it.
 //! - `admin` and `reload` talk to `control`, the only writer of routes: ticks, commands (admin,
 //!   reload, data-path hash alarms), the pure `decide` function, rollout plans, incidents.
-//! - `listener` accepts connections; `serve` runs one connection (TLS, HTTP/1.1 parking while
+//! - `workers` are the runtimes connections live on (one per core, sharing nothing on the
+//!   request path); `listener` accepts connections on each of them; `serve` runs one connection (TLS, HTTP/1.1 parking while
 //!   idle, HTTP/2); `proxy` serves one request.
 //! - `route` is the lock-free snapshot a request loads once; `alerts` delivers webhooks
 //!   (http/https) off the loop; `escalation` (paging schedule, acknowledgement) and
@@ -35,6 +36,7 @@ pub mod fleet;
 pub mod health_score;
 pub mod listener;
 pub mod memory;
+pub mod observe;
 pub mod preflight;
 pub mod proxy;
 pub mod reload;
@@ -45,6 +47,7 @@ pub mod stats;
 pub mod tls;
 pub mod types;
 pub mod upstream;
+pub mod workers;
 
 /// `crate::body` predates the move under `upstream` (which breaks the body ↔ upstream cycle).
 pub use upstream::body;

@@ -1,11 +1,12 @@
-//! One accept loop per service: connection limit, optional TLS, HTTP/1.1 + HTTP/2 (h2c and ALPN),
-//! header limits and timeouts, and structural draining: every connection task is tracked and told
-//! to finish gracefully when the listener stops.
+//! One accept loop per service and worker: connection limit, optional TLS, HTTP/1.1 + HTTP/2
+//! (h2c and ALPN), header limits and timeouts, and structural draining: every connection task is
+//! tracked and told to finish gracefully when the listener stops.
 
 use crate::config::Limits;
 use crate::memory::LongLived;
 use crate::proxy::{ConnCtx, ServiceCtx};
 use crate::serve::{self, ServeCfg};
+use crate::workers::{Sockets, Workers};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,64 +20,84 @@ use tokio_util::task::TaskTracker;
 pub struct Listener {
     /// Bound address (useful with port 0).
     pub addr: SocketAddr,
-    /// The bound socket, shared so a reload can hand it to a new accept loop (a service renamed
-    /// on the same port, TLS switched on) without closing the port: both loops may accept for a
-    /// moment, each connection is served by exactly one of them.
-    socket: Arc<TcpListener>,
+    /// The bound sockets (one per worker), shared so a reload can hand them to a new accept loop
+    /// (a service renamed on the same port, TLS switched on) without closing the port: both loops
+    /// may accept for a moment, each connection is served by exactly one of them.
+    sockets: Sockets,
     stop: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
 
+/// What every worker's accept loop of one listener shares: the connection limit is the
+/// listener's, not a worker's, and draining waits for the connections of every worker.
+struct Shared {
+    svc: Arc<ServiceCtx>,
+    tls: Option<TlsAcceptor>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    closing: CancellationToken,
+    cfg: Arc<ServeCfg>,
+}
+
 impl Listener {
-    /// Binds `addr` with a backlog large enough for bursts; excess connections wait there.
-    pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-        let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        sock.set_reuseaddr(true)?;
-        sock.set_nodelay(true)?;
-        sock.bind(addr)?;
-        sock.listen(4096)
+    /// Binds `addr` on every worker (`SO_REUSEPORT` when there are several) with a backlog large
+    /// enough for bursts; excess connections wait there.
+    pub fn bind(workers: &Workers, addr: SocketAddr) -> std::io::Result<Sockets> {
+        workers.bind(addr)
     }
 
-    /// Starts serving on an already bound socket.
-    pub fn start(socket: Arc<TcpListener>, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
-        let addr = socket.local_addr().expect("bound socket has an address");
+    /// Starts serving on already bound sockets: one accept loop per socket, on its worker.
+    pub fn start(sockets: Sockets, svc: Arc<ServiceCtx>, tls: Option<TlsAcceptor>, limits: Limits) -> Listener {
+        let addr = sockets.addr;
         let stop = CancellationToken::new();
-        // What the accept loop allocates (each connection's task, context and reactor
+        let shared = Arc::new(Shared {
+            svc,
+            tls,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            tracker: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            cfg: Arc::new(ServeCfg::new(&limits)),
+        });
+        // What an accept loop allocates (each connection's task, context and reactor
         // registration) lasts as long as the connection: kept on pages of its own (`memory`).
-        let done = tokio::spawn(LongLived::new(accept_loop(socket.clone(), svc, tls, limits, stop.clone())));
-        Listener { addr, socket, stop, done }
+        let loops: Vec<_> = sockets
+            .iter()
+            .map(|(rt, socket)| rt.spawn(LongLived::new(accept_loop(socket.clone(), shared.clone(), stop.clone()))))
+            .collect();
+        let done = tokio::spawn(async move {
+            for l in loops {
+                let _ = l.await;
+            }
+            drain(&shared, limits.drain_timeout).await;
+        });
+        Listener { addr, sockets, stop, done }
     }
 
-    /// The bound socket, for handing over to a new accept loop on reload.
-    pub fn socket(&self) -> Arc<TcpListener> {
-        self.socket.clone()
+    /// The bound sockets, for handing over to a new accept loop on reload.
+    pub fn sockets(&self) -> Sockets {
+        self.sockets.clone()
     }
 
     /// Stops accepting and waits until in-flight requests finish or `limits.drain_timeout` passes.
     pub async fn drain(self) {
-        let Listener { socket, stop, done, .. } = self;
-        // Release our handle first: the port closes as soon as the accept loop lets go of it
+        let Listener { sockets, stop, done, .. } = self;
+        // Release our handles first: the port closes as soon as the accept loops let go of it
         // (unless a reload handed it to a new loop).
-        drop(socket);
+        drop(sockets);
         stop.cancel();
         let _ = done.await;
     }
 }
 
-async fn accept_loop(
-    listener: Arc<TcpListener>,
-    svc: Arc<ServiceCtx>,
-    tls: Option<TlsAcceptor>,
-    limits: Limits,
-    stop: CancellationToken,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let tracker = TaskTracker::new();
-    let closing = CancellationToken::new();
-    let cfg = Arc::new(ServeCfg::new(&limits));
+async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>, stop: CancellationToken) {
+    let accepted = metrics::counter!(
+        crate::stats::names::WORKER_CONNECTIONS_TOTAL,
+        "service" => shared.svc.name.to_string(),
+        "worker" => crate::workers::current_index().to_string()
+    );
     loop {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = shared.permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = stop.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
@@ -84,7 +105,7 @@ async fn accept_loop(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends are transient: back off briefly and keep accepting.
-                    tracing::warn!(service = %svc.name, error = %e, "accept failed");
+                    tracing::warn!(service = %shared.svc.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -92,9 +113,10 @@ async fn accept_loop(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnCtx::new(svc.clone(), peer, tracker.clone(), closing.clone()));
-        let (tls, cfg, stop, closing) = (tls.clone(), cfg.clone(), stop.clone(), closing.clone());
-        tracker.spawn(async move {
+        accepted.increment(1);
+        let conn = Arc::new(ConnCtx::new(shared.svc.clone(), peer, shared.tracker.clone(), shared.closing.clone()));
+        let (tls, cfg, stop, closing) = (shared.tls.clone(), shared.cfg.clone(), stop.clone(), shared.closing.clone());
+        shared.tracker.spawn(async move {
             // Borrowed rather than moved into a local: a moved copy would be kept beside the
             // captured one for the life of the connection.
             let _permit = &permit;
@@ -105,11 +127,15 @@ async fn accept_loop(
             }
         });
     }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(limits.drain_timeout, tracker.wait()).await.is_err() {
-        tracing::warn!(service = %svc.name, remaining = tracker.len(), "drain timeout: closing remaining connections");
-        closing.cancel();
-        tracker.wait().await;
+}
+
+/// After every accept loop stopped: wait for the connections of every worker, then close what
+/// is left after `timeout`.
+async fn drain(shared: &Shared, timeout: Duration) {
+    shared.tracker.close();
+    if tokio::time::timeout(timeout, shared.tracker.wait()).await.is_err() {
+        tracing::warn!(service = %shared.svc.name, remaining = shared.tracker.len(), "drain timeout: closing remaining connections");
+        shared.closing.cancel();
+        shared.tracker.wait().await;
     }
 }

@@ -5,6 +5,7 @@ mod allocator;
 mod check;
 mod cli;
 mod demo;
+mod rules;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -36,7 +37,8 @@ enum Cmd {
         /// Config file.
         #[arg(long, default_value = "config/switchyard.toml")]
         config: PathBuf,
-        /// Worker threads (default: number of cores).
+        /// Worker runtimes, one thread each, sharing nothing on the request path (default: the
+        /// CPUs this process may use, cgroup quota included). 1 runs everything on one thread.
         #[arg(long)]
         threads: Option<usize>,
         /// State directory, overriding the file's `state_dir` (so a restart whose file is
@@ -46,6 +48,12 @@ enum Cmd {
     },
     /// Validate a config file and print a summary.
     Check {
+        /// Config file.
+        #[arg(long, default_value = "config/switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Print Prometheus alert rules generated from the config's triggers (docker/prometheus/alerts.yml).
+    Rules {
         /// Config file.
         #[arg(long, default_value = "config/switchyard.toml")]
         config: PathBuf,
@@ -125,12 +133,14 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Rules { config } => rules::print(&config),
         Cmd::Run { config, threads, state_dir } => {
             init_logging(args.log_json);
             if let Some(dir) = state_dir {
                 switchyard::config::override_state_dir(dir);
             }
-            runtime(threads)?.block_on(cli::run(config))
+            // The control loop, admin server and health probes: one thread beside the workers.
+            runtime(Some(1))?.block_on(cli::run(config, threads))
         }
         Cmd::MockUpstream { listen, name, latency_ms, error_rate, hash, compliance } => {
             init_logging(args.log_json);

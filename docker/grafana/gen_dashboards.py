@@ -15,6 +15,9 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'service=~"$service"'
 SELC = 'service=~"$service", color=~"$color"'
+# Joins a per-color series with the role and release that color has now (switchyard_release_info).
+ROLE = " * on (service, color) group_left (role, release) switchyard_release_info"
+ROLE_LEGEND = "{{service}} {{role}} {{release}} ({{color}})"
 COLOR_OVERRIDES = [
     {"matcher": {"id": "byRegexp", "options": ".*blue.*"},
      "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
@@ -386,12 +389,12 @@ def performance():
     ps.append(row(L, "Latency (window, per service and color)"))
     for q, thr, w in (("p50", None, 12), ("p95", 2, 12), ("p99", 5, 12), ("max", None, 12)):
         ps.append(panel(L, "timeseries", f"{q} latency",
-                        [target(f"switchyard_window_{q}_seconds{{{SELC}}}"
-                                " and on (service, color) switchyard_window_samples > 0",
-                                "{{service}} {{color}}")],
+                        [target(f"(switchyard_window_{q}_seconds{{{SELC}}}"
+                                " and on (service, color) switchyard_window_samples > 0)" + ROLE,
+                                ROLE_LEGEND)],
                         w=w, h=8, unit="s",
                         steps=[("transparent", None), ("red", thr)] if thr else None,
-                        desc=f"switchyard_window_{q}_seconds" + (f"; alert > {thr}s" if thr else "")))
+                        desc=f"switchyard_window_{q}_seconds by role and release" + (f"; alert > {thr}s" if thr else "")))
     ps.append(panel(L, "timeseries", "p95 from request histogram",
                     [target("histogram_quantile(0.95, sum by (le, service, color) (rate("
                             "switchyard_request_duration_seconds_bucket{" + SELC + "}[$__rate_interval])))",
@@ -415,18 +418,20 @@ def performance():
     ps.append(panel(L, "timeseries", "Window RPS",
                     [target("switchyard_window_rps{" + SELC + "}", "{{service}} {{color}}")],
                     w=12, h=8, unit="reqps"))
-    ps.append(panel(L, "timeseries", "Green weight over time",
-                    [target("switchyard_green_weight_percent{" + SEL + "}", "{{service}}")],
+    ps.append(panel(L, "timeseries", "Candidate share over time",
+                    [target("switchyard_candidate_weight_percent{" + SEL + "}", "{{service}} candidate"),
+                     target("switchyard_green_weight_percent{" + SEL + "}", "{{service}} green")],
                     w=12, h=8, unit="percent", minv=0, maxv=100,
+                    desc="The candidate's share whichever color it runs in; green's share for dashboards made before colors alternated.",
                     custom={"lineInterpolation": "stepAfter"}))
     ps.append(row(L, "Errors and availability"))
     ps.append(panel(L, "timeseries", "Error rate (window)",
-                    [target("switchyard_window_error_rate{" + SELC + "}"
-                            " and on (service, color) switchyard_window_samples > 0", "{{service}} {{color}}")],
+                    [target("(switchyard_window_error_rate{" + SELC + "}"
+                            " and on (service, color) switchyard_window_samples > 0)" + ROLE, ROLE_LEGEND)],
                     w=8, h=8, unit="percentunit", steps=[("transparent", None), ("red", 0.01)]))
     ps.append(panel(L, "timeseries", "Availability (window)",
-                    [target("switchyard_window_availability{" + SELC + "}"
-                            " and on (service, color) switchyard_window_samples > 0", "{{service}} {{color}}")],
+                    [target("(switchyard_window_availability{" + SELC + "}"
+                            " and on (service, color) switchyard_window_samples > 0)" + ROLE, ROLE_LEGEND)],
                     w=8, h=8, unit="percentunit", maxv=1, steps=[("red", None), ("transparent", 0.999)]))
     ps.append(panel(L, "timeseries", "5xx / transport errors per second",
                     [target("sum by (service, color) (rate(switchyard_requests_total{" + SELC +
@@ -448,11 +453,108 @@ def performance():
                      "10s", ps, ["performance"], time_from="now-1h")
 
 
+
+# ------------------------------------------------------------ on call
+INFO = "switchyard_release_info{" + SEL + "}"
+
+
+def oncall():
+    L = Layout()
+    ps = []
+    ps.append(row(L, "Releases by role (switchyard_release_info)"))
+    ps.append(panel(L, "table", "Live and candidate releases",
+                    [target("max by (service, role, release, color) (" + INFO + ")", instant=True, fmt="table")],
+                    w=10, h=8,
+                    desc="Each color's role (live, candidate, idle) and release, now. Join any per-color series "
+                         "with `* on (service, color) group_left (role, release) switchyard_release_info`.",
+                    options={"showHeader": True, "sortBy": [{"displayName": "service", "desc": False}]}))
+    ps.append(panel(L, "timeseries", "Candidate share",
+                    [target("switchyard_candidate_weight_percent{" + SEL + "}"
+                            ' * on (service) group_left (release, color) switchyard_release_info{role="candidate"}',
+                            "{{service}} candidate {{release}} ({{color}})")],
+                    w=8, h=8, unit="percent", minv=0, maxv=100, custom={"lineInterpolation": "stepAfter"},
+                    desc="switchyard_candidate_weight_percent: the release under rollout, in either color."))
+    ps.append(panel(L, "stat", "Rollout step (1-based)",
+                    [target("switchyard_rollout_step_number{" + SEL + "}", "{{service}} step", instant=True),
+                     target("switchyard_rollout_steps{" + SEL + "}", "{{service}} of", instant=True)],
+                    w=3, h=8, decimals=0,
+                    desc="switchyard_rollout_step_number as switchyard status prints it (step 2/3 is 2); 0 = no step in effect.",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "value_and_name"}))
+    ps.append(panel(L, "stat", "Migration",
+                    [target("max(switchyard_migration_active)", instant=True)],
+                    w=3, h=8, mappings=[{"type": "value", "options": {
+                        "0": {"text": "idle", "color": "blue", "index": 0},
+                        "1": {"text": "active", "color": "orange", "index": 1}}}],
+                    desc="1 while a candidate takes traffic or runs its plan, through the last step's hold.",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}))
+    ps.append(row(L, "Health score (spec 5.3: > 90)"))
+    ps.append(panel(L, "stat", "Health score (whole proxy)",
+                    [target('switchyard_system_health_score{service="_overall"}', instant=True)],
+                    w=6, h=7, decimals=1, minv=0, maxv=100, steps=[("red", None), ("orange", 90), ("green", 95)],
+                    desc="Request-weighted over every service; NaN (no value) without traffic.",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}))
+    ps.append(panel(L, "timeseries", "Health score by service",
+                    [target("switchyard_system_health_score{" + SEL + ', service!="_overall"}', "{{service}}")],
+                    w=18, h=7, minv=0, maxv=100, steps=[("red", None), ("transparent", 90)]))
+    ps.append(row(L, "Incidents and paging"))
+    ps.append(panel(L, "stat", "Unacknowledged incidents",
+                    [target("sum(switchyard_incidents_unacknowledged{" + SEL + "})", instant=True)],
+                    w=4, h=7, decimals=0, steps=[("green", None), ("red", 1)],
+                    desc="Critical incidents nobody acknowledged (switchyard ack ID --by NAME, or the status page's Ack).",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}))
+    ps.append(panel(L, "bargauge", "Unacknowledged by service",
+                    [target("switchyard_incidents_unacknowledged{" + SEL + "} > 0", "{{service}}", instant=True)],
+                    w=6, h=7, decimals=0, steps=[("green", None), ("red", 1)],
+                    options={"orientation": "horizontal", "displayMode": "basic",
+                             "reduceOptions": {"calcs": ["lastNotNull"]}}))
+    ps.append(panel(L, "timeseries", "Pages and alerts sent",
+                    [target("sum by (severity, result) (increase(switchyard_alerts_total[5m]))",
+                            "{{severity}} {{result}}")],
+                    w=8, h=7, unit="short",
+                    desc="Alert webhook deliveries by severity and result (failed deliveries page nobody)."))
+    ps.append(panel(L, "stat", "Live endpoints up",
+                    [target('sum by (service) (switchyard_endpoint_up{' + SEL + ', role="live"})', "{{service}}",
+                            instant=True)],
+                    w=6, h=7, decimals=0, steps=[("red", None), ("green", 1)],
+                    desc="0 = the live pool is down: every request fails and no rollback helps (SwitchyardLivePoolDown).",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background",
+                             "textMode": "value_and_name"}))
+    ps.append(row(L, "Fleet (etcd; only with [fleet])"))
+    ps.append(panel(L, "stat", "Store up",
+                    [target("switchyard_fleet_store_up", "{{instance}}", instant=True)],
+                    w=8, h=6, mappings=[{"type": "value", "options": {
+                        "0": {"text": "unreachable", "color": "red", "index": 0},
+                        "1": {"text": "up", "color": "green", "index": 1}}}],
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background",
+                             "textMode": "value_and_name"}))
+    ps.append(panel(L, "stat", "Leader",
+                    [target("switchyard_fleet_leader", "{{instance}}", instant=True)],
+                    w=8, h=6, mappings=[{"type": "value", "options": {
+                        "0": {"text": "follower", "color": "blue", "index": 0},
+                        "1": {"text": "leader", "color": "green", "index": 1}}}],
+                    desc="Exactly one replica should lead (SwitchyardFleetNoLeader fires when none does).",
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background",
+                             "textMode": "value_and_name"}))
+    ps.append(panel(L, "stat", "Replicas",
+                    [target("max(switchyard_fleet_replicas)", instant=True)],
+                    w=4, h=6, decimals=0,
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}}))
+    ps.append(panel(L, "stat", "Apply lag p95",
+                    [target("histogram_quantile(0.95, sum by (le) (rate(switchyard_fleet_apply_lag_seconds_bucket[5m])))",
+                            instant=True)],
+                    w=4, h=6, unit="s", steps=[("green", None), ("orange", 1)],
+                    options={"reduceOptions": {"calcs": ["lastNotNull"]}}))
+    return dashboard("switchyard-oncall", "Switchyard - On call: releases, health, incidents, fleet",
+                     "Which release is live and which is the candidate, the health score, unacknowledged "
+                     "incidents and paging, the live pool's endpoints, and the fleet (store, leader, replicas).",
+                     "30s", ps, ["oncall"], time_from="now-3h", color_var=False)
+
 DASHBOARDS = {
     "switchyard-constitutional-overview.json": constitutional_overview,
     "switchyard-violations.json": violations,
     "switchyard-audit.json": audit,
     "switchyard-performance.json": performance,
+    "switchyard-oncall.json": oncall,
 }
 
 

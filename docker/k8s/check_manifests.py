@@ -15,6 +15,10 @@ and carries the spec's per-service triggers (auth 401 > 0.1 %, ac errors >
 the grace period; README.md states the switchyard container's resources as
 deployment.yaml sets them.
 
+The fleet variant's etcd must admit only the Switchyard pods (and its own members). The
+generic layout (docker/k8s/generic: the proxy in front of separate blue and green
+Deployments) has checks of its own, in check_generic.py.
+
 Usage (from the repo root): python3 docker/k8s/check_manifests.py [DIR]
 """
 import sys
@@ -134,7 +138,30 @@ def check_triggers(where, cfg):
         err(f"{where}: ac needs triggers.error_rate above 0.001 (spec: inference failures > 0.1 %)")
 
 
+def check_etcd_policy(policies, pod_labels):
+    """In the fleet, etcd is reachable only from the Switchyard pods and etcd's own members."""
+    etcd = {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/part-of": "acge"}
+    selecting = [(w, p) for _, w, p in policies if matches(p["spec"]["podSelector"].get("matchLabels"), etcd)]
+    if not selecting:
+        err("no NetworkPolicy restricts access to etcd")
+    for where, p in selecting:
+        for rule in p["spec"].get("ingress", []):
+            peers = rule.get("from") or []
+            if not peers:
+                err(f"{where}: an etcd rule without `from` admits everyone")
+            for peer in peers:
+                m = (peer.get("podSelector") or {}).get("matchLabels")
+                if peer.get("namespaceSelector") or not (matches(m, pod_labels) or matches(m, etcd)):
+                    err(f"{where}: etcd admits pods other than Switchyard's and etcd's own")
+
+
 def main():
+    if DIR.name == "generic":
+        from check_generic import run
+        docs = load()
+        run(DIR, docs, err, matches)
+        print(f"checked {len(docs)} documents in {DIR}")
+        return
     docs = load()
     by_kind = {}
     for fname, where, d in docs:
@@ -255,7 +282,11 @@ def main():
         err(f"Services must cover 8000-8006 and 9900, cover {sorted(svc_ports)}")
 
     # network policy
+    if FLEET:
+        check_etcd_policy(by_kind.get("NetworkPolicy", []), pod_labels)
     for _, where, np in by_kind.get("NetworkPolicy", []):
+        if np["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "etcd":
+            continue
         if not matches(np["spec"]["podSelector"].get("matchLabels"), pod_labels):
             err(f"{where}: podSelector does not select the Switchyard pods")
         admin_rules = [r for r in np["spec"].get("ingress", [])

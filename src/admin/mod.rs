@@ -94,6 +94,18 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
+/// The status page. Its buttons act with the token the operator typed into it, so no other
+/// site may frame it (a framed page could be clicked through: clickjacking); nothing cached.
+fn page() -> Response<ResponseBody> {
+    let mut r = text(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    r
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody> {
     json(status, &serde_json::json!({"error": msg.into()}))
 }
@@ -103,9 +115,9 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Re
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let p = &admin.control.published;
     let resp = match (req.method(), segs.as_slice()) {
-        (&Method::GET, []) => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        (&Method::GET, []) => page(),
         (&Method::GET, ["metrics"]) => {
-            let body = admin.metrics.render() + &crate::stats::process::render();
+            let body = admin.metrics.render() + &roles(&p.status.load()) + &crate::stats::process::render();
             text(StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
@@ -176,6 +188,33 @@ async fn mutate(admin: &Admin, req: Request<Incoming>, segs: &[&str]) -> Respons
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => error(command_status(&e), e.to_string()),
     }
+}
+
+/// `switchyard_release_info` and `switchyard_endpoint_up` from the published snapshot.
+fn roles(doc: &crate::control::StatusDoc) -> String {
+    use crate::stats::roles::{render, ColorRole};
+    use crate::Color;
+    let mut rows = Vec::new();
+    for s in &doc.services {
+        for c in [Color::Blue, Color::Green] {
+            let (role, release) = if c == s.live {
+                ("live", s.live_release.as_deref())
+            } else if s.candidate == Some(c) {
+                ("candidate", s.candidate_release.as_deref())
+            } else {
+                ("idle", None)
+            };
+            let endpoints = s.endpoints.get(c).iter().map(|e| (e.address.as_str(), e.healthy && !e.ejected)).collect();
+            rows.push(ColorRole {
+                service: &s.name,
+                color: c.as_str(),
+                role,
+                release: release.unwrap_or(""),
+                endpoints,
+            });
+        }
+    }
+    render(&rows)
 }
 
 /// The one place a refused command becomes an HTTP status, by its class.

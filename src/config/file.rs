@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// Protective limits on listeners and upstreams.
     #[serde(default)]
     pub limits: FileLimits,
+    /// What forwarded requests carry.
+    #[serde(default)]
+    pub proxy: FileProxy,
     /// Webhook channels per severity.
     #[serde(default)]
     pub alerts: FileAlerts,
@@ -33,6 +36,47 @@ pub struct FileConfig {
     pub services: Vec<FileService>,
     /// Fleet mode: replicas share rollout state through etcd (absent = one process, state.json).
     pub fleet: Option<FileFleet>,
+    /// One line per request (on by default, JSON lines to stdout).
+    #[serde(default)]
+    pub access_log: FileAccessLog,
+    /// Request ids, W3C trace context and OTLP span export.
+    #[serde(default)]
+    pub tracing: FileTracing,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    pub enabled: Option<bool>,
+    /// `json` (default) or `text`.
+    pub format: Option<String>,
+    /// A file, reopened on SIGUSR1 (logrotate); absent: stdout.
+    pub path: Option<PathBuf>,
+    pub log_query: Option<bool>,
+    /// Share of ordinary requests logged; errors and slow requests always are.
+    pub sample: Option<f64>,
+    pub slow: Option<String>,
+    /// Lines waiting for the writer thread before new ones are dropped.
+    pub queue: Option<usize>,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTracing {
+    /// OTLP/HTTP traces URL (`http://collector:4318`, `/v1/traces` implied); absent: no spans.
+    pub endpoint: Option<String>,
+    /// Share of new traces sampled; an incoming `traceparent`'s flag is obeyed.
+    pub sample: Option<f64>,
+    /// Trace UI base URL the status page links incident examples to.
+    pub ui: Option<String>,
+    pub service_name: Option<String>,
+    /// Spans waiting for export before new ones are dropped.
+    pub queue: Option<usize>,
+    /// Spans per export request.
+    pub batch: Option<usize>,
+    pub request_id_header: Option<String>,
 }
 
 /// `[fleet]`.
@@ -50,6 +94,14 @@ pub struct FileFleet {
     pub replica: Option<String>,
     /// Membership and leadership lease.
     pub lease_ttl: Option<String>,
+    /// CA bundle for `https://` members (default: the system store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate for members started with `--client-cert-auth` (with `key`).
+    pub cert: Option<PathBuf>,
+    /// Key of `cert`.
+    pub key: Option<PathBuf>,
+    /// A watch silent for this long (no event, no progress answer) is re-opened.
+    pub watch_silence: Option<String>,
 }
 
 /// `[admin]`.
@@ -204,6 +256,14 @@ pub struct FileLimits {
     pub eject_for: Option<String>,
     /// Requests outstanding per upstream endpoint before it is skipped.
     pub max_in_flight_per_endpoint: Option<u32>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProxy {
+    /// Whether forwarded requests carry `Via: 1.1 switchyard` (default true).
+    pub via: Option<bool>,
 }
 
 /// `[alerts]`.

@@ -29,17 +29,20 @@ pub struct Config {
     /// Sequence settings of the migration.
     pub rollout: RolloutConfig,
     pub limits: Limits,
+    pub proxy: ProxyConfig,
     pub alerts: AlertConfig,
     /// Services, in file order.
     pub services: Vec<ServiceConfig>,
     /// `[fleet]`: None runs one independent process (state.json), exactly as before fleets.
     pub fleet: Option<FleetConfig>,
+    pub access_log: AccessLogConfig,
+    pub tracing: TracingConfig,
 }
 
 /// `[fleet]`: how this replica finds the others.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetConfig {
-    /// etcd client URLs (`http://host:port`), at least one.
+    /// etcd client URLs (`http://host:port` or `https://host:port`), at least one.
     pub endpoints: Vec<http::Uri>,
     /// Key prefix without a trailing slash.
     pub prefix: String,
@@ -47,6 +50,36 @@ pub struct FleetConfig {
     pub replica: String,
     /// A replica (or leader) that stops renewing is gone after this long.
     pub lease_ttl: Duration,
+    /// TLS to `https://` members.
+    pub tls: FleetTls,
+    /// etcd user for clusters with auth enabled; from the environment, never the file.
+    pub credentials: Option<EtcdCredentials>,
+    /// A watch that delivers nothing (not even the answer to a progress request) for this long
+    /// is stuck; it ends with an error and is opened again.
+    pub watch_silence: Duration,
+}
+
+/// `fleet.ca`, `fleet.cert`, `fleet.key`: TLS to etcd members listed as `https://`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetTls {
+    /// CA bundle that signed the members' certificates (None = the system trust store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and key, for members started with `--client-cert-auth`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// SWITCHYARD_ETCD_USERNAME / SWITCHYARD_ETCD_PASSWORD. Kept out of the config file so the
+/// file can be shared and logged; `Debug` never prints the password.
+#[derive(Clone, PartialEq)]
+pub struct EtcdCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCredentials").field("username", &self.username).field("password", &"***").finish()
+    }
 }
 
 impl Config {
@@ -293,6 +326,21 @@ pub struct Limits {
     pub max_in_flight_per_endpoint: u32,
 }
 
+/// `[proxy]`: what forwarded requests carry besides the client's headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Add `Via: 1.1 switchyard` (RFC 9110 §7.6.3). On by default; off for upstreams that change
+    /// behaviour on it, such as nginx with its default `gzip_proxied off`, which compresses no
+    /// response to a request carrying `Via` (README: Deploy).
+    pub via: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig { via: true }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertConfig {
     pub critical: Vec<String>,
@@ -321,4 +369,45 @@ pub struct EscalationLevel {
     pub after: Duration,
     /// Webhooks paged at this level.
     pub webhooks: Vec<String>,
+}
+
+/// `[access_log]`: read once at start (the writer thread owns the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub format: LogFormat,
+    /// `None`: stdout.
+    pub path: Option<PathBuf>,
+    /// Whether `url.query` is logged (queries often carry tokens).
+    pub log_query: bool,
+    /// Share of ordinary requests logged, 0..=1.
+    pub sample: f64,
+    /// Requests at least this slow are always logged.
+    pub slow: Duration,
+    /// Lines queued for the writer thread before new ones are dropped.
+    pub queue: usize,
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, OpenTelemetry HTTP attribute names.
+    Json,
+    /// `key=value` pairs, for a terminal.
+    Text,
+}
+
+/// `[tracing]`: read once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// OTLP/HTTP traces URL; `None`: Switchyard does not take part in traces (headers pass as sent).
+    pub endpoint: Option<http::Uri>,
+    /// Share of new traces sampled, 0..=1.
+    pub sample: f64,
+    pub ui: Option<String>,
+    /// `service.name` of the exported resource.
+    pub service_name: Arc<str>,
+    pub queue: usize,
+    pub batch: usize,
+    pub request_id_header: HeaderName,
 }

@@ -59,9 +59,9 @@ impl Controller {
                 _ => -1.0,
             };
             metrics::gauge!(names::ROLLOUT_STEP, "service" => s.cfg.name.to_string()).set(step);
+            super::gauges::export(s);
         }
-        let active = self.services.iter().any(|s| s.state() == State::Canary);
-        metrics::gauge!(names::MIGRATION_ACTIVE).set(if active { 1.0 } else { 0.0 });
+        super::gauges::export_migration(&self.services);
     }
 }
 
@@ -74,6 +74,15 @@ fn capped(s: &super::service::ServiceControl, cap: Option<Weight>, live_only: bo
     }
     let w = s.target_weight();
     match (cap, &s.candidate) {
+        // HOOK(fleet): a plan-driven share is the fleet's plan at the stored step, whatever this
+        // replica's own steps say (every replica routes the same share).
+        (Some(cap), Some(c)) if c.drives_plan() && s.cfg.mode == Mode::Progressive => {
+            if c.color == Color::Green {
+                cap
+            } else {
+                cap.complement()
+            }
+        }
         (Some(cap), Some(c)) if c.color == Color::Green => w.min(cap),
         (Some(cap), Some(_)) => w.max(cap.complement()),
         _ => w,

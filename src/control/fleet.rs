@@ -15,7 +15,7 @@ use crate::route::Weight;
 use crate::stats::window::{measure_merged, SummaryReport, WindowReport};
 use crate::stats::{names, Measurement, WindowSummary};
 use crate::Color;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// The candidate's release, as the shared state names it.
@@ -29,10 +29,20 @@ impl Controller {
     fn shared_of(&self, i: usize) -> SharedService {
         let s = &self.services[i];
         let c = s.candidate.as_ref();
+        let stored = self.fleet.as_ref().and_then(|l| l.confirmed.get(&*s.cfg.name));
+        let release = candidate_release(s);
+        let same = stored.filter(|st| st.live == Some(s.live) && st.candidate == c.map(|c| c.color));
+        // The fleet's plan is set when its candidate enters the store; a replica with other
+        // steps never writes its own over it.
+        let plan = match same.filter(|st| st.release == release && !st.plan.is_empty()) {
+            Some(st) => st.plan.clone(),
+            None => s.cfg.plan.steps.iter().map(|w| w.percent()).collect(),
+        };
         SharedService {
             live: Some(s.live),
             candidate: c.map(|c| c.color),
-            release: candidate_release(s),
+            // After a completion the store names the release that became live; keep it.
+            release: release.or_else(|| same.filter(|_| c.is_none()).and_then(|st| st.release.clone())),
             latched: c.is_some_and(|c| c.latched),
             admin_weight: c.and_then(|c| c.admin_share).map(|w| w.percent()),
             paused: c.is_some_and(|c| c.paused),
@@ -43,20 +53,33 @@ impl Controller {
                 .map(|c| c.step_since_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64),
             incident: s.incident.clone(),
             weight: s.weight.percent(),
+            plan,
+            resets: self.fleet_resets(i),
             ..Default::default()
         }
     }
 
+    /// Operator resets of service `i` this replica knows of: the store's count, plus one when
+    /// the latch it applied is gone here (an operator reset on this replica).
+    fn fleet_resets(&self, i: usize) -> u64 {
+        let s = &self.services[i];
+        let Some(st) = self.fleet.as_ref().and_then(|l| l.confirmed.get(&*s.cfg.name)) else { return 0 };
+        let same = st.release == candidate_release(s) && st.live == Some(s.live);
+        let lifted = same && st.latched && s.candidate.as_ref().is_some_and(|c| !c.latched);
+        st.resets + u64::from(lifted)
+    }
+
     /// HOOK(fleet) after every commit: hand changed shared states to the store.
     pub(super) fn fleet_publish(&mut self) {
-        if self.fleet.as_ref().is_none_or(|l| !l.view.load().synced) {
+        if self.fleet.as_ref().is_none_or(|l| !l.synced) {
             return;
         }
+        let lead = self.fleet_drives();
         for i in 0..self.services.len() {
             let st = self.shared_of(i);
             let name = self.services[i].cfg.name.to_string();
             if let Some(link) = self.fleet.as_mut() {
-                link.publish(&name, st);
+                link.publish(&name, st, lead);
             }
         }
     }
@@ -65,15 +88,18 @@ impl Controller {
     /// the leader, and only while it reaches the store (so no candidate share rises during an
     /// outage).
     pub(super) fn fleet_drives(&self) -> bool {
-        self.fleet.as_ref().is_none_or(|l| {
-            let v = l.view.load();
-            v.synced && v.leads()
-        })
+        self.fleet.as_ref().is_none_or(|l| l.synced && l.leads())
+    }
+
+    /// Whether this replica may judge, advance and complete service `i`'s plan: it drives, and
+    /// its config agrees with the fleet's state (the same release and plan).
+    pub(super) fn fleet_drives_service(&self, i: usize) -> bool {
+        self.fleet_drives() && self.fleet.as_ref().is_none_or(|l| !l.skew.contains(&*self.services[i].cfg.name))
     }
 
     /// A replica that has not read the shared state yet serves its live color only.
     pub(super) fn fleet_holds_live(&self) -> bool {
-        self.fleet.as_ref().is_some_and(|l| !l.view.load().synced)
+        self.fleet.as_ref().is_some_and(|l| !l.synced)
     }
 
     /// HOOK(fleet) in `refresh_weights`: the largest share service `i`'s candidate may get, from
@@ -94,18 +120,20 @@ impl Controller {
             return Some(Weight::from_percent(w).unwrap_or(Weight::ZERO));
         }
         Some(match s.cfg.mode {
-            crate::config::Mode::Progressive => {
-                st.step.map_or(Weight::ZERO, |x| s.cfg.plan.steps[x.min(s.cfg.plan.steps.len() - 1)])
-            }
+            // The fleet's plan, not this replica's config: every replica routes the same share.
+            crate::config::Mode::Progressive => match st.planned_share() {
+                Some(p) => Weight::from_percent(p).unwrap_or(Weight::ZERO),
+                None => st.step.map_or(Weight::ZERO, |x| s.cfg.plan.steps[x.min(s.cfg.plan.steps.len() - 1)]),
+            },
             crate::config::Mode::Manual => s.cfg.green_weight,
         })
     }
 
     /// Refuses actions that could raise the candidate while the fleet cannot agree on them.
     pub(super) fn fleet_refuses(&self, action: Action) -> Option<CommandError> {
-        let v = self.fleet.as_ref()?.view.load();
+        let link = self.fleet.as_ref()?;
         let lowers = matches!(action, Action::Rollback | Action::Pause | Action::Weight(Weight::ZERO));
-        let agreed = v.store_up && v.synced;
+        let agreed = link.view.load().store_up && link.synced;
         (!lowers && !agreed).then(|| Conflict::FleetStoreUnreachable.into())
     }
 
@@ -165,8 +193,25 @@ impl Controller {
             }
             FromFleet::Synced => {
                 tracing::info!("fleet state synced; candidates may take traffic");
+                if let Some(link) = self.fleet.as_mut() {
+                    link.synced = true;
+                }
                 self.commit().await;
             }
+            FromFleet::Merged { ours, theirs } => {
+                self.incidents.retain(|i| i.id != ours);
+                for s in self.services.iter_mut().filter(|s| s.incident.as_deref() == Some(ours.as_str())) {
+                    s.incident = Some(theirs.clone());
+                }
+                self.publish();
+            }
+            FromFleet::Rewound(why) => self.alerter.send(crate::alerts::Alert {
+                severity: crate::alerts::Severity::High,
+                alert: "fleet_store_rewound".into(),
+                text: format!("Switchyard: {why}"),
+                service: None,
+                fields: self.fleet.as_ref().map(|l| serde_json::json!(l.status())).unwrap_or_default(),
+            }),
         }
     }
 
@@ -178,13 +223,18 @@ impl Controller {
         if (!force && own) || !link.current(service, seq) {
             return;
         }
-        // A plan completed on the leader: the candidate became live there, so it does here.
+        // A plan completed in the store (by the leader): the candidate becomes live here too,
+        // if it is the same release.
         let live = st.live.unwrap_or(Color::Blue);
-        if live != s.live && s.candidate.as_ref().is_some_and(|c| c.color == live) {
+        let same_release = st.release == candidate_release(s);
+        if live != s.live && same_release && s.candidate.as_ref().is_some_and(|c| c.color == live) {
             s.complete();
         }
-        if live != s.live || st.release != candidate_release(s) {
-            // Another release or another live color than this replica's config: not ours to apply.
+        let skewed = skew_of(s, &st);
+        set_skew(link, &self.alerter, &s.cfg.name, skewed.clone());
+        if live != s.live || !same_release && s.candidate.is_some() {
+            // Another release or another live color than this replica's config: follow by
+            // driving nothing and routing the live color only (reported as skew).
             return;
         }
         link.applied(service, st.clone());
@@ -220,10 +270,12 @@ fn apply_candidate(c: &mut Candidate, st: &SharedService, steps: usize) -> bool 
     if c.step != st.step || (st.step.is_some() && since != Some(c.step_since_wall)) {
         c.step = st.step.map(|x| x.min(steps - 1));
         c.healthy_at_step = 0;
+        // The hold runs from when this replica saw the step start, on its own monotonic clock:
+        // the writer's wall-clock stamp only identifies the step entry (another host's clock
+        // running ahead must not shorten a hold).
+        c.step_since = Instant::now();
         if let Some(wall) = since {
-            let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
             c.step_since_wall = wall;
-            c.step_since = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
         }
     }
     was_latched && !c.latched
@@ -255,7 +307,7 @@ impl Controller {
         if view.store_up {
             link.window(&s.cfg.name, serde_json::to_value(own).unwrap_or_default());
         }
-        if !view.leads() {
+        if !link.leads() {
             return None;
         }
         let fresh = self.cfg.control.interval * STALE_INTERVALS;
@@ -274,9 +326,66 @@ impl Controller {
     /// Whether this replica leaves statistical judgment to the leader: in a fleet that it can
     /// reach and does not lead. Alone or cut off, it judges its own window.
     pub(super) fn fleet_defers(&self) -> bool {
-        self.fleet.as_ref().is_some_and(|l| {
-            let v = l.view.load();
-            v.store_up && v.synced && !v.leads()
-        })
+        self.fleet.as_ref().is_some_and(|l| l.view.load().store_up && l.synced && !l.leads())
     }
+}
+
+/// How service `s`'s config disagrees with the fleet's state `st`, if it does: another release
+/// for the running candidate, or another plan.
+fn skew_of(s: &ServiceControl, st: &SharedService) -> Option<String> {
+    let live = st.live.unwrap_or(Color::Blue);
+    if live != s.live {
+        return Some(format!("{} live here, {} in the fleet", s.live.as_str(), live.as_str()));
+    }
+    st.candidate?;
+    let c = s.candidate.as_ref()?;
+    let mine = candidate_release(s);
+    if st.release != mine {
+        return Some(format!("release {:?} here, {:?} in the fleet", mine, st.release));
+    }
+    let plan: Vec<f64> = s.cfg.plan.steps.iter().map(|w| w.percent()).collect();
+    let progressive = s.cfg.mode == crate::config::Mode::Progressive && c.admin_share.is_none();
+    (progressive && !st.plan.is_empty() && st.plan != plan)
+        .then(|| format!("steps {plan:?} here, {:?} in the fleet", st.plan))
+}
+
+/// Records service `name`'s skew (metric, `/status`) and alerts when it starts.
+fn set_skew(link: &mut crate::fleet::Link, alerter: &crate::alerts::Alerter, name: &str, skew: Option<String>) {
+    metrics::gauge!(names::FLEET_CONFIG_SKEW, "service" => name.to_string()).set(if skew.is_some() {
+        1.0
+    } else {
+        0.0
+    });
+    let Some(why) = skew else {
+        link.skew.remove(name);
+        return;
+    };
+    if link.skew.insert(name.to_string()) {
+        tracing::warn!(service = name, %why, "config differs from the fleet's: following the store, driving nothing");
+        alerter.send(crate::alerts::Alert {
+            severity: crate::alerts::Severity::Medium,
+            alert: "fleet_config_skew".into(),
+            text: format!("Switchyard replica {} follows the fleet's plan for {name}: {why}", link.view.load().replica),
+            service: Some(name.to_string()),
+            fields: serde_json::json!({"replica": link.view.load().replica, "skew": why}),
+        });
+    }
+}
+
+/// HOOK(fleet) in `judge` on `Complete`: in a fleet the plan completes in the store first (a
+/// fenced leader write that never lands past a latch); every replica, this one included,
+/// completes when it applies that state.
+pub(super) fn complete_in_store(link: &mut crate::fleet::Link, s: &ServiceControl) {
+    let Some(c) = s.candidate.as_ref() else { return };
+    let st = SharedService {
+        live: Some(c.color),
+        candidate: None,
+        release: candidate_release(s),
+        incident: s.incident.clone(),
+        resets: link.confirmed.get(&*s.cfg.name).map_or(0, |b| b.resets),
+        weight: 100.0,
+        ..Default::default()
+    };
+    tracing::info!(service = %s.cfg.name, color = c.color.as_str(), "plan complete: asking the fleet store to make the candidate live");
+    link.publish(&s.cfg.name, st, true);
 }

@@ -79,7 +79,14 @@ pub struct Incident {
     /// acknowledgement and `switchyard_incidents_unacknowledged` work for Alertmanager users.
     #[serde(default)]
     pub escalation: Option<crate::escalation::Escalation>,
+    /// The first failing candidate requests that fed the trip (request id, trace id), to find
+    /// in the access log and the trace UI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<crate::stats::examples::Example>,
 }
+
+/// Examples kept in an incident.
+pub const EXAMPLES: usize = 5;
 
 /// RFC 3339 with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {

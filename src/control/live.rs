@@ -84,6 +84,7 @@ fn live_down_incident(s: &ServiceControl, now: SystemTime) -> Incident {
             ..Default::default()
         },
         escalation: Some(crate::escalation::Escalation::starting(now)),
+        examples: Vec::new(),
     }
 }
 

@@ -62,8 +62,9 @@ impl Controller {
     async fn judge(&mut self, i: usize, now: SystemTime) -> bool {
         let min = self.cfg.control.min_samples;
         let healthy_needed = self.cfg.rollout.healthy_measurements;
-        // HOOK(fleet): only the leader moves plans (a follower still rolls back on evidence).
-        let drives = self.fleet_drives();
+        // HOOK(fleet): only the leader moves plans, and only the fleet's (a follower still rolls
+        // back on evidence).
+        let drives = self.fleet_drives_service(i);
         let s = &mut self.services[i];
         let plan_active = s.plan_active() && drives;
         let dead = super::live::candidate_down(s);
@@ -127,6 +128,11 @@ impl Controller {
                 true
             }
             Decision::Complete => {
+                // HOOK(fleet): the store completes the plan; this replica follows when it applies it.
+                if let Some(link) = self.fleet.as_mut() {
+                    super::fleet::complete_in_store(link, s);
+                    return false;
+                }
                 let release = super::service::pool_cfg(&s.cfg, c.color).release.clone();
                 tracing::info!(service = %s.cfg.name, color = c.color.as_str(), release = release.as_deref().unwrap_or("-"), "plan complete: the candidate is live");
                 s.complete();
@@ -156,6 +162,13 @@ impl Controller {
             g(names::WINDOW_RPS, x.rps);
             if let Some(cp) = x.compliance {
                 g(names::WINDOW_COMPLIANCE, cp);
+            }
+            // One series per configured status_rate trigger, so generated alert rules
+            // (`switchyard rules`) compare the same rate the trigger judges.
+            for t in &self.services[i].cfg.triggers.status_rate {
+                let statuses = crate::stats::names::statuses_label(&t.statuses);
+                metrics::gauge!(names::WINDOW_STATUS_RATE, "service" => name.clone(), "color" => c.as_str(), "statuses" => statuses)
+                    .set(x.status_rate(&t.statuses));
             }
         }
     }

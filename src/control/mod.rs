@@ -23,6 +23,7 @@ pub mod decide;
 mod error;
 mod escalate;
 mod fleet;
+mod gauges;
 mod health;
 pub mod incident;
 mod live;
@@ -42,6 +43,7 @@ use crate::config::Config;
 use crate::route::{Router, ServiceKey};
 use crate::stats::{Sample, WindowHandle};
 use crate::upstream::client::UpstreamClient;
+use crate::workers::Workers;
 use arc_swap::ArcSwap;
 pub use escalate::AckRequest;
 use incident::Incident;
@@ -134,6 +136,10 @@ pub struct Controller {
     sink: mpsc::Sender<Sample>,
     alerter: Alerter,
     client: UpstreamClient,
+    /// The runtimes listeners accept on (one per core with `--threads N`).
+    workers: Workers,
+    /// Request ids, access log and traces: started once, shared by every listener.
+    telemetry: Arc<crate::observe::Telemetry>,
     alarms: mpsc::Sender<ServiceKey>,
     published: Arc<Published>,
     incidents: Vec<Incident>,
@@ -168,6 +174,7 @@ impl Controller {
         cfg: Config,
         router: Arc<Router>,
         alerter: Alerter,
+        workers: Workers,
     ) -> Result<(Controller, ControlHandle, Inbox), crate::error::ApplyError> {
         let (window_sink, window) = WindowHandle::spawn(1 << 16);
         let (tx, commands) = mpsc::channel(64);
@@ -182,6 +189,8 @@ impl Controller {
             sink: window_sink,
             alerter,
             client,
+            workers,
+            telemetry: crate::observe::Telemetry::start(&cfg),
             alarms: alarms_tx,
             published: published.clone(),
             incidents: Vec::new(),
@@ -238,6 +247,10 @@ impl Controller {
             s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
+        // HOOK(fleet): revoke the lease before the process exits (leadership moves at once).
+        if let Some(link) = self.fleet.take() {
+            link.close().await;
+        }
     }
 
     async fn on_command(&mut self, cmd: Command) {

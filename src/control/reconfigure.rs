@@ -16,10 +16,10 @@ use crate::state::{ServiceState, StateFile};
 use crate::stats::{names, ServiceStats};
 use crate::upstream::client::UpstreamClient;
 use crate::upstream::{health, Pool};
+use crate::workers::Sockets;
 use crate::Color;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -62,7 +62,7 @@ pub(super) fn plan(running: &[&ServiceConfig], cfg: &Config) -> ConfigPlan {
 struct Prepared {
     /// TLS clients for `[blue, green]` pools with a CA bundle, built (and validated) up front.
     upstream_tls: [Option<UpstreamClient>; 2],
-    socket: Option<Arc<TcpListener>>,
+    socket: Option<Sockets>,
     tls: Option<TlsAcceptor>,
 }
 
@@ -126,12 +126,12 @@ impl Controller {
             let bound = self.services.iter().filter_map(|s| s.res.listener.as_ref()).find(|l| l.addr == sc.listen);
             let socket = match (change, bound) {
                 (Change::Keep(_), _) => None,
-                (_, Some(l)) => Some(l.socket()),
-                (_, None) => Some(Arc::new(Listener::bind(sc.listen).map_err(|source| ApplyError::Bind {
+                (_, Some(l)) => Some(l.sockets()),
+                (_, None) => Some(Listener::bind(&self.workers, sc.listen).map_err(|source| ApplyError::Bind {
                     service: sc.name.to_string(),
                     addr: sc.listen,
                     source,
-                })?)),
+                })?),
             };
             let mut upstream_tls = [None, None];
             for c in [Color::Blue, Color::Green] {
@@ -157,6 +157,8 @@ impl Controller {
             retry: sc.retry.clone(),
             max_body_bytes: cfg.limits.max_body_bytes,
             response_timeout: cfg.limits.response_timeout,
+            via: cfg.proxy.via,
+            releases: [Color::Blue, Color::Green].map(|c| pool_cfg(sc, c).release.clone()),
         })
     }
 
@@ -274,6 +276,7 @@ impl Controller {
                 client: self.client.clone(),
                 alarms: self.alarms.clone(),
                 proto: http::HeaderValue::from_static(if prep.tls.is_some() { "https" } else { "http" }),
+                telemetry: self.telemetry.clone(),
             });
             let l = Listener::start(socket, ctx, prep.tls, cfg.limits.clone());
             tracing::info!(service = %svc.cfg.name, addr = %l.addr, "listening");

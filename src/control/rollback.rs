@@ -50,6 +50,9 @@ impl Controller {
         metrics::counter!(names::ROLLBACKS_TOTAL, "service" => name.clone(), "trigger" => trip.trigger.as_str())
             .increment(1);
         let started = s.res.stats.started[color.index()].load(Ordering::Relaxed);
+        // The failures that fed the trip: from a window before the first bad measurement on.
+        let since_bad = first_bad.and_then(|(t, _)| swapped_wall.duration_since(t).ok()).unwrap_or_default();
+        let examples_window = self.cfg.control.window + since_bad;
         let between = first_bad.map_or(0, |(_, n)| started.saturating_sub(n));
         let in_flight: u64 =
             s.res.pools[color.index()].endpoints.iter().map(|e| u64::from(e.in_flight.load(Ordering::Relaxed))).sum();
@@ -81,6 +84,7 @@ impl Controller {
             },
             escalation: (trip.trigger != TriggerId::Manual)
                 .then(|| crate::escalation::Escalation::starting(swapped_wall)),
+            examples: s.res.stats.examples.first_within(examples_window, incident::EXAMPLES),
         };
         s.incident = Some(inc.id.clone());
         if let Some(c) = s.candidate.as_mut() {

@@ -32,6 +32,16 @@ pub struct StatusDoc {
     pub health_score: Option<f64>,
     pub sequence: SequenceStatus,
     pub services: Vec<ServiceStatus>,
+    /// `[tracing]` as readers need it: the trace UI that incident examples link to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingStatus>,
+}
+
+/// Where trace ids can be looked up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TracingStatus {
+    /// Trace UI base URL (`[tracing] ui`); a trace is at `{ui}/trace/{trace_id}` (Jaeger).
+    pub ui: Option<String>,
 }
 
 impl StatusDoc {
@@ -332,7 +342,7 @@ impl Controller {
                 min_samples: self.cfg.control.min_samples,
                 window_ms: self.cfg.control.window.as_millis() as u64,
             },
-            fleet: self.fleet.as_ref().map(|link| link.view.load().status()),
+            fleet: self.fleet.as_ref().map(|link| link.status()),
             generation: self.generation,
             health_score: super::health::rounded(self.overall_health()),
             sequence: SequenceStatus {
@@ -342,6 +352,7 @@ impl Controller {
                 sequential: self.cfg.rollout.sequential,
             },
             services: (0..self.services.len()).map(|i| self.service_status(i)).collect(),
+            tracing: self.cfg.tracing.ui.clone().map(|ui| TracingStatus { ui: Some(ui) }),
         };
         self.published.status.store(Arc::new(doc));
         self.published.incidents.store(Arc::new(self.incidents.clone()));

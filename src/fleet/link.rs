@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::DropGuard;
+use tokio_util::sync::CancellationToken;
 
 /// The fleet as this replica sees it; read by the loop and `/status`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,12 +25,17 @@ pub struct FleetView {
     pub replicas: Vec<String>,
     /// Last store revision seen.
     pub revision: i64,
+    /// This process holds the leader key under its current lease (not just a key naming it).
+    pub holds: bool,
+    /// Why this replica is not part of the fleet yet (its name is held by another live
+    /// process), for `/status` and the log.
+    pub waiting: Option<String>,
 }
 
 impl FleetView {
     /// Leads and can reach the store: only then may it move plans forward.
     pub fn leads(&self) -> bool {
-        self.store_up && self.leader.as_deref() == Some(self.replica.as_str())
+        self.store_up && self.holds && self.leader.as_deref() == Some(self.replica.as_str())
     }
 
     /// The `/status` `fleet` object.
@@ -42,6 +47,8 @@ impl FleetView {
             revision: self.revision,
             store: if self.store_up { "ok" } else { "unreachable" }.into(),
             synced: self.synced,
+            skew: Vec::new(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -58,6 +65,13 @@ pub struct FleetStatus {
     pub store: String,
     /// The shared state was read at least once since start.
     pub synced: bool,
+    /// Services whose config (release, plan) differs from the store's: this replica follows
+    /// the store's state for them and drives nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skew: Vec<String>,
+    /// Set while this replica waits for its name (held by another live process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Events from the store to the control loop.
@@ -89,6 +103,17 @@ pub enum FromFleet {
     },
     /// The store stopped answering (`false`) or answers again (`true`).
     Store(bool),
+    /// A latch this replica decided while cut off met the fleet's latch for the same rollout:
+    /// its incident `ours` is the fleet's `theirs`.
+    Merged {
+        /// The incident decided here.
+        ours: String,
+        /// The incident the store holds.
+        theirs: String,
+    },
+    /// The store lost or rewound its data (new cluster id, revision went back): it was
+    /// re-seeded from this replica's newest confirmed states (a latch wins).
+    Rewound(String),
 }
 
 /// Outcome of claiming a rollback for the fleet.
@@ -102,9 +127,20 @@ pub enum Claim {
     Offline,
 }
 
+/// A write handed to the runtime: an intent relative to `base`, rebased on the store's state.
+pub(super) struct Write {
+    pub service: String,
+    pub state: SharedService,
+    /// The store state `state` was derived from (`None`: never applied one).
+    pub base: Option<SharedService>,
+    pub seq: u64,
+    /// Made while this replica led: plan moves in it are fenced by the leader key.
+    pub lead: bool,
+}
+
 pub(super) enum ToFleet {
-    Publish(String, SharedService, u64),
-    Claim(String, SharedService, u64, oneshot::Sender<Claim>),
+    Publish(Write),
+    Claim(Write, oneshot::Sender<Claim>),
     Incident(String, Value),
     Window(String, Value),
 }
@@ -130,38 +166,82 @@ pub struct Link {
     pub seq: HashMap<String, u64>,
     /// Every live replica's latest window summaries, kept by the runtime from the watch.
     pub windows: Arc<Windows>,
-    pub(super) _stop: DropGuard,
+    /// The loop applied every shared state the runtime read (set on `FromFleet::Synced`): until
+    /// then this replica publishes nothing and routes its live color only.
+    pub synced: bool,
+    /// Services whose config differs from the store's, with the alert already sent.
+    pub skew: std::collections::BTreeSet<String>,
+    pub(super) renewal: Arc<super::keepalive::Renewal>,
+    pub(super) stop: CancellationToken,
+    pub(super) task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Link {
-    /// Writes `state` unless it is what the fleet already has; the runtime retries when the
-    /// store is back.
-    pub fn publish(&mut self, service: &str, mut state: SharedService) {
-        if self.last.get(service).is_some_and(|l| l.same_rollout(&state)) {
+    /// Leads the fleet now: holds the leader key and renewed its lease within the deadline.
+    pub fn leads(&self) -> bool {
+        self.view.load().leads() && self.renewal.fresh()
+    }
+
+    /// The `/status` `fleet` object; a leader whose renewal is overdue names no leader (it may
+    /// have lost the role without having heard so yet).
+    pub fn status(&self) -> FleetStatus {
+        let v = self.view.load();
+        let mut st = v.status();
+        if st.leader.as_deref() == Some(v.replica.as_str()) && !self.leads() {
+            st.leader = None;
+        }
+        st.skew = self.skew.iter().cloned().collect();
+        st
+    }
+
+    /// Hands the intent `state` (derived from the last store state applied) to the runtime,
+    /// unless it is what this replica last wrote or applied. `lead`: the loop led when it
+    /// made the change. Nothing is published before the loop has applied the shared state.
+    pub fn publish(&mut self, service: &str, state: SharedService, lead: bool) {
+        if !self.synced || self.last.get(service).is_some_and(|l| l.same_rollout(&state)) {
             return;
         }
+        let w = self.write(service, state, lead);
+        let _ = self.tx.send(ToFleet::Publish(w));
+    }
+
+    fn write(&mut self, service: &str, mut state: SharedService, lead: bool) -> Write {
         state.writer = self.writer.clone();
         state.written_ms = super::unix_ms();
         self.last.insert(service.to_string(), state.clone());
         let seq = self.next_seq(service);
-        let _ = self.tx.send(ToFleet::Publish(service.to_string(), state, seq));
+        let base = self.confirmed.get(service).cloned();
+        Write { service: service.to_string(), state, base, seq, lead }
     }
 
     /// Claims a rollback: the first replica whose latch lands owns the incident.
-    pub async fn claim(&mut self, service: &str, mut state: SharedService) -> Claim {
-        if !self.view.load().store_up {
-            self.publish(service, state);
+    pub async fn claim(&mut self, service: &str, state: SharedService) -> Claim {
+        if !self.view.load().store_up || !self.synced {
+            let w = self.write(service, state, false);
+            let _ = self.tx.send(ToFleet::Publish(w));
             return Claim::Offline;
         }
-        state.writer = self.writer.clone();
-        state.written_ms = super::unix_ms();
-        self.last.insert(service.to_string(), state.clone());
         let (tx, rx) = oneshot::channel();
-        let seq = self.next_seq(service);
-        if self.tx.send(ToFleet::Claim(service.to_string(), state, seq, tx)).is_err() {
+        let w = self.write(service, state, false);
+        if self.tx.send(ToFleet::Claim(w, tx)).is_err() {
             return Claim::Offline;
         }
         rx.await.unwrap_or(Claim::Offline)
+    }
+
+    /// Stops the runtime and waits (at most a second) until it revoked its lease, so that
+    /// leadership passes on at once when the process exits.
+    pub async fn close(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), t).await;
+        }
     }
 
     fn next_seq(&mut self, service: &str) -> u64 {

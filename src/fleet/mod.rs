@@ -4,7 +4,8 @@
 //! # Layout
 //! - `etcd/` the store client (JSON gateway over hyper): range, put, CAS txn, leases, watch.
 //! - `shared` the per-service rollout state every replica agrees on, and how a lost CAS merges.
-//! - `runtime` the task that owns the store connection: lease, election, watch, writes.
+//! - `runtime` the task that owns the store connection: membership, election, watch; `write`
+//!   its fenced, rebased writes; `keepalive` the lease renewal in its own task.
 //! - `link` the control loop's end: publish, claim a rollback, the fleet view.
 //!
 //! ```text
@@ -16,9 +17,11 @@
 //! `FromFleet` messages the loop applies, and the loop hands the runtime what it changed.
 
 pub mod etcd;
+mod keepalive;
 pub mod link;
 mod runtime;
 pub mod shared;
+mod write;
 
 pub use link::{Claim, FleetStatus, FleetView, FromFleet, Link};
 pub use shared::SharedService;
@@ -35,7 +38,7 @@ pub fn unix_ms() -> u64 {
 }
 
 /// Starts the fleet runtime; store events arrive on the returned receiver. Dropping the `Link`
-/// stops the runtime, which revokes its lease (leadership passes on at once).
+/// stops the runtime, which revokes its lease; `Link::close` also waits for that.
 pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -44,9 +47,10 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let windows = Arc::new(link::Windows::default());
     // A call longer than a third of the lease would let the lease lapse while it waits.
     let timeout = (cfg.lease_ttl / 3).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
-    let store = etcd::Etcd::new(cfg.endpoints.clone(), timeout);
-    let rt = runtime::Runtime::new(store, cfg.clone(), out_tx, view.clone(), windows.clone());
-    tokio::spawn(rt.run(rx, stop.clone()));
+    let store = Arc::new(etcd::Etcd::from_config(cfg, timeout));
+    let renewal = Arc::new(keepalive::Renewal::new(cfg.lease_ttl));
+    let rt = runtime::Runtime::new(store, cfg.clone(), out_tx, view.clone(), windows.clone(), renewal.clone());
+    let task = tokio::spawn(rt.run(rx, stop.clone()));
     let writer = format!("{}/{:08x}", cfg.replica, rand::random::<u32>());
     let link = Link {
         tx,
@@ -56,7 +60,11 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
         confirmed: Default::default(),
         seq: Default::default(),
         windows,
-        _stop: stop.drop_guard(),
+        synced: false,
+        skew: Default::default(),
+        renewal,
+        stop,
+        task: Some(task),
     };
     (link, out_rx)
 }

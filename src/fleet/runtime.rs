@@ -1,12 +1,16 @@
-//! The task that owns the store connection. Per connection: grant a lease, register the
-//! replica under it, read the whole prefix (deliver it, then `Synced`), watch from the read
-//! revision + 1, keep the lease alive at TTL/3 and stand for leader whenever nobody leads.
-//! Any failure marks the store unreachable and starts over; writes that could not be made
-//! wait in `pending` and are rebased onto the fresh state when the store is back.
+//! The task that owns the store connection. Per connection: keep (or grant) a lease, create the
+//! replica's membership key only if no live process holds the name, read the whole prefix
+//! (deliver it, then `Synced`), watch from the read revision + 1, and stand for leader whenever
+//! nobody leads. The lease is renewed by its own task (`keepalive`). A compacted watch is a
+//! resync (read again, watch again), not an outage. A read from a store whose cluster id
+//! changed or whose revision went back means its data was lost: remembered revisions are
+//! dropped and the store is re-seeded from the newest states this replica confirmed.
 
-use super::etcd::{Cas, Etcd, Event, Kv, StoreError, Watch};
-use super::link::{Claim, FleetView, FromFleet, ToFleet, Windows};
-use super::shared::{rebase, SharedService};
+use super::etcd::txn::Header;
+use super::etcd::{Etcd, Event, Kv, StoreError, Watch};
+use super::keepalive::{self, Renewal};
+use super::link::{FleetView, FromFleet, ToFleet, Windows};
+use super::shared::SharedService;
 use crate::config::FleetConfig;
 use crate::stats::names;
 use arc_swap::ArcSwap;
@@ -16,28 +20,30 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// How many times a write is rebased onto a newer state before giving up until the next event.
-const CAS_TRIES: usize = 8;
-
 pub(super) struct Runtime {
-    /// The store (etcd in production).
-    etcd: Etcd,
-    cfg: FleetConfig,
-    out: mpsc::Sender<FromFleet>,
-    view: Arc<ArcSwap<FleetView>>,
+    pub(super) etcd: Arc<Etcd>,
+    pub(super) cfg: FleetConfig,
+    pub(super) out: mpsc::Sender<FromFleet>,
+    pub(super) view: Arc<ArcSwap<FleetView>>,
     /// Known `mod_revision` per service key: the CAS token of the next write.
-    revisions: HashMap<String, i64>,
-    /// Latest remote state per service, for rebasing a lost write.
-    states: HashMap<String, SharedService>,
-    /// Writes the store did not take yet (outage), latest per service.
-    pending: HashMap<String, SharedService>,
+    pub(super) revisions: HashMap<String, i64>,
+    /// Latest store state per service: what an intent is rebased on, and (after the store lost
+    /// its data) what it is re-seeded from.
+    pub(super) states: HashMap<String, SharedService>,
+    /// Writes the store did not take yet, latest intent per service with its base.
+    pub(super) pending: HashMap<String, super::link::Write>,
     /// Sequence number of the latest local write taken, per service (see `Link::seq`).
-    seen: HashMap<String, u64>,
+    pub(super) seen: HashMap<String, u64>,
     /// Incidents decided while the store was away, written when it is back.
-    pending_incidents: Vec<(String, serde_json::Value)>,
+    pub(super) pending_incidents: Vec<(String, serde_json::Value)>,
     replicas: BTreeSet<String>,
     windows: Arc<Windows>,
-    lease: i64,
+    pub(super) lease: i64,
+    /// Create revision of the leader key while this process holds it: the fence of its writes.
+    pub(super) leader_rev: Option<i64>,
+    renewal: Arc<Renewal>,
+    /// The store identity and the highest revision seen from it.
+    store: Option<Header>,
     /// An outage was reported to the loop (so its end is reported too).
     announced_down: bool,
 }
@@ -45,15 +51,18 @@ pub(super) struct Runtime {
 enum Stop {
     Shutdown,
     Lost(StoreError),
+    /// Another live process holds this replica's name.
+    NameTaken(String),
 }
 
 impl Runtime {
     pub(super) fn new(
-        etcd: Etcd,
+        etcd: Arc<Etcd>,
         cfg: FleetConfig,
         out: mpsc::Sender<FromFleet>,
         view: Arc<ArcSwap<FleetView>>,
         windows: Arc<Windows>,
+        renewal: Arc<Renewal>,
     ) -> Runtime {
         Runtime {
             etcd,
@@ -68,21 +77,25 @@ impl Runtime {
             replicas: BTreeSet::new(),
             windows,
             lease: 0,
+            leader_rev: None,
+            renewal,
+            store: None,
             announced_down: false,
         }
     }
 
-    fn seq(&self, service: &str) -> u64 {
+    pub(super) fn seq(&self, service: &str) -> u64 {
         self.seen.get(service).copied().unwrap_or(0)
     }
 
-    fn key(&self, kind: &str, name: &str) -> String {
+    pub(super) fn key(&self, kind: &str, name: &str) -> String {
         format!("{}/{kind}/{name}", self.cfg.prefix)
     }
 
-    fn set_view(&self, f: impl FnOnce(&mut FleetView)) {
+    pub(super) fn set_view(&self, f: impl FnOnce(&mut FleetView)) {
         let mut v = (**self.view.load()).clone();
         f(&mut v);
+        v.holds = self.leader_rev.is_some();
         metrics::gauge!(names::FLEET_STORE_UP).set(if v.store_up { 1.0 } else { 0.0 });
         metrics::gauge!(names::FLEET_LEADER).set(if v.leads() { 1.0 } else { 0.0 });
         metrics::gauge!(names::FLEET_REPLICAS).set(v.replicas.len() as f64);
@@ -95,7 +108,8 @@ impl Runtime {
                 r = self.session(&mut rx) => r,
                 _ = stop.cancelled() => Stop::Shutdown,
             };
-            match r {
+            self.leader_rev = None;
+            let pause = match r {
                 Stop::Shutdown => break,
                 Stop::Lost(e) => {
                     if self.view.load().store_up {
@@ -104,49 +118,67 @@ impl Runtime {
                         self.announced_down = true;
                     }
                     self.set_view(|v| v.store_up = false);
-                    // Answer claims at once while down; keep their latches pending.
-                    let until = tokio::time::Instant::now() + Duration::from_millis(250);
-                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
-                        self.offline(msg);
-                    }
+                    Duration::from_millis(250)
                 }
+                Stop::NameTaken(why) => {
+                    tracing::error!(replica = %self.cfg.replica, "{why}; waiting for it to go (serving the live color only)");
+                    self.set_view(|v| v.waiting = Some(why));
+                    self.cfg.lease_ttl / 2
+                }
+            };
+            // Answer claims at once while away; keep their latches pending.
+            let until = tokio::time::Instant::now() + pause;
+            loop {
+                tokio::select! {
+                    m = tokio::time::timeout_at(until, rx.recv()) => match m {
+                        Ok(Some(msg)) => self.offline(msg),
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = stop.cancelled() => break,
+                }
+            }
+            if stop.is_cancelled() {
+                break;
             }
         }
         if self.lease != 0 {
             // Frees leadership and membership at once instead of after the TTL.
-            let _ = self.etcd.lease_revoke(self.lease).await;
-        }
-    }
-
-    fn offline(&mut self, msg: ToFleet) {
-        match msg {
-            ToFleet::Publish(s, st, seq) => {
-                self.seen.insert(s.clone(), seq);
-                self.pending.insert(s, st);
+            match tokio::time::timeout(Duration::from_millis(800), self.etcd.lease_revoke(self.lease)).await {
+                Ok(Ok(())) => tracing::info!(lease = self.lease, "fleet lease revoked"),
+                _ => tracing::warn!("fleet lease not revoked: it expires after its TTL"),
             }
-            ToFleet::Claim(s, st, seq, reply) => {
-                self.seen.insert(s.clone(), seq);
-                self.pending.insert(s, st);
-                let _ = reply.send(Claim::Offline);
-            }
-            ToFleet::Incident(id, v) => self.pending_incidents.push((id, v)),
-            ToFleet::Window(..) => {}
         }
     }
 
     /// One connected period; returns why it ended.
     async fn session(&mut self, rx: &mut mpsc::UnboundedReceiver<ToFleet>) -> Stop {
-        let mut watch = match self.connect().await {
+        if let Err(stop) = self.register().await {
+            return stop;
+        }
+        let (lost_tx, mut lost) = mpsc::channel(1);
+        let every = self.cfg.lease_ttl / 3;
+        let ka = keepalive::spawn(self.etcd.clone(), self.lease, every, self.renewal.clone(), lost_tx);
+        let _ka = AbortOnDrop(ka);
+        let mut watch = match self.resync().await {
             Ok(w) => w,
             Err(e) => return Stop::Lost(e),
         };
-        let mut keepalive = tokio::time::interval(self.cfg.lease_ttl / 3);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut elect = tokio::time::interval(every);
+        elect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let r = tokio::select! {
-                _ = keepalive.tick() => self.keep_alive().await,
+                Some(e) = lost.recv() => Err(e),
+                _ = elect.tick() => if self.view.load().leader.is_none() { self.elect().await } else { Ok(()) },
                 b = watch.next() => match b {
                     Ok(batch) => self.on_events(batch.revision, batch.events).await,
+                    Err(StoreError::Compacted(at)) => {
+                        // History before `at` is gone: read again and watch from there.
+                        tracing::info!(compacted = at, "fleet watch compacted: resyncing");
+                        match self.resync().await {
+                            Ok(w) => { watch = w; Ok(()) }
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 },
                 m = rx.recv() => match m {
@@ -160,22 +192,59 @@ impl Runtime {
         }
     }
 
-    async fn connect(&mut self) -> Result<Watch, StoreError> {
-        self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await?;
+    /// Keeps the lease if it still lives (a short outage), else grants one; then creates the
+    /// membership key only if absent: a second process with a live name is refused.
+    async fn register(&mut self) -> Result<(), Stop> {
+        let kept = self.lease != 0 && matches!(self.etcd.lease_keepalive(self.lease).await, Ok(true));
+        if !kept {
+            self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await.map_err(Stop::Lost)?;
+        }
+        self.renewal.mark();
         let me = self.cfg.replica.clone();
-        self.etcd.put(&self.key("replicas", &me), me.as_bytes(), self.lease).await?;
+        match self.etcd.create(&self.key("replicas", &me), me.as_bytes(), self.lease).await.map_err(Stop::Lost)? {
+            Ok(_) => {}
+            Err(kv) if kv.lease == self.lease => {}
+            Err(kv) => {
+                let _ = self.etcd.lease_revoke(self.lease).await;
+                self.lease = 0;
+                return Err(Stop::NameTaken(format!(
+                    "replica name {me:?} is held by another live process (lease {:x})",
+                    kv.lease
+                )));
+            }
+        }
+        if self.view.load().waiting.is_some() {
+            tracing::info!(replica = %me, "replica name free again: joining the fleet");
+            self.set_view(|v| v.waiting = None);
+        }
+        Ok(())
+    }
+
+    /// Reads the whole prefix, delivers it, writes what is pending, and watches from there.
+    async fn resync(&mut self) -> Result<Watch, StoreError> {
         let prefix = format!("{}/", self.cfg.prefix);
-        let (kvs, rev) = self.etcd.range_prefix(&prefix).await?;
+        let (kvs, header) = self.etcd.range_with_header(&prefix).await?;
+        let rewound = self.check_store(header);
+        let remembered = std::mem::take(&mut self.states);
+        self.revisions.clear();
         self.replicas.clear();
         let mut leader = None;
         for kv in &kvs {
             self.index(kv, &mut leader);
         }
-        self.flush_pending().await?;
-        while let Some((id, v)) = self.pending_incidents.first().cloned() {
-            self.etcd.put(&self.key("incidents", &id), v.to_string().as_bytes(), 0).await?;
-            self.pending_incidents.remove(0);
+        if rewound {
+            self.reseed(remembered);
         }
+        if leader.as_ref().is_some_and(|(_, lease)| *lease == self.lease) && self.leader_rev.is_none() {
+            // Our key from before an outage: its fence revision is unknown here, so give it up
+            // and stand again rather than lead unfenced.
+            self.etcd.delete(&format!("{}/leader", self.cfg.prefix)).await?;
+            leader = None;
+        } else if leader.as_ref().is_none_or(|(_, lease)| *lease != self.lease) {
+            self.leader_rev = None;
+        }
+        self.flush_pending().await?;
+        self.flush_incidents().await?;
         for kv in kvs.iter().filter(|kv| kv.key.starts_with(&self.key("incidents", ""))) {
             self.deliver_incident(kv).await;
         }
@@ -188,21 +257,60 @@ impl Runtime {
         self.set_view(|v| {
             v.store_up = true;
             v.synced = true;
-            v.leader = leader;
+            v.leader = leader.map(|(name, _)| name);
             v.replicas = replicas;
-            v.revision = rev;
+            v.revision = header.revision;
         });
         let _ = self.out.send(FromFleet::Synced).await;
         if std::mem::take(&mut self.announced_down) {
             let _ = self.out.send(FromFleet::Store(true)).await;
         }
-        tracing::info!(revision = rev, replicas = self.replicas.len(), "fleet store synced");
-        self.elect().await?;
-        self.etcd.watch(&prefix, rev + 1).await
+        tracing::info!(revision = header.revision, replicas = self.replicas.len(), "fleet store synced");
+        if self.view.load().leader.is_none() {
+            self.elect().await?;
+        }
+        self.etcd.watch(&prefix, header.revision + 1).await
     }
 
-    /// Records a key read at (re)connect.
-    fn index(&mut self, kv: &Kv, leader: &mut Option<String>) {
+    /// Whether the store answering now lost the data of the one read before (another cluster
+    /// id, or a revision lower than one already seen). Remembers the newest identity.
+    fn check_store(&mut self, h: Header) -> bool {
+        let seen = self.view.load().revision;
+        let rewound = self.store.is_some_and(|s| s.cluster_id != h.cluster_id) || h.revision < seen;
+        if rewound {
+            let why = format!(
+                "fleet store lost its data (cluster {:x} → {:x}, revision {seen} → {}): re-seeding it from this replica's confirmed states",
+                self.store.map_or(0, |s| s.cluster_id),
+                h.cluster_id,
+                h.revision
+            );
+            tracing::error!("{why}");
+            let _ = self.out.try_send(FromFleet::Rewound(why));
+            self.set_view(|v| v.revision = 0);
+        }
+        self.store = Some(h);
+        rewound
+    }
+
+    /// After a data loss: every service the store no longer has gets this replica's newest
+    /// confirmed state back (created only if still absent, so the first re-seed wins and a latch
+    /// in a later one is merged onto it).
+    fn reseed(&mut self, remembered: HashMap<String, SharedService>) {
+        for (service, state) in remembered {
+            let seq = self.seq(&service);
+            let w = self.pending.entry(service.clone()).or_insert(super::link::Write {
+                service,
+                state,
+                base: None,
+                seq,
+                lead: false,
+            });
+            w.base = None;
+        }
+    }
+
+    /// Records a key read at (re)connect; `leader` gets the leader's name and lease.
+    fn index(&mut self, kv: &Kv, leader: &mut Option<(String, i64)>) {
         let rest = kv.key.strip_prefix(&self.cfg.prefix).unwrap_or_default();
         if let Some(name) = rest.strip_prefix("/services/") {
             if let Ok(st) = serde_json::from_slice::<SharedService>(&kv.value) {
@@ -212,7 +320,7 @@ impl Runtime {
         } else if let Some(name) = rest.strip_prefix("/replicas/") {
             self.replicas.insert(name.to_string());
         } else if rest == "/leader" {
-            *leader = Some(String::from_utf8_lossy(&kv.value).into_owned());
+            *leader = Some((String::from_utf8_lossy(&kv.value).into_owned(), kv.lease));
         } else {
             self.set_window(rest, Some(&kv.value));
         }
@@ -229,22 +337,14 @@ impl Runtime {
         };
     }
 
-    async fn keep_alive(&mut self) -> Result<(), StoreError> {
-        if !self.etcd.lease_keepalive(self.lease).await? {
-            return Err(StoreError::Unreachable("lease expired: membership lost".into()));
-        }
-        if self.view.load().leader.is_none() {
-            self.elect().await?;
-        }
-        Ok(())
-    }
-
-    /// Stands for leader: the key exists only while its holder's lease lives.
+    /// Stands for leader: the key exists only while its holder's lease lives; its create
+    /// revision fences every plan write of this leadership.
     async fn elect(&mut self) -> Result<(), StoreError> {
         let me = self.cfg.replica.clone();
         let key = format!("{}/leader", self.cfg.prefix);
-        if let Cas::Written(_) = self.etcd.cas(&key, me.as_bytes(), 0, self.lease).await? {
-            tracing::info!(replica = %me, "this replica leads the fleet");
+        if let Ok(rev) = self.etcd.create(&key, me.as_bytes(), self.lease).await? {
+            tracing::info!(replica = %me, fence = rev, "this replica leads the fleet");
+            self.leader_rev = Some(rev);
             self.set_view(|v| v.leader = Some(me));
         }
         Ok(())
@@ -258,25 +358,16 @@ impl Runtime {
             };
             let rest = kv.key.strip_prefix(&self.cfg.prefix).unwrap_or_default().to_string();
             if let Some(name) = rest.strip_prefix("/services/") {
-                if deleted {
-                    continue;
-                }
-                // A write this runtime made or already saw through a CAS answer: the event is
-                // old news, and applying it now would step back over newer state.
-                if kv.mod_revision <= self.revisions.get(name).copied().unwrap_or(0) {
-                    continue;
-                }
-                if let Ok(state) = serde_json::from_slice::<SharedService>(&kv.value) {
-                    self.revisions.insert(name.to_string(), kv.mod_revision);
-                    self.states.insert(name.to_string(), state.clone());
-                    let (service, seq) = (name.to_string(), self.seq(name));
-                    let _ = self.out.send(FromFleet::State { service, state, force: false, seq }).await;
+                if !deleted {
+                    self.on_service(name, kv).await;
                 }
             } else if let Some(name) = rest.strip_prefix("/replicas/") {
-                let name = name.to_string();
-                self.set_membership(name, !deleted);
+                self.set_membership(name.to_string(), !deleted);
             } else if rest == "/leader" {
                 let leader = (!deleted).then(|| String::from_utf8_lossy(&kv.value).into_owned());
+                if deleted || kv.lease != self.lease {
+                    self.leader_rev = None;
+                }
                 self.set_view(|v| v.leader = leader.clone());
                 if leader.is_none() {
                     self.elect().await?;
@@ -291,6 +382,20 @@ impl Runtime {
         Ok(())
     }
 
+    async fn on_service(&mut self, name: &str, kv: Kv) {
+        // A write this runtime made or already saw through a CAS answer: the event is old news,
+        // and applying it now would step back over newer state.
+        if kv.mod_revision <= self.revisions.get(name).copied().unwrap_or(0) {
+            return;
+        }
+        if let Ok(state) = serde_json::from_slice::<SharedService>(&kv.value) {
+            self.revisions.insert(name.to_string(), kv.mod_revision);
+            self.states.insert(name.to_string(), state.clone());
+            let (service, seq) = (name.to_string(), self.seq(name));
+            let _ = self.out.send(FromFleet::State { service, state, force: false, seq }).await;
+        }
+    }
+
     fn set_membership(&mut self, name: String, alive: bool) {
         if alive {
             self.replicas.insert(name);
@@ -301,93 +406,18 @@ impl Runtime {
         self.set_view(|v| v.replicas = replicas);
     }
 
-    async fn deliver_incident(&self, kv: &Kv) {
+    pub(super) async fn deliver_incident(&self, kv: &Kv) {
         if let Ok(v) = serde_json::from_slice(&kv.value) {
             let _ = self.out.send(FromFleet::Incident(v)).await;
         }
     }
+}
 
-    async fn on_message(&mut self, m: ToFleet) -> Result<(), StoreError> {
-        match m {
-            ToFleet::Publish(service, state, seq) => {
-                self.seen.insert(service.clone(), seq);
-                self.pending.insert(service.clone(), state);
-                self.write(&service).await.map(|_| ())
-            }
-            ToFleet::Claim(service, state, seq, reply) => {
-                self.seen.insert(service.clone(), seq);
-                self.pending.insert(service.clone(), state);
-                let r = self.write(&service).await;
-                let _ = reply.send(match &r {
-                    Ok(None) => Claim::Won,
-                    Ok(Some(remote)) => Claim::Lost(remote.clone()),
-                    Err(_) => Claim::Offline,
-                });
-                r.map(|_| ())
-            }
-            ToFleet::Window(service, v) => {
-                let key = format!("{}/windows/{}/{service}", self.cfg.prefix, self.cfg.replica);
-                self.etcd.put(&key, v.to_string().as_bytes(), self.lease).await.map(|_| ())
-            }
-            ToFleet::Incident(id, v) => {
-                let key = self.key("incidents", &id);
-                let r = self.etcd.put(&key, v.to_string().as_bytes(), 0).await;
-                if r.is_err() {
-                    self.pending_incidents.push((id, v));
-                }
-                r.map(|_| ())
-            }
-        }
-    }
+/// Stops the keep-alive task with the session that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
-    async fn flush_pending(&mut self) -> Result<(), StoreError> {
-        let services: Vec<String> = self.pending.keys().cloned().collect();
-        for s in services {
-            self.write(&s).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the pending state of `service` by CAS. `Ok(None)` = ours landed (or merged onto
-    /// a newer state); `Ok(Some(remote))` = another writer's state stands and ours was dropped.
-    async fn write(&mut self, service: &str) -> Result<Option<SharedService>, StoreError> {
-        let key = self.key("services", service);
-        for _ in 0..CAS_TRIES {
-            let Some(mut state) = self.pending.get(service).cloned() else { return Ok(None) };
-            let expect = self.revisions.get(service).copied().unwrap_or(0);
-            let bytes = serde_json::to_vec(&state).expect("state serialises");
-            match self.etcd.cas(&key, &bytes, expect, 0).await? {
-                Cas::Written(rev) => {
-                    self.pending.remove(service);
-                    self.revisions.insert(service.to_string(), rev);
-                    self.states.insert(service.to_string(), state.clone());
-                    let seq = self.seq(service);
-                    let _ = self.out.send(FromFleet::Confirmed { service: service.to_string(), state, seq }).await;
-                    return Ok(None);
-                }
-                Cas::Conflict(now) => {
-                    let remote = now.as_ref().and_then(|kv| serde_json::from_slice::<SharedService>(&kv.value).ok());
-                    self.revisions.insert(service.to_string(), now.as_ref().map_or(0, |kv| kv.mod_revision));
-                    let Some(remote) = remote else { continue };
-                    self.states.insert(service.to_string(), remote.clone());
-                    match rebase(&state, &remote) {
-                        Some(merged) => {
-                            state = SharedService { writer: state.writer, written_ms: state.written_ms, ..merged };
-                            self.pending.insert(service.to_string(), state);
-                        }
-                        None => {
-                            self.pending.remove(service);
-                            let (s, seq) = (service.to_string(), self.seq(service));
-                            let _ = self
-                                .out
-                                .send(FromFleet::State { service: s, state: remote.clone(), force: true, seq })
-                                .await;
-                            return Ok(Some(remote));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(None)
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

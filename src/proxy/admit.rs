@@ -40,8 +40,9 @@ impl Ambiguous {
     }
 }
 
-/// Refuses CONNECT, ambiguous framing or target, absolute-form URIs to other hosts, and declared
-/// bodies over the limit.
+/// Refuses CONNECT, ambiguous framing or target, HTTP/1.1 without `Host`, absolute-form URIs to
+/// other hosts, and declared bodies over the limit. Nothing here reads the body: a refusal is
+/// answered at once, even when a declared body never comes.
 pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
@@ -51,6 +52,7 @@ pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
             return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
         }
         framing(req.headers())?;
+        host(req)?;
         authority(req)?;
     }
     if let (Some(limit), Some(len)) = (route.policy.max_body_bytes, content_length(req.headers())) {
@@ -86,6 +88,17 @@ fn framing(h: &http::HeaderMap) -> Result<(), ProxyError> {
     }
     if codings.len() > 1 {
         return Err(ProxyError::Unsupported("transfer codings other than chunked"));
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 requires `Host` (RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
+/// status code to any HTTP/1.1 request message that lacks a Host header field"); forwarded
+/// without one, the upstream would see the proxy's idea of its address instead. HTTP/1.0 had no
+/// such rule and its clients are still served.
+fn host<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
     }
     Ok(())
 }
@@ -134,6 +147,20 @@ mod tests {
         assert_eq!(check(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), Some(bad));
         assert_eq!(check(&[("transfer-encoding", "chunked, gzip")]), Some(bad));
         assert_eq!(check(&[("transfer-encoding", "gzip, chunked")]), Some(StatusCode::NOT_IMPLEMENTED));
+    }
+
+    #[test]
+    fn host_is_required_of_http11_only() {
+        let req = |v: Version, host: Option<&str>| {
+            let mut b = Request::builder().version(v).uri("/");
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(matches!(host(&req(Version::HTTP_11, None)), Err(ProxyError::BadRequest(_))));
+        assert!(host(&req(Version::HTTP_11, Some("a"))).is_ok());
+        assert!(host(&req(Version::HTTP_10, None)).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::exchange::Exchange;
 use crate::body::{CandidateSlot, EndpointSlot, Recording, RequestBody};
 use crate::error::{Progress, ProxyError, UpstreamErrorKind};
+use crate::observe::{w3c, AttemptGuard, AttemptStart, Why};
 use crate::stats::{HashCheck, Sample, SampleKind};
 use crate::upstream::client::{self, Sender, UpstreamClient, UpstreamError};
 use crate::upstream::Endpoint;
@@ -72,8 +73,8 @@ fn send_error(e: UpstreamError) -> ProxyError {
 
 impl Exchange<'_> {
     /// Sends the request to `color` and waits for the response head, the response timeout, or
-    /// (green only) the signal that the candidate was given up on.
-    pub(super) async fn attempt(&self, color: Color, headers: HeaderMap, body: RequestBody) -> Outcome {
+    /// (candidate only) the signal that the candidate was given up on.
+    pub(super) async fn attempt(&self, color: Color, mut headers: HeaderMap, body: RequestBody, why: Why) -> Outcome {
         let route = &self.route;
         let pool = route.pool(color);
         let abandoned = if route.judged(color) && self.replayable() { self.abandon.clone() } else { None };
@@ -82,21 +83,35 @@ impl Exchange<'_> {
             return Outcome::Failed(Failure { err: ProxyError::Saturated, rec: None });
         };
         route.stats.started(color);
+        let seen = self.observe(color, ep, why, &mut headers);
         let mut rec = self.recording(color, ep);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
-        let (resp, conn) = match self.wait(client, ep, req, abandoned).await {
+        let connect_us = std::sync::atomic::AtomicU64::new(0);
+        let (resp, conn) = match self.wait(client, ep, req, abandoned, &connect_us).await {
             Ok(r) => r,
             Err(err) => {
                 if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
                     pool.report_failure(ep);
                 }
                 tracing::debug!(service = %route.name, color = color.as_str(), endpoint = %ep.authority, error = %err, "upstream attempt failed");
+                if let Some(g) = seen {
+                    g.failed(super::respond::reason(&err));
+                }
+                if route.judged(color) {
+                    self.example(err.upstream_kind().is_some());
+                }
                 return Outcome::Failed(Failure { err, rec: Some(rec) });
             }
         };
         let status = resp.status().as_u16();
         rec.sample.status = status;
+        if let Some(g) = seen {
+            g.answered(status, connect_us.into_inner());
+        }
+        if status >= 500 && route.judged(color) {
+            self.example(true);
+        }
         if matches!(status, 502..=504) {
             pool.report_failure(ep);
         } else {
@@ -104,6 +119,35 @@ impl Exchange<'_> {
         }
         self.inspect_constitutional(color, resp.headers(), &mut rec.sample);
         Outcome::Answered(Answer { resp, conn, rec })
+    }
+
+    /// Opens the attempt's client span and forwards its `traceparent` (replacing any other, so
+    /// exactly one goes upstream).
+    fn observe(&self, color: Color, ep: &Endpoint, why: Why, headers: &mut HeaderMap) -> Option<AttemptGuard<'_>> {
+        let obs = self.obs.as_deref()?;
+        let route = &self.route;
+        let g = obs.attempt(AttemptStart {
+            color,
+            role: if route.judged(color) { "candidate" } else { "live" },
+            release: route.policy.releases[color.index()].clone(),
+            endpoint: ep.authority.clone(),
+            why,
+        });
+        if let Some(tp) = obs.traceparent(&g.span_id) {
+            headers.insert(w3c::TRACEPARENT, tp);
+        }
+        Some(g)
+    }
+
+    /// Keeps this request's ids as an example of a failing candidate request (incidents list
+    /// the first ones that fed a rollback). Upstream failures and 5xx only: a client's own
+    /// broken body says nothing about the release.
+    fn example(&self, upstream: bool) {
+        if !upstream {
+            return;
+        }
+        let trace = self.obs.as_deref().and_then(|o| o.trace_id_hex());
+        self.route.stats.examples.offer(self.request_id.to_str().unwrap_or(""), trace.as_deref());
     }
 
     fn recording(&self, color: Color, ep: &std::sync::Arc<Endpoint>) -> Recording {
@@ -123,6 +167,7 @@ impl Exchange<'_> {
             },
             start: self.start,
             in_flight: None,
+            observed: None,
             candidate_slot: self.route.judged(color).then(|| CandidateSlot::enter(stats)),
         }
     }
@@ -149,10 +194,11 @@ impl Exchange<'_> {
         ep: &Endpoint,
         req: Request<RequestBody>,
         mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
+        connect_us: &std::sync::atomic::AtomicU64,
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
         // The send future is built where it stays pinned: built by the caller and passed in, it
         // was copied (hundreds of bytes) on its way into this future.
-        let mut send = std::pin::pin!(client.send(ep, req));
+        let mut send = std::pin::pin!(client.send(ep, req, connect_us));
         let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
         loop {
             let signal = async {

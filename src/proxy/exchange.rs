@@ -8,6 +8,7 @@ use super::{headers, respond, ConnCtx};
 use crate::body::{ReplayBody, RequestBody, ResponseBody};
 use crate::config::HedgeAfter;
 use crate::error::UpstreamErrorKind;
+use crate::observe::{Observed, Why};
 use crate::route::{Route, Weight};
 use crate::stats::InFlight;
 use crate::Color;
@@ -46,6 +47,9 @@ pub(super) struct Exchange<'a> {
     /// Green's give-up signal, subscribed before the route was last confirmed current (`None`
     /// when the route cannot send to green).
     pub abandon: Option<watch::Receiver<u64>>,
+    /// The request as the access log and the trace see it (`None`: both off).
+    pub obs: Option<Box<Observed>>,
+    pub request_id: &'a HeaderValue,
 }
 
 /// The route to use and green's give-up signal, without a gap between them: the signal is
@@ -69,7 +73,13 @@ fn settle(conn: &ConnCtx, mut route: Arc<Route>) -> (Arc<Route>, Option<watch::R
 }
 
 /// Runs every phase after admission.
-pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Incoming>) -> Response<ResponseBody> {
+pub(super) async fn run(
+    conn: &ConnCtx,
+    route: Arc<Route>,
+    mut req: Request<Incoming>,
+    obs: Option<Box<Observed>>,
+    request_id: &HeaderValue,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let (route, abandon) = settle(conn, route);
     route.stats.budget.deposit();
@@ -78,7 +88,7 @@ pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Inco
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade);
+    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade, route.policy.via);
     let retry = &route.policy.retry;
     let limit = route.policy.max_body_bytes;
     let source = if retry.enabled && route.judged(color) && !upgrade {
@@ -97,6 +107,8 @@ pub(super) async fn run(conn: &ConnCtx, route: Arc<Route>, mut req: Request<Inco
         source,
         in_flight,
         abandon,
+        obs,
+        request_id,
     };
     let out = x.forward(color).await;
     x.respond(out, client_upgrade)
@@ -109,7 +121,7 @@ impl Exchange<'_> {
         let first = match self.hedge_delay(color) {
             // Boxed: two attempts side by side would double every request's future.
             Some(after) => Box::pin(self.hedged(color, headers, body, after)).await,
-            None => self.attempt(color, headers, body).await,
+            None => self.attempt(color, headers, body, Why::First).await,
         };
         if !first.color().is_some_and(|c| self.route.judged(c)) || !self.route.policy.retry.enabled {
             return first;
@@ -117,14 +129,16 @@ impl Exchange<'_> {
         match first {
             Outcome::Failed(mut f) if self.should_retry(&f) => {
                 let Some((headers, body)) = self.replay_parts() else { return Outcome::Failed(f) };
+                let why =
+                    if f.err.upstream_kind() == Some(UpstreamErrorKind::Abandoned) { Why::Rescue } else { Why::Retry };
                 f.record();
-                self.attempt(self.route.live, headers, body).await
+                self.attempt(self.route.live, headers, body, why).await
             }
             Outcome::Answered(a) if self.retry_status(&a) => {
                 let Some((headers, body)) = self.replay_parts() else { return Outcome::Answered(a) };
                 // Unread, its connection cannot be reused: dropped with it.
                 a.rec.finish(None);
-                self.attempt(self.route.live, headers, body).await
+                self.attempt(self.route.live, headers, body, Why::Retry).await
             }
             other => other,
         }
@@ -202,7 +216,7 @@ impl Exchange<'_> {
     /// the other attempt is dropped (cancelled). Only a body already received in full is hedged:
     /// two attempts cannot both wait on the client's stream.
     async fn hedged(&self, candidate: Color, headers: HeaderMap, body: RequestBody, after: Duration) -> Outcome {
-        let green = self.attempt(candidate, headers, body);
+        let green = self.attempt(candidate, headers, body, Why::First);
         tokio::pin!(green);
         tokio::select! {
             out = &mut green => return out,
@@ -213,7 +227,7 @@ impl Exchange<'_> {
             return green.await;
         }
         let Some((headers, body)) = self.replay_parts() else { return green.await };
-        let blue = self.attempt(self.route.live, headers, body);
+        let blue = self.attempt(self.route.live, headers, body, Why::Hedge);
         tokio::pin!(blue);
         tokio::select! {
             g = &mut green => match g {
@@ -234,13 +248,17 @@ impl Exchange<'_> {
         let Answer { mut resp, conn, mut rec } = match out {
             Outcome::Answered(a) => a,
             Outcome::Failed(mut f) => {
-                let r = respond::error_response(&f.err, &self.route.name);
+                let r = respond::error_response(&f.err, &self.route.name, self.request_id);
                 f.record();
+                if let Some(o) = self.obs.take() {
+                    o.finish_now(&r, respond::reason(&f.err));
+                }
                 return r;
             }
         };
         // From here the response goes to the client: it holds the request's in-flight unit.
         rec.in_flight = self.in_flight.take();
+        rec.observed = self.obs.take();
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             rec.finish(None);
@@ -255,8 +273,9 @@ impl Exchange<'_> {
 }
 
 /// Hop-by-hop headers stripped, `Host` kept (or taken from an absolute-form target),
-/// `X-Forwarded-*` and `Via` added; and whether the result has a `Host`.
-fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool) -> (HeaderMap, bool) {
+/// `X-Forwarded-*` and (unless `[proxy] via = false`) `Via` added; and whether the result has a
+/// `Host`.
+fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool, via: bool) -> (HeaderMap, bool) {
     headers::strip_hop_by_hop(&mut h, upgrade);
     let host = match h.get(header::HOST) {
         Some(v) => Some(v.clone()),
@@ -269,7 +288,7 @@ fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool)
         }
     };
     let has_host = host.is_some();
-    headers::add_forwarded(&mut h, &conn.peer_value, &conn.svc.proto, host);
+    headers::add_forwarded_via(&mut h, &conn.peer_value, &conn.svc.proto, host, via);
     (h, has_host)
 }
 

@@ -98,6 +98,19 @@ fn connection_named(v: &HeaderValue, named: &mut Vec<HeaderName>) {
 /// `peer` is the client address already rendered once per connection. Several incoming
 /// `X-Forwarded-For` lines are one list (RFC 9110 §5.3), so every line is kept, in order.
 pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, proto: &HeaderValue, host: Option<HeaderValue>) {
+    add_forwarded_via(headers, peer, proto, host, true)
+}
+
+/// `add_forwarded`, with `Via` only when `via` (`[proxy] via`): RFC 9110 §7.6.3 asks a proxy to
+/// send it, but nginx's default `gzip_proxied off` then compresses no response, so a deployment
+/// in front of such an upstream may turn it off. A `Via` the client sent is forwarded either way.
+pub fn add_forwarded_via(
+    headers: &mut HeaderMap,
+    peer: &HeaderValue,
+    proto: &HeaderValue,
+    host: Option<HeaderValue>,
+    via: bool,
+) {
     // One hashed lookup of the (custom, so byte-by-byte hashed) name whether or not it is there.
     match headers.entry(X_FORWARDED_FOR) {
         Entry::Vacant(e) => {
@@ -117,7 +130,9 @@ pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, proto: &Header
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST, h);
     }
-    headers.append(header::VIA, VIA);
+    if via {
+        headers.append(header::VIA, VIA);
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +211,16 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example");
         assert_eq!(h["via"], "1.1 switchyard");
+    }
+
+    #[test]
+    fn via_off_adds_none_and_keeps_the_clients() {
+        let (peer, proto) = ("127.0.0.1".parse().unwrap(), "http".parse().unwrap());
+        let mut h = HeaderMap::new();
+        add_forwarded_via(&mut h, &peer, &proto, None, false);
+        assert!(!h.contains_key(header::VIA));
+        let mut h = map(&[("via", "1.1 edge")]);
+        add_forwarded_via(&mut h, &peer, &proto, None, false);
+        assert_eq!(h.get_all(header::VIA).iter().collect::<Vec<_>>(), ["1.1 edge"]);
     }
 }

@@ -12,6 +12,7 @@ pub mod respond;
 
 use crate::body::{Exchange, ResponseBody};
 use crate::error::ProxyError;
+use crate::observe::Telemetry;
 use crate::route::{Route, Router, ServiceKey};
 use crate::upstream::client::UpstreamClient;
 use http::{HeaderValue, Request, Response};
@@ -37,6 +38,8 @@ pub struct ServiceCtx {
     pub alarms: mpsc::Sender<ServiceKey>,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: HeaderValue,
+    /// Request ids, the access log and traces (one per app).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Per-connection context: the peer address rendered once, not per request.
@@ -56,6 +59,8 @@ pub struct ConnCtx {
     pub framing: Arc<admit::Ambiguous>,
     /// Requests seen on this connection, in arrival order (the watcher's index).
     requests: std::sync::atomic::AtomicU64,
+    /// The TLS version negotiated, set once by `serve` after the handshake (for the access log).
+    pub tls_version: std::sync::OnceLock<&'static str>,
 }
 
 impl ConnCtx {
@@ -63,7 +68,7 @@ impl ConnCtx {
     pub fn new(svc: Arc<ServiceCtx>, peer: SocketAddr, tasks: TaskTracker, closing: CancellationToken) -> Self {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header value");
         let (framing, requests) = (admit::Ambiguous::new(), std::sync::atomic::AtomicU64::new(0));
-        ConnCtx { svc, peer, peer_value, tasks, closing, framing, requests }
+        ConnCtx { svc, peer, peer_value, tasks, closing, framing, requests, tls_version: Default::default() }
     }
 }
 
@@ -74,10 +79,21 @@ pub async fn handle(
     mut req: Request<Incoming>,
     exchange: Option<Exchange>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let tel = &conn.svc.telemetry;
+    let request_id = tel.request_id(req.headers_mut());
+    let tls = conn.tls_version.get().copied();
+    let obs = tel.begin(conn.peer, tls, &conn.svc.name, &req, request_id.clone());
     let mut resp = match admitted(&conn, &mut req) {
-        Ok(route) => exchange::run(&conn, route, req).await,
-        Err((e, service)) => respond::error_response(&e, &service),
+        Ok(route) => exchange::run(&conn, route, req, obs, &request_id).await,
+        Err((e, service)) => {
+            let r = respond::error_response(&e, &service, &request_id);
+            if let Some(o) = obs {
+                o.finish_now(&r, respond::reason(&e));
+            }
+            r
+        }
     };
+    resp.headers_mut().insert(tel.request_id.clone(), request_id);
     resp.body_mut().keep(exchange);
     Ok(resp)
 }

@@ -17,21 +17,27 @@ pub fn status_of(e: &ProxyError) -> StatusCode {
     }
 }
 
-/// A short JSON error response; `close` asks the client to drop the connection.
-pub fn error_response(e: &ProxyError, service: &str) -> Response<ResponseBody> {
-    let status = status_of(e);
-    let reason = match e {
+/// The short reason of an error (error bodies, `error.type` in the access log).
+pub fn reason(e: &ProxyError) -> &'static str {
+    match e {
         ProxyError::Upstream { kind, .. } => kind.as_str(),
         ProxyError::BadRequest(r) | ProxyError::Unsupported(r) => r,
         ProxyError::BodyTooLarge => "body too large",
         ProxyError::NoRoute => "no route",
         ProxyError::Saturated => "upstream saturated",
-    };
+    }
+}
+
+/// A short JSON error response naming the request id; `close` asks the client to drop the
+/// connection.
+pub fn error_response(e: &ProxyError, service: &str, request_id: &HeaderValue) -> Response<ResponseBody> {
+    let status = status_of(e);
     let body = serde_json::json!({
         "error": status.canonical_reason().unwrap_or("error"),
-        "reason": reason,
+        "reason": reason(e),
         "service": service,
         "status": status.as_u16(),
+        "request_id": request_id.to_str().unwrap_or(""),
     });
     let mut r = Response::new(ResponseBody::full(body.to_string()));
     *r.status_mut() = status;

@@ -30,6 +30,10 @@ pub struct Policy {
     pub max_body_bytes: Option<u64>,
     /// Upstream response-head timeout.
     pub response_timeout: std::time::Duration,
+    /// `[proxy] via`: whether forwarded requests carry `Via`.
+    pub via: bool,
+    /// `[blue, green]` release names, for the access log and spans.
+    pub releases: [Option<Arc<str>>; 2],
 }
 
 /// One service's route in one generation.

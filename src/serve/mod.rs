@@ -1,20 +1,18 @@
 //! Serving one accepted connection: TLS handshake, protocol choice, and the per-connection
 //! timers. HTTP/1.1 (the common case) goes to [`h1`], which frees hyper's state while a
-//! keep-alive connection is idle; HTTP/2 (ALPN `h2`, or the h2c preface) goes to hyper-util's
-//! auto builder.
+//! keep-alive connection is idle; HTTP/2 (ALPN `h2`, or cleartext that begins `PRI `) goes to
+//! [`h2`], hyper's HTTP/2 builder alone.
 
 mod framing;
 mod h1;
+mod h2;
 mod io;
 
 use crate::config::Limits;
 use crate::memory::{long_lived, LongLived};
-use crate::proxy::{self, ConnCtx};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use crate::proxy::ConnCtx;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,12 +24,19 @@ use tokio_util::sync::CancellationToken;
 /// timeout is short, so that a connection parks before hyper's head timer closes it.
 const MAX_IDLE_GRACE: Duration = Duration::from_secs(1);
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// What decides a cleartext connection's protocol: the method RFC 9113 §3.4 reserves for the
+/// HTTP/2 preface. No HTTP/1.1 request starts with it, and a connection that does must be
+/// HTTP/2: a bad preface after it is an HTTP/2 protocol error, not an HTTP/1.1 request.
+const H2_START: &[u8] = b"PRI ";
+
+/// Pause between looks at a cleartext connection whose first segment was a strict prefix of
+/// `PRI ` (1 to 3 bytes): a peek returns at once while bytes wait, so it cannot wait for more.
+const SNIFF_RETRY: Duration = Duration::from_millis(5);
 
 /// Connection settings of one listener, built once and shared by its connections.
 pub struct ServeCfg {
     h1: hyper::server::conn::http1::Builder,
-    auto: auto::Builder<TokioExecutor>,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
     idle_grace: Duration,
@@ -45,21 +50,15 @@ impl ServeCfg {
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(true);
-        let mut auto = auto::Builder::new(TokioExecutor::new());
-        auto.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .keep_alive(true);
-        auto.http2()
-            .timer(TokioTimer::new())
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_h2_streams)
             .max_header_list_size(limits.max_header_bytes as u32)
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(Duration::from_secs(20));
         ServeCfg {
             h1,
-            auto,
+            h2,
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             idle_grace: MAX_IDLE_GRACE.min(limits.header_read_timeout / 4),
@@ -133,10 +132,13 @@ pub fn connection(
                 Err(_) => return tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
             };
             let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            if let Some(v) = s.get_ref().1.protocol_version().and_then(|v| v.as_str()) {
+                let _ = conn.tls_version.set(v.trim_start_matches("TLSv"));
+            }
             (s, h2)
         };
         if h2 {
-            long_lived(|| Box::pin(auto_conn(s, conn, cfg, stop))).await
+            long_lived(|| Box::pin(h2::serve(s, conn, cfg, stop))).await
         } else {
             let s = framing::Watched::new(s, conn.framing.clone());
             long_lived(|| Box::pin(h1::serve(s, conn, cfg, stop))).await
@@ -144,8 +146,7 @@ pub fn connection(
     }
 }
 
-/// Cleartext: HTTP/1.1 unless the first bytes could be the HTTP/2 preface (h2c prior
-/// knowledge); an ambiguous short read goes to the auto builder, which sniffs to the end.
+/// Cleartext: HTTP/2 (prior knowledge) when the first bytes are `PRI `, else HTTP/1.1.
 #[allow(clippy::manual_async_fn)] // not an `async fn`: see `connection`
 fn plain(
     stream: TcpStream,
@@ -154,74 +155,39 @@ fn plain(
     stop: CancellationToken,
 ) -> impl Future<Output = ()> {
     async move {
-        let mut head = [0u8; H2_PREFACE.len()];
-        let n = tokio::select! {
-            r = stream.peek(&mut head) => match r {
-                Ok(n) => n,
-                Err(_) => return,
+        let sniff = tokio::time::timeout(cfg.header_read_timeout, starts_h2(&stream));
+        let h2 = tokio::select! {
+            r = sniff => match r {
+                Ok(Some(h2)) => h2,
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::debug!(peer = %conn.peer, "no request within the header read timeout: closing");
+                    return;
+                }
             },
-            _ = tokio::time::sleep(cfg.header_read_timeout) => {
-                tracing::debug!(peer = %conn.peer, "no request within the header read timeout: closing");
-                return;
-            }
             _ = stop.cancelled() => return,
         };
+        if h2 {
+            Box::pin(h2::serve(stream, conn, cfg, stop)).await
+        } else {
+            let stream = framing::Watched::new(stream, conn.framing.clone());
+            h1::serve(stream, conn, cfg, stop).await
+        }
+    }
+}
+
+/// Whether the connection begins with `H2_START`, read without consuming anything; `None` when
+/// the client left first. Only a first segment of 1 to 3 bytes that could still begin it (`P`,
+/// `PR`, `PRI`) is looked at again; the caller bounds the wait.
+async fn starts_h2(stream: &TcpStream) -> Option<bool> {
+    let mut head = [0u8; H2_START.len()];
+    loop {
+        let n = stream.peek(&mut head).await.ok()?;
         match n {
-            0 => {}
-            n if head[..n] == H2_PREFACE[..n] => Box::pin(auto_conn(stream, conn, cfg, stop)).await,
-            _ => {
-                let stream = framing::Watched::new(stream, conn.framing.clone());
-                h1::serve(stream, conn, cfg, stop).await
-            }
+            0 => return None,
+            n if head[..n] != H2_START[..n] => return Some(false),
+            n if n == H2_START.len() => return Some(true),
+            _ => tokio::time::sleep(SNIFF_RETRY).await,
         }
     }
-}
-
-async fn auto_conn<S: Socket>(io: S, conn: Arc<ConnCtx>, cfg: Arc<ServeCfg>, stop: CancellationToken) {
-    let peer = conn.peer;
-    let first = Arc::new(AtomicBool::new(false));
-    let seen = first.clone();
-    let service = service_fn(move |req| {
-        if !seen.load(Ordering::Relaxed) {
-            seen.store(true, Ordering::Relaxed);
-        }
-        proxy::handle(conn.clone(), req, None)
-    });
-    let c = cfg.auto.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(c);
-    let res = tokio::select! {
-        r = c.as_mut() => r,
-        _ = stop.cancelled() => {
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
-        _ = first_request_deadline(&first, cfg.header_read_timeout) => {
-            tracing::debug!(%peer, "no request head within the header read timeout: closing");
-            return;
-        }
-    };
-    if let Err(e) = res {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
-}
-
-/// Completes when `timeout` passes without a first request; pends forever once one arrived.
-///
-/// hyper-util's auto builder reads bytes to tell HTTP/1 from an HTTP/2 preface without a
-/// timeout: a client that sends a partial preface would hold a connection slot forever. This
-/// closes that gap for the first request; later ones are covered by the HTTP/2 keep-alive pings.
-///
-/// The connection's `select!` polls this on every wake-up of the connection: once a request
-/// has been seen it answers `Pending` after one atomic load instead of polling the timer.
-async fn first_request_deadline(first: &AtomicBool, timeout: Duration) {
-    use std::future::Future as _;
-    let sleep = tokio::time::sleep(timeout);
-    tokio::pin!(sleep);
-    std::future::poll_fn(|cx| {
-        if first.load(Ordering::Relaxed) {
-            return std::task::Poll::Pending;
-        }
-        sleep.as_mut().poll(cx)
-    })
-    .await
 }

@@ -4,9 +4,11 @@
 //! counts the drop rather than slowing a request.
 
 pub mod budget;
+pub mod examples;
 pub mod inflight;
 pub mod names;
 pub mod process;
+pub mod roles;
 pub mod window;
 
 use crate::error::UpstreamErrorKind;
@@ -123,6 +125,9 @@ pub struct ServiceStats {
     principle_handles: [RwLock<PrincipleHandles>; 2],
     /// Requests and retries over the last seconds: the retry budget.
     pub budget: budget::RetryBudget,
+    /// Recent failing candidate requests, for the examples of a rollback report: offered by
+    /// the data path on failures only, read by the control loop when it rolls back.
+    pub examples: examples::Examples,
     sink: mpsc::Sender<Sample>,
     dropped: Counter,
 }
@@ -146,6 +151,7 @@ impl ServiceStats {
             retries: counter!(names::RETRIES_TOTAL, "service" => s),
             live_p99_us: AtomicU64::new(0),
             budget: budget::RetryBudget::default(),
+            examples: Default::default(),
             candidate_inflight: Default::default(),
             principle_handles: Default::default(),
             dropped: counter!(names::STATS_DROPPED_TOTAL),

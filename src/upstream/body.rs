@@ -176,6 +176,9 @@ pub struct Recording {
     pub in_flight: Option<crate::stats::InFlight>,
     /// Set for candidate attempts.
     pub candidate_slot: Option<CandidateSlot>,
+    /// The request's access log and trace record, held by the attempt whose response reaches
+    /// the client and finished with the exchange.
+    pub observed: Option<Box<crate::observe::Observed>>,
 }
 
 impl Recording {
@@ -193,6 +196,9 @@ impl Recording {
         self.sample.latency_us = self.start.elapsed().as_micros() as u64;
         if error.is_some() {
             self.sample.error = error;
+        }
+        if let Some(o) = self.observed.take() {
+            o.finish(self.sample.status, error.map(UpstreamErrorKind::as_str));
         }
         self.stats.record(self.sample);
     }
@@ -283,6 +289,9 @@ impl Body for ResponseBody {
         match self.project() {
             ResponseBodyProj::Upstream { mut inner, rec, conn, .. } => {
                 let r = ready!(inner.as_mut().poll_frame(cx));
+                if let (Some(Ok(f)), Some(Recording { observed: Some(o), .. })) = (&r, rec.as_mut()) {
+                    o.sent(f.data_ref().map_or(0, |d| d.len()));
+                }
                 match &r {
                     // The last frame of a sized body already ends the exchange: hyper stops
                     // polling a body once its Content-Length is written, so waiting for `None`

@@ -82,15 +82,20 @@ impl UpstreamError {
     }
 }
 
-/// Keep-alive connections of one endpoint, most recently used last.
+/// Idle-connection stacks per endpoint: one per worker (`crate::workers`), so a request reuses
+/// a connection whose task runs on its own thread; index 0 serves non-worker threads and the
+/// one-thread process. Workers past the last shard share one (correct, only less local).
+const SHARDS: usize = 16;
+
+/// Keep-alive connections of one endpoint, most recently used last, kept per worker.
 pub struct IdleConns {
-    conns: Mutex<Vec<(Sender, u64)>>,
+    shards: [Mutex<Vec<(Sender, u64)>>; SHARDS],
     idle_timeout_ms: u64,
 }
 
 impl Default for IdleConns {
     fn default() -> Self {
-        IdleConns { conns: Mutex::default(), idle_timeout_ms: IDLE_TIMEOUT_MS }
+        IdleConns::with_timeout(IDLE_TIMEOUT_MS)
     }
 }
 
@@ -101,10 +106,19 @@ impl std::fmt::Debug for IdleConns {
 }
 
 impl IdleConns {
+    fn with_timeout(idle_timeout_ms: u64) -> IdleConns {
+        IdleConns { shards: std::array::from_fn(|_| Mutex::default()), idle_timeout_ms }
+    }
+
+    /// This worker's stack: connections whose tasks run on the calling thread.
+    fn mine(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, u64)>> {
+        self.shards[crate::workers::current_index() % SHARDS].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The most recently returned open connection, if any; expired ones are closed on the way.
     pub fn take(&self) -> Option<Sender> {
         let now = now_ms();
-        let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v = self.mine();
         self.drop_expired(&mut v, now);
         while let Some((tx, _)) = v.pop() {
             if !tx.is_closed() {
@@ -119,7 +133,7 @@ impl IdleConns {
         if tx.is_closed() {
             return;
         }
-        let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v = self.mine();
         if v.len() < MAX_IDLE {
             v.push((tx, now_ms()));
         }
@@ -129,9 +143,12 @@ impl IdleConns {
     /// loop calls it every interval, so idle connections close even when traffic has stopped
     /// (after a rollback green gets none) rather than only at the next checkout.
     pub fn reap(&self) {
-        let mut v = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        self.drop_expired(&mut v, now_ms());
-        v.retain(|(tx, _)| !tx.is_closed());
+        let now = now_ms();
+        for shard in &self.shards {
+            let mut v = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            self.drop_expired(&mut v, now);
+            v.retain(|(tx, _)| !tx.is_closed());
+        }
     }
 
     /// The oldest are at the front: drop the prefix past the timeout.
@@ -143,7 +160,7 @@ impl IdleConns {
     }
 
     fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
     }
 }
 
@@ -170,11 +187,13 @@ impl UpstreamClient {
     /// one. A pooled connection that turns out closed before the request was written gives the
     /// request back and the next one is tried, so a stale keep-alive connection never fails a
     /// request. Returns the response and the connection, which the caller hands back to
-    /// `ep.idle` once the response body has been read to its end.
+    /// `ep.idle` once the response body has been read to its end. A new connection's set-up
+    /// time (TCP, TLS, handshake) is stored in `connect_us` (left alone on a pooled one).
     pub async fn send(
         &self,
         ep: &Endpoint,
         mut req: Request<RequestBody>,
+        connect_us: &std::sync::atomic::AtomicU64,
     ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
         for _ in 0..MAX_STALE_TRIES {
             let Some(mut tx) = ep.idle.take() else { break };
@@ -192,7 +211,9 @@ impl UpstreamClient {
         }
         // Boxed: a connect (TLS state inline) is rare on the pooled path, and inline it would
         // make every request's future, which hyper moves twice per request, kilobytes larger.
+        let started = tokio::time::Instant::now();
         let mut tx = Box::pin(self.connect(&ep.authority)).await?;
+        connect_us.store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         match tx.try_send_request(req).await {
             Ok(resp) => Ok((resp, tx)),
             Err(mut e) => match e.take_message() {
@@ -327,7 +348,7 @@ mod tests {
     async fn reaping_closes_connections_idle_past_the_timeout_and_keeps_fresh_ones() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // Generous margins: the fresh connection would only expire if this task stalled 200 ms.
-        let idle = IdleConns { conns: Mutex::default(), idle_timeout_ms: 200 };
+        let idle = IdleConns::with_timeout(200);
         let (old, _s1) = connection(&listener).await;
         idle.put(old);
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -15,7 +15,10 @@ async fn a_stopped_control_loop_answers_503_to_actions_and_reloads() {
     let env = Env::new(FAST, &service_toml("stopped", "127.0.0.1:0", "", &m.pools("r1")));
     let cfg = switchyard::config::load(&env.path).unwrap();
     let alerter = Alerter::spawn(cfg.alerts.clone());
-    let (controller, control, inbox) = Controller::start(cfg, Arc::new(Router::new()), alerter).await.unwrap();
+    let (controller, control, inbox) =
+        Controller::start(cfg, Arc::new(Router::new()), alerter, switchyard::workers::Workers::current())
+            .await
+            .unwrap();
     drop((controller, inbox)); // the loop is gone: its command channel is closed
     let reload: admin::ReloadFn = {
         let (path, control) = (env.path.clone(), control.clone());

@@ -343,7 +343,7 @@ async fn reloads_under_steady_load_fail_no_request_and_keep_the_last_good_config
     let text = |w: f64| config_text(&state, QUICK, &svc("hot", &m, "r1", &format!("green_weight = {w}")));
     let path = cm.join("switchyard.toml");
     replace(&path, &text(0.0));
-    let env = Env { dir, path: path.clone() };
+    let env = Env { dir, path: path.clone(), threads: 1 };
     let app = env.start().await;
     let traffic = Load::gapped(app.service_addr("hot").unwrap(), 2, Duration::from_millis(2), Duration::from_secs(40));
     assert!(eventually(Duration::from_secs(5), || traffic.ok() > 0).await, "traffic flows before the first reload");

@@ -12,13 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
@@ -26,7 +26,7 @@ impl Ca {
     }
 
     /// A leaf for `localhost` signed by this CA: (cert PEM, key PEM, cert DER).
-    fn leaf(&self) -> (String, String, Vec<u8>) {
+    pub(crate) fn leaf(&self) -> (String, String, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(vec!["localhost".to_string()])
             .unwrap()
@@ -36,7 +36,7 @@ impl Ca {
     }
 }
 
-fn connector(ca: &Ca, client: Option<(&str, &str)>) -> TlsConnector {
+pub(crate) fn connector(ca: &Ca, client: Option<(&str, &str)>) -> TlsConnector {
     switchyard::tls::install_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).unwrap();
@@ -56,7 +56,7 @@ fn connector(ca: &Ca, client: Option<(&str, &str)>) -> TlsConnector {
 }
 
 /// Handshakes, sends one GET and returns (served certificate DER, status or 0 on failure).
-async fn https_get(addr: SocketAddr, tls: &TlsConnector) -> (Vec<u8>, u16) {
+pub(crate) async fn https_get(addr: SocketAddr, tls: &TlsConnector) -> (Vec<u8>, u16) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp)).await else {
@@ -70,7 +70,7 @@ async fn https_get(addr: SocketAddr, tls: &TlsConnector) -> (Vec<u8>, u16) {
     (served, text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
-fn write_pair(dir: &Path, cert: &str, key: &str) {
+pub(crate) fn write_pair(dir: &Path, cert: &str, key: &str) {
     // Key first, then the certificate by rename: the way a renewal tool replaces files.
     std::fs::write(dir.join("key.pem"), key).unwrap();
     std::fs::write(dir.join("cert.pem.tmp"), cert).unwrap();

@@ -12,8 +12,8 @@
 
 mod failures;
 mod lifecycle;
-mod pooling;
+pub(crate) mod pooling;
 mod protocols;
 mod routing;
-mod support;
+pub(crate) mod support;
 mod wire;

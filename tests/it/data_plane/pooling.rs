@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 /// path under `/pool` (health probes go elsewhere). `close_after_one`: the upstream closes every
 /// connection right after its first response, without announcing it (`Connection: close`), as
 /// an upstream whose keep-alive timeout just fired does.
-async fn counting_upstream(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+pub(crate) async fn counting_upstream(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));

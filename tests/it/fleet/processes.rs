@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Proc {
+pub(crate) struct Proc {
     name: String,
-    child: Child,
-    admin: SocketAddr,
-    service: SocketAddr,
+    pub(crate) child: Child,
+    pub(crate) admin: SocketAddr,
+    pub(crate) service: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -25,9 +25,15 @@ impl Drop for Proc {
     }
 }
 
-const SERVICE: &str = "flp";
+pub(crate) const SERVICE: &str = "flp";
 
 fn spawn(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str) -> Proc {
+    spawn_with(etcd, m, name, prefix, &[])
+}
+
+/// A replica of service `SERVICE` in front of `m` (a progressive plan: 10, 30, 60, 100 %, 700 ms
+/// holds), with more `switchyard run` arguments.
+pub(crate) fn spawn_with(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str, args: &[&str]) -> Proc {
     let dir = tempfile::tempdir().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let service: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -48,6 +54,7 @@ fn spawn(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["run", "--config"])
         .arg(&path)
+        .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -56,12 +63,12 @@ fn spawn(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str) -> Proc {
     Proc { name: name.into(), child, admin, service, _dir: dir }
 }
 
-async fn status(p: &Proc) -> Option<Value> {
+pub(crate) async fn status(p: &Proc) -> Option<Value> {
     let r = client().get(format!("http://{}/status", p.admin)).timeout(Duration::from_millis(500)).send().await.ok()?;
     r.json().await.ok()
 }
 
-async fn wait_for(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn wait_for(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if f().await {
@@ -72,7 +79,7 @@ async fn wait_for(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-fn weight(s: &Value) -> f64 {
+pub(crate) fn weight(s: &Value) -> f64 {
     s["services"][0]["green_weight"].as_f64().unwrap_or(-1.0)
 }
 

@@ -8,7 +8,11 @@
 
 mod support;
 
+mod browser;
+
 mod page;
+
+mod page_roles;
 
 mod metrics;
 
@@ -19,3 +23,10 @@ mod cli;
 mod actions;
 
 mod roles;
+mod rules;
+
+mod dashboards;
+
+mod k8s;
+
+mod roles_metrics;

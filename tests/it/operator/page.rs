@@ -26,6 +26,8 @@ async fn status_page_is_self_contained_html() {
     assert!(!lower.contains("@import"), "no CSS imports");
     assert!(!lower.contains("url(http") && !lower.contains("url(//"), "no CSS url() to other hosts");
     assert!(html.contains("\"status\"") && html.contains("fetch("), "the page polls the relative `status` URL");
+    // Its buttons act with the operator's token: no other site may frame it.
+    assert_eq!(r_headers_frame(&s.app).await, "DENY");
     s.app.shutdown().await;
 }
 
@@ -54,14 +56,32 @@ async fn status_page_in_chromium_matches_status() {
         let weight: f64 = got("green_weight").parse().expect("numeric green_weight");
         assert_eq!(weight, want["green_weight"].as_f64().unwrap(), "{name}: green_weight");
         assert_eq!(got("state"), want["state"].as_str().unwrap(), "{name}: state");
-        assert_eq!(got("release"), want["release"].as_str().unwrap_or(""), "{name}: release");
+        assert_eq!(got("live_release"), want["live_release"].as_str().unwrap_or(""), "{name}: live_release");
+        assert_eq!(
+            got("candidate_release"),
+            want["candidate_release"].as_str().unwrap_or(""),
+            "{name}: candidate_release"
+        );
         assert_eq!(got("mode"), want["mode"].as_str().unwrap(), "{name}: mode");
         assert_eq!(got("listen"), want["listen"].as_str().unwrap(), "{name}: listen");
         assert_eq!(got("incident"), want["incident"].as_str().unwrap_or(""), "{name}: incident");
     }
     assert_eq!(field_value(service_block(&dom, &a).unwrap(), "green_weight").as_deref(), Some("25"));
     assert_eq!(field_value(service_block(&dom, &b).unwrap(), "state").as_deref(), Some("rolled_back"));
+    assert_eq!(field_value(service_block(&dom, &a).unwrap(), "candidate_weight").as_deref(), Some("25"));
+    let generation = dom.split("id=\"generation\" data-value=\"").nth(1).and_then(|r| r.split('"').next());
+    assert_eq!(
+        generation,
+        Some(status["config"]["generation"].to_string().as_str()),
+        "the config generation, as `switchyard status` says"
+    );
     let incident = status["services"][1]["incident"].as_str().expect("b has an incident");
     assert!(dom.contains(&format!("data-incident=\"{incident}\"")), "incident {incident} listed on the page");
     s.app.shutdown().await;
+}
+
+async fn r_headers_frame(app: &switchyard::app::App) -> String {
+    let r = client().get(format!("http://{}/", app.admin_addr)).send().await.unwrap();
+    assert_eq!(r.headers()["content-security-policy"], "frame-ancestors 'none'");
+    r.headers()["x-frame-options"].to_str().unwrap().to_string()
 }

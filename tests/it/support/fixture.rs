@@ -21,6 +21,7 @@ pub struct FixtureBuilder {
     limits: String,
     service: String,
     pools: Option<(Mocks, String)>,
+    threads: usize,
 }
 
 impl Fixture {
@@ -34,13 +35,20 @@ impl Fixture {
             limits: String::new(),
             service: String::new(),
             pools: None,
+            threads: 1,
         }
     }
 
     /// Writes the config (`control` lines in `[control]`, then `body`), starts the app and finds
     /// service `name`'s listener: for configs a builder does not describe (several services).
     pub async fn launch(mocks: Mocks, name: &str, control: &str, body: &str) -> Fixture {
-        let env = Env::new(control, body);
+        Fixture::launch_on(mocks, name, control, body, 1).await
+    }
+
+    /// [`Fixture::launch`] with `threads` worker runtimes (`--threads N`).
+    pub async fn launch_on(mocks: Mocks, name: &str, control: &str, body: &str, threads: usize) -> Fixture {
+        let mut env = Env::new(control, body);
+        env.threads = threads;
         let app = env.start().await;
         let addr = app.service_addr(name).expect("service is listening");
         Fixture { mocks, _env: env, app, addr }
@@ -79,6 +87,12 @@ impl FixtureBuilder {
         self
     }
 
+    /// Worker runtimes (`--threads N`); 1 by default.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
     pub async fn start(self) -> Fixture {
         let (mocks, pools) = match self.pools {
             Some(p) => p,
@@ -93,6 +107,6 @@ impl FixtureBuilder {
             self.limits,
             super::service_toml(&self.name, "127.0.0.1:0", &self.service, &pools)
         );
-        Fixture::launch(mocks, &self.name, &self.control, &body).await
+        Fixture::launch_on(mocks, &self.name, &self.control, &body, self.threads).await
     }
 }

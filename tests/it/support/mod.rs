@@ -15,6 +15,7 @@ mod binary;
 mod fixture;
 mod load;
 mod metrics;
+pub mod otlp;
 mod raw;
 pub use binary::{cli, Proxy};
 pub use fixture::{Fixture, FixtureBuilder};
@@ -57,6 +58,8 @@ impl Mocks {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    /// Worker runtimes the app accepts on (1: the test's own runtime, as `--threads 1`).
+    pub threads: usize,
 }
 
 impl Env {
@@ -64,16 +67,21 @@ impl Env {
     pub fn new(control: &str, body: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("switchyard.toml");
-        let env = Env { path, dir };
+        let env = Env { path, dir, threads: 1 };
         env.write(control, body);
         env
     }
 
     pub fn write(&self, control: &str, body: &str) {
-        let text = format!(
+        let mut text = format!(
             "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[control]\n{control}\n{body}",
             self.dir.path().join("state").display()
         );
+        // The access log is on by default (stdout): the suite keeps its own output readable
+        // unless a test configures the log itself.
+        if !body.contains("[access_log]") {
+            text.push_str("\n[access_log]\nenabled = false\n");
+        }
         std::fs::write(&self.path, text).unwrap();
     }
 
@@ -83,6 +91,7 @@ impl Env {
         let mut opts = AppOptions::new(&self.path);
         opts.token = Some(switchyard::admin::Token::new(TOKEN));
         opts.debounce = Duration::from_millis(50);
+        opts.workers = Some(switchyard::workers::Workers::spawn(self.threads).unwrap());
         App::start(cfg, opts).await.unwrap()
     }
 }

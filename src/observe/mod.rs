@@ -1,0 +1,177 @@
+//! Every request visible: request ids, W3C trace context, the access log and OTLP span export.
+//!
+//! The request path only fills in an [`Observed`] and, when the response ends, formats one log
+//! line and hands it (and, when sampled, the request's spans) to bounded queues with `try_send`.
+//! A writer thread owns the log file; an exporter task batches spans into OTLP/HTTP protobuf
+//! requests. A full queue drops and counts (`switchyard_access_log_dropped_total`,
+//! `switchyard_trace_spans_dropped_total`): a slow disk or a collector that is down never slows
+//! a request. With the log off and no tracing endpoint nothing is allocated per request beyond
+//! the request id.
+
+mod ids;
+mod line;
+mod otlp;
+mod record;
+mod time;
+pub mod w3c;
+mod writer;
+
+pub use record::{AttemptEnd, AttemptGuard, AttemptStart, Observed, RequestData, TraceIds, Why};
+
+use crate::config::{AccessLogConfig, Config, TracingConfig};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use metrics::Counter;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The observability of one running app, shared by every listener.
+pub struct Telemetry {
+    /// Header carrying the request id (`X-Request-Id` unless configured).
+    pub request_id: HeaderName,
+    /// Trace UI base URL, for links from incidents.
+    pub ui: Option<String>,
+    log: Option<LogSink>,
+    tracer: Option<Tracer>,
+}
+
+struct LogSink {
+    cfg: AccessLogConfig,
+    tx: std::sync::mpsc::SyncSender<String>,
+    dropped: Counter,
+}
+
+struct Tracer {
+    sample: f64,
+    tx: tokio::sync::mpsc::Sender<RequestData>,
+    dropped: Counter,
+}
+
+impl Telemetry {
+    /// Starts the log writer thread and the span exporter task the config asks for.
+    pub fn start(cfg: &Config) -> Arc<Telemetry> {
+        let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log));
+        let tracer = cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone()));
+        Arc::new(Telemetry {
+            request_id: cfg.tracing.request_id_header.clone(),
+            ui: cfg.tracing.ui.clone(),
+            log,
+            tracer,
+        })
+    }
+
+    /// No log, no tracing; request ids only.
+    pub fn off() -> Arc<Telemetry> {
+        Arc::new(Telemetry { request_id: HeaderName::from_static("x-request-id"), ui: None, log: None, tracer: None })
+    }
+
+    /// The request's id: the client's when sane, else a new one written into `headers` (so it
+    /// goes upstream).
+    pub fn request_id(&self, headers: &mut HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get(&self.request_id) {
+            if ids::sane_request_id(v.as_bytes()) {
+                return v.clone();
+            }
+        }
+        let v = HeaderValue::from_bytes(&ids::new_request_id()).expect("hex is a valid header value");
+        headers.insert(self.request_id.clone(), v.clone());
+        v
+    }
+
+    /// Starts observing a request, or `None` when neither the log nor tracing is on.
+    pub fn begin<B>(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        tls: Option<&'static str>,
+        service: &Arc<str>,
+        req: &Request<B>,
+        request_id: HeaderValue,
+    ) -> Option<Box<Observed>> {
+        if self.log.is_none() && self.tracer.is_none() {
+            return None;
+        }
+        let start = Instant::now();
+        let h = req.headers();
+        let caller = h.get(w3c::TRACEPARENT).and_then(|v| w3c::parse(v.as_bytes()));
+        let trace = self.tracer.as_ref().map(|t| TraceIds {
+            trace_id: caller.map_or_else(ids::trace_id, |c| c.trace_id),
+            span_id: ids::span_id(),
+            parent: caller.map(|c| c.span_id),
+            sampled: caller.map_or_else(|| ids::chance(t.sample), |c| c.sampled),
+        });
+        let data = RequestData {
+            start_unix_ns: time::unix_nanos(),
+            service: service.clone(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            host: h
+                .get(header::HOST)
+                .cloned()
+                .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
+            user_agent: h.get(header::USER_AGENT).cloned(),
+            forwarded_for: h.get("x-forwarded-for").cloned(),
+            client: peer,
+            tls,
+            request_id,
+            trace,
+            caller_trace: caller.map(|c| c.trace_id),
+            bytes_in: h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+            attempts: Vec::new(),
+            status: 0,
+            bytes_out: 0,
+            duration_us: 0,
+            error: None,
+        };
+        Some(Box::new(Observed::new(self.clone(), start, data)))
+    }
+
+    /// Logs and exports a finished request, without waiting on either queue.
+    fn finish(&self, data: RequestData) {
+        if let Some(log) = &self.log {
+            if log.keeps(&data) {
+                let line = line::format(&data, &log.cfg);
+                if log.tx.try_send(line).is_err() {
+                    log.dropped.increment(1);
+                }
+            }
+        }
+        if let Some(t) = &self.tracer {
+            if data.trace.is_some_and(|t| t.sampled) {
+                let spans = 1 + data.attempts.len() as u64;
+                if t.tx.try_send(data).is_err() {
+                    t.dropped.increment(spans);
+                }
+            }
+        }
+    }
+}
+
+impl LogSink {
+    /// Errors (≥ 500, or any attempt that failed) and slow requests always; the rest sampled.
+    fn keeps(&self, d: &RequestData) -> bool {
+        d.status >= 500
+            || d.error.is_some()
+            || d.attempts
+                .iter()
+                .any(|a| matches!(a.end, AttemptEnd::Failed(_)) || matches!(a.end, AttemptEnd::Status(s) if s >= 500))
+            || d.duration_us >= self.cfg.slow.as_micros() as u64
+            || ids::chance(self.cfg.sample)
+    }
+}
+
+fn start_log(cfg: &AccessLogConfig) -> LogSink {
+    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
+    let reopen = writer::spawn(cfg.path.clone(), rx);
+    if cfg.path.is_some() {
+        writer::reopen_on_sigusr1(reopen);
+    }
+    LogSink { cfg: cfg.clone(), tx, dropped: metrics::counter!(crate::stats::names::ACCESS_LOG_DROPPED_TOTAL) }
+}
+
+fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri) -> Tracer {
+    let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue);
+    let dropped = metrics::counter!(crate::stats::names::TRACE_SPANS_DROPPED_TOTAL);
+    tokio::spawn(otlp::export(rx, otlp::Exporter::new(cfg, endpoint, dropped.clone())));
+    Tracer { sample: cfg.sample, tx, dropped }
+}

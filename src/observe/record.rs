@@ -1,0 +1,270 @@
+//! One request as the access log and the trace see it: filled in by the proxy's phases and
+//! finished once, when the response body ends (or the error response is built).
+
+use super::Telemetry;
+use crate::Color;
+use http::{HeaderValue, Method, Uri, Version};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// Attempts kept per request: a first attempt, a hedge and a retry at most; more are not logged.
+pub const MAX_ATTEMPTS: usize = 4;
+
+/// Why an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    First,
+    /// The candidate failed before any byte reached the client; sent again to the live color.
+    Retry,
+    /// The candidate was slow; the live color was asked too.
+    Hedge,
+    /// The candidate was rolled back while this request waited on it.
+    Rescue,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::First => "first",
+            Why::Retry => "retry",
+            Why::Hedge => "hedge",
+            Why::Rescue => "rescue",
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// Still running (the winner, until the body ends).
+    Open,
+    /// A response head with this status.
+    Status(u16),
+    /// No response head: the upstream error kind, or the proxy's reason.
+    Failed(&'static str),
+    /// Dropped unfinished (the losing side of a hedge).
+    Cancelled,
+}
+
+/// One upstream attempt: a client span and an entry of the log line's `attempts`.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub color: Color,
+    /// `live` or `candidate`.
+    pub role: &'static str,
+    pub release: Option<Arc<str>>,
+    pub endpoint: http::uri::Authority,
+    pub why: Why,
+    pub span_id: [u8; 8],
+    /// µs after the request started.
+    pub start_us: u64,
+    /// µs from the attempt's start to the response head, when one came.
+    pub ttfb_us: Option<u64>,
+    /// µs spent opening a new upstream connection (`None`: a kept-alive one was reused).
+    pub connect_us: Option<u64>,
+    /// µs after the request started (0 while open).
+    pub end_us: u64,
+    pub end: AttemptEnd,
+}
+
+/// Our part of the trace of a request (only when tracing is configured).
+#[derive(Debug, Clone, Copy)]
+pub struct TraceIds {
+    pub trace_id: [u8; 16],
+    /// The server span: this request inside Switchyard.
+    pub span_id: [u8; 8],
+    /// The caller's span, when it sent a valid `traceparent`.
+    pub parent: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+/// What the request said about itself, read once when it arrived.
+#[derive(Debug)]
+pub struct RequestData {
+    pub start_unix_ns: u64,
+    pub service: Arc<str>,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub host: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub forwarded_for: Option<HeaderValue>,
+    pub client: SocketAddr,
+    pub tls: Option<&'static str>,
+    pub request_id: HeaderValue,
+    pub trace: Option<TraceIds>,
+    /// The caller's trace id when Switchyard does not take part in traces (logged only).
+    pub caller_trace: Option<[u8; 16]>,
+    /// Declared request body size (`Content-Length`).
+    pub bytes_in: Option<u64>,
+    pub attempts: Vec<Attempt>,
+    pub status: u16,
+    pub bytes_out: u64,
+    pub duration_us: u64,
+    /// Why no upstream answered (`error.type`), if so.
+    pub error: Option<&'static str>,
+}
+
+/// A request being observed.
+pub struct Observed {
+    pub(super) tel: Arc<Telemetry>,
+    pub(super) start: Instant,
+    pub data: RequestData,
+    /// Attempts run side by side (a hedge) and report through `&self`; the lock is only ever
+    /// taken by the request's own task, so it is never contended.
+    attempts: Mutex<([Option<Attempt>; MAX_ATTEMPTS], usize)>,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed").field("request_id", &self.data.request_id).finish_non_exhaustive()
+    }
+}
+
+/// An attempt in progress; dropped before `end`, it is recorded as cancelled.
+pub struct AttemptGuard<'a> {
+    obs: &'a Observed,
+    index: usize,
+    started: Instant,
+    pub span_id: [u8; 8],
+    done: bool,
+}
+
+impl Observed {
+    pub(super) fn new(tel: Arc<Telemetry>, start: Instant, data: RequestData) -> Self {
+        Observed { tel, start, data, attempts: Mutex::new((Default::default(), 0)) }
+    }
+
+    /// The `traceparent` an attempt with span `span_id` forwards (`None`: pass the caller's).
+    pub fn traceparent(&self, span_id: &[u8; 8]) -> Option<HeaderValue> {
+        let t = self.data.trace.as_ref()?;
+        Some(super::w3c::header(&t.trace_id, span_id, t.sampled))
+    }
+
+    /// The trace id as hex: ours, or the caller's when Switchyard takes no part in traces.
+    pub fn trace_id_hex(&self) -> Option<String> {
+        let id = self.data.trace.map(|t| t.trace_id).or(self.data.caller_trace)?;
+        Some(String::from_utf8_lossy(&super::ids::hex16(&id)).into_owned())
+    }
+
+    /// Counts response body bytes sent to the client.
+    pub fn sent(&mut self, n: usize) {
+        self.data.bytes_out += n as u64;
+    }
+
+    /// Finishes a request answered by Switchyard itself (an error response).
+    pub fn finish_now<B: http_body::Body>(mut self: Box<Self>, resp: &http::Response<B>, error: &'static str) {
+        self.data.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+        self.finish(resp.status().as_u16(), Some(error));
+    }
+
+    /// Records the start of an attempt.
+    pub fn attempt(&self, a: AttemptStart) -> AttemptGuard<'_> {
+        let started = Instant::now();
+        let span_id = super::ids::span_id();
+        let entry = Attempt {
+            color: a.color,
+            role: a.role,
+            release: a.release,
+            endpoint: a.endpoint,
+            why: a.why,
+            span_id,
+            start_us: micros(started - self.start),
+            ttfb_us: None,
+            connect_us: None,
+            end_us: 0,
+            end: AttemptEnd::Open,
+        };
+        let mut g = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let index = g.1;
+        if index < MAX_ATTEMPTS {
+            g.0[index] = Some(entry);
+            g.1 += 1;
+        }
+        AttemptGuard { obs: self, index, started, span_id, done: false }
+    }
+
+    fn set(&self, index: usize, f: impl FnOnce(&mut Attempt)) {
+        let mut g = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Some(a)) = g.0.get_mut(index) {
+            f(a)
+        }
+    }
+
+    /// Finishes the request: one log line (if logged) and its spans (if sampled), both handed
+    /// to their queues without waiting.
+    pub fn finish(mut self: Box<Self>, status: u16, error: Option<&'static str>) {
+        let end = micros(self.start.elapsed());
+        let (list, _) = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()));
+        self.data.attempts = list.into_iter().flatten().collect();
+        // The winner is the answered attempt whose head came last (a retried status came
+        // before its retry's; a hedge's loser was cancelled): it lasts until the body ends.
+        let winner = self
+            .data
+            .attempts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a.end, AttemptEnd::Status(_)) && a.end_us == 0)
+            .max_by_key(|(_, a)| a.start_us + a.ttfb_us.unwrap_or(0))
+            .map(|(i, _)| i);
+        for (i, a) in self.data.attempts.iter_mut().enumerate() {
+            if a.end_us == 0 {
+                a.end_us = if Some(i) == winner { end } else { a.start_us + a.ttfb_us.unwrap_or(0) };
+            }
+        }
+        self.data.status = status;
+        self.data.error = error;
+        self.data.duration_us = end;
+        let Observed { tel, data, .. } = *self;
+        tel.finish(data);
+    }
+}
+
+/// What an attempt is, known before it starts.
+pub struct AttemptStart {
+    pub color: Color,
+    pub role: &'static str,
+    pub release: Option<Arc<str>>,
+    pub endpoint: http::uri::Authority,
+    pub why: Why,
+}
+
+impl AttemptGuard<'_> {
+    /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
+    pub fn answered(mut self, status: u16, connect_us: u64) {
+        let ttfb = micros(self.started.elapsed());
+        self.obs.set(self.index, |a| {
+            a.ttfb_us = Some(ttfb);
+            a.connect_us = (connect_us > 0).then_some(connect_us);
+            a.end = AttemptEnd::Status(status);
+        });
+        self.done = true;
+    }
+
+    /// No response head.
+    pub fn failed(mut self, reason: &'static str) {
+        let end = micros(self.obs.start.elapsed());
+        self.obs.set(self.index, |a| {
+            a.end_us = end.max(1);
+            a.end = AttemptEnd::Failed(reason);
+        });
+        self.done = true;
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let end = micros(self.obs.start.elapsed());
+            self.obs.set(self.index, |a| {
+                a.end_us = end.max(1);
+                a.end = AttemptEnd::Cancelled;
+            });
+        }
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_micros() as u64
+}

@@ -1,0 +1,334 @@
+//! `switchyard rules`: Prometheus alert rules generated from a config file. The rules that mirror
+//! rollback triggers take each service's configured thresholds and `consecutive` counts (services
+//! with the same settings share a rule), so an alert and the in-process decision judge the same
+//! number; the rules that watch the proxy itself are fixed (`rules/fixed.yml`). Every trigger
+//! rule joins `switchyard_release_info`, so an alert says which role and release it is about.
+//! `docker/prometheus/alerts.yml` is this command's output for `docker/switchyard.toml`.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+use switchyard::config::{Config, Triggers};
+
+/// The rules that do not depend on triggers: the proxy's own health, rollbacks, paging, fleet.
+const FIXED: &str = include_str!("rules/fixed.yml");
+
+/// Loads the file (without the admin-token check `run` adds: generating rules needs no secret)
+/// and prints the rules.
+pub fn print(path: &Path) -> anyhow::Result<()> {
+    let cfg = switchyard::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    print!("{}", generate(&cfg, &path.display().to_string()));
+    Ok(())
+}
+
+/// One service's trigger of one kind, before services with the same settings are merged.
+struct Part {
+    kind: &'static Kind,
+    consecutive: u32,
+    /// The condition on selector `SEL` (the service), e.g. `switchyard_window_error_rate{SEL} > 0.01`.
+    cond: String,
+    /// The threshold in words (`1 %`, `2s`, `status 401 above 0.1 %`).
+    threshold: String,
+}
+
+/// A trigger kind: its alert and how it reads.
+struct Kind {
+    alert: &'static str,
+    severity: &'static str,
+    /// A window gauge: only windows with `min_samples` requests count.
+    window: bool,
+    /// Summary after "… on SERVICE ROLE RELEASE (COLOR)".
+    summary: &'static str,
+    /// What is beyond the threshold, for the description.
+    what: &'static str,
+    key: &'static str,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind {
+        alert: "SwitchyardConstitutionalComplianceLow",
+        severity: "critical",
+        window: true,
+        summary: "Constitutional compliance {{ $value | humanizePercentage }}",
+        what: "Windowed constitutional compliance is below",
+        key: "compliance",
+    },
+    Kind {
+        alert: "SwitchyardConstitutionalHashMismatch",
+        severity: "critical",
+        window: false,
+        summary: "Constitutional hash mismatch ({{ $value | printf \"%.0f\" }} in a window)",
+        what: "Responses without the constitutional hash reached",
+        key: "hash_mismatch",
+    },
+    Kind {
+        alert: "SwitchyardP95LatencyHigh",
+        severity: "high",
+        window: true,
+        summary: "p95 latency {{ $value | humanizeDuration }}",
+        what: "Windowed p95 response time is above",
+        key: "p95_latency",
+    },
+    Kind {
+        alert: "SwitchyardErrorRateHigh",
+        severity: "high",
+        window: true,
+        summary: "Error rate {{ $value | humanizePercentage }}",
+        what: "Windowed error rate (5xx and transport errors) is above",
+        key: "error_rate",
+    },
+    Kind {
+        alert: "SwitchyardAvailabilityLow",
+        severity: "critical",
+        window: true,
+        summary: "Availability {{ $value | humanizePercentage }}",
+        what: "Windowed availability is below",
+        key: "availability",
+    },
+    Kind {
+        alert: "SwitchyardStatusRateHigh",
+        severity: "high",
+        window: true,
+        summary: "Status share {{ $value | humanizePercentage }} ({{ $labels.statuses }})",
+        what: "The share of responses with the trigger's statuses is above",
+        key: "status_rate",
+    },
+];
+
+/// Rules for one alert and one `consecutive`: alternatives of (condition, threshold) with the
+/// services that share them.
+struct Group {
+    kind: &'static Kind,
+    consecutive: u32,
+    alts: Vec<(String, String, Vec<String>)>,
+}
+
+/// The rules text for `cfg`; `source` names the file in the header.
+pub fn generate(cfg: &Config, source: &str) -> String {
+    let mut groups: Vec<Group> = Vec::new();
+    for s in &cfg.services {
+        for p in parts(&s.triggers, cfg) {
+            let g = match groups.iter_mut().position(|g| g.kind.alert == p.kind.alert && g.consecutive == p.consecutive)
+            {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push(Group { kind: p.kind, consecutive: p.consecutive, alts: Vec::new() });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            match g.alts.iter_mut().find(|(c, _, _)| *c == p.cond) {
+                Some((_, _, names)) => names.push(s.name.to_string()),
+                None => g.alts.push((p.cond, p.threshold, vec![s.name.to_string()])),
+            }
+        }
+    }
+    groups.sort_by_key(|g| (KINDS.iter().position(|k| k.alert == g.kind.alert), g.consecutive));
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# Generated by `switchyard rules --config {source}`: edit the config, not this file, and run the\n\
+         # command again (tests/it/operator/rules.rs compares the shipped file with its output).\n\
+         #\n\
+         # Severity -> notification channel (spec 4.3):\n\
+         #   critical: pagerduty, slack_critical, email_oncall (immediate)\n\
+         #   high:     slack_alerts, email_team (within 5 minutes)\n\
+         #   medium:   slack_monitoring, email_daily_digest\n\
+         #   info:     dashboards only\n\
+         # Routing, escalation levels and inhibition: docker/alertmanager/alertmanager.yml.\n\
+         #\n\
+         # The trigger rules mirror each service's rollback triggers: the same window gauges\n\
+         # (switchyard_window_*, every control.interval = {interval} over control.window = {window}), the same\n\
+         # thresholds, `for` as long as `consecutive` measurements take, and only windows with\n\
+         # control.min_samples = {min} requests. They watch both colors and carry the color's role\n\
+         # (live, candidate) and release from switchyard_release_info. The proxy rolls back on its\n\
+         # own; these alerts are for humans.\n\
+         #\n\
+         # Check: promtool check rules docker/prometheus/alerts.yml\n\
+         # Test:  promtool test rules docker/prometheus/alerts_test.yml\n\
+         groups:\n  - name: switchyard-triggers\n    rules:\n",
+        interval = dur(cfg.control.interval),
+        window = dur(cfg.control.window),
+        min = cfg.control.min_samples,
+    );
+    if groups.is_empty() {
+        out += "      []\n\n";
+    }
+    for (i, g) in groups.iter().enumerate() {
+        // Same alert twice (different `consecutive`): a label keeps the rules apart.
+        let twin = groups.iter().enumerate().any(|(j, o)| j != i && o.kind.alert == g.kind.alert);
+        emit(&mut out, g, twin, cfg);
+    }
+    out += FIXED;
+    out
+}
+
+const WHO: &str = "{{ $labels.service }} {{ $labels.role }} {{ $labels.release }} ({{ $labels.color }})";
+
+fn emit(out: &mut String, g: &Group, twin: bool, cfg: &Config) {
+    let sel = |names: &[String]| match names {
+        [one] => format!("service=\"{one}\""),
+        _ => format!("service=~\"{}\"", names.join("|")),
+    };
+    let alts: Vec<String> = g.alts.iter().map(|(c, _, names)| c.replace("SEL", &sel(names))).collect();
+    let mut expr = if alts.len() == 1 { alts[0].clone() } else { format!("(\n  {}\n)", alts.join("\n  or\n  ")) };
+    if g.kind.window {
+        expr = format!(
+            "(\n{}\n  and on (service, color) switchyard_window_samples >= {}\n)",
+            indent(&expr, 2),
+            cfg.control.min_samples.max(1)
+        );
+    } else if alts.len() == 1 {
+        expr = format!("({expr})");
+    }
+    expr += "\n* on (service, color) group_left (role, release) switchyard_release_info";
+    let thresholds: Vec<String> =
+        g.alts.iter().map(|(_, t, names)| format!("{} for {}", t, names.join(", "))).collect();
+    let measurements = match g.consecutive {
+        1 => "one measurement".to_string(),
+        n => format!("{n} consecutive measurements"),
+    };
+    let _ = writeln!(out, "      # {}: {}; {}", g.kind.key, thresholds.join("; "), measurements);
+    let _ = writeln!(out, "      - alert: {}", g.kind.alert);
+    let _ = writeln!(out, "        expr: |");
+    for line in expr.lines() {
+        let _ = writeln!(out, "          {line}");
+    }
+    let hold = cfg.control.interval * g.consecutive.saturating_sub(1);
+    if !hold.is_zero() {
+        let _ = writeln!(out, "        for: {}", dur(hold));
+    }
+    let _ = writeln!(out, "        labels:\n          severity: {}", g.kind.severity);
+    if twin {
+        let _ = writeln!(out, "          consecutive: \"{}\"", g.consecutive);
+    }
+    let _ =
+        writeln!(out, "        annotations:\n          summary: \"{} on {WHO}\"", g.kind.summary.replace('"', "\\\""));
+    let description = format!(
+        "{} its threshold on {WHO} for {measurements} (the {} trigger: {}). If this is the \
+         candidate, Switchyard rolls it back on its own; if it is the live release, nothing rolls \
+         back: act. See switchyard status and switchyard incidents.",
+        g.kind.what,
+        g.kind.key,
+        thresholds.join("; ")
+    );
+    let _ = writeln!(out, "          description: >-");
+    for line in wrap(&description, 90) {
+        let _ = writeln!(out, "            {line}");
+    }
+    out.push('\n');
+}
+
+fn indent(text: &str, n: usize) -> String {
+    text.lines().map(|l| format!("{}{l}", " ".repeat(n))).collect::<Vec<_>>().join("\n")
+}
+
+fn kind(key: &str) -> &'static Kind {
+    KINDS.iter().find(|k| k.key == key).expect("a known trigger kind")
+}
+
+/// A service's triggers as rule parts.
+fn parts(t: &Triggers, cfg: &Config) -> Vec<Part> {
+    let mut v = Vec::new();
+    let gauge = |key, metric: &str, op: &str, x: f64, consecutive, threshold: String| Part {
+        kind: kind(key),
+        consecutive,
+        cond: format!("{metric}{{SEL}} {op} {}", num(x)),
+        threshold,
+    };
+    if let Some(c) = t.compliance {
+        v.push(gauge("compliance", "switchyard_window_compliance", "<", c.threshold, c.consecutive, pct(c.threshold)));
+    }
+    if let Some(n) = t.hash_mismatch {
+        v.push(Part {
+            kind: kind("hash_mismatch"),
+            consecutive: 1,
+            cond: format!("increase(switchyard_hash_mismatches_total{{SEL}}[{}]) >= {n}", dur(cfg.control.window)),
+            threshold: format!("{n} in {} (hash {})", dur(cfg.control.window), cfg.constitutional_hash),
+        });
+    }
+    if let Some(p) = t.p95_latency {
+        let secs = p.threshold.as_secs_f64();
+        v.push(gauge("p95_latency", "switchyard_window_p95_seconds", ">", secs, p.consecutive, dur(p.threshold)));
+    }
+    if let Some(e) = t.error_rate {
+        v.push(gauge("error_rate", "switchyard_window_error_rate", ">", e.threshold, e.consecutive, pct(e.threshold)));
+    }
+    if let Some(a) = t.availability {
+        v.push(gauge(
+            "availability",
+            "switchyard_window_availability",
+            "<",
+            a.threshold,
+            a.consecutive,
+            pct(a.threshold),
+        ));
+    }
+    for s in &t.status_rate {
+        let statuses = switchyard::stats::names::statuses_label(&s.statuses);
+        v.push(Part {
+            kind: kind("status_rate"),
+            consecutive: s.consecutive,
+            cond: format!("switchyard_window_status_rate{{SEL,statuses=\"{statuses}\"}} > {}", num(s.above)),
+            threshold: format!("status {statuses} above {}", pct(s.above)),
+        });
+    }
+    v
+}
+
+/// A number as PromQL and people write it: `0.001`, `2`, `0.25`.
+fn num(x: f64) -> String {
+    format!("{x}")
+}
+
+/// A share as a percentage: `0.1 %`, `99.9 %`, `1 %`.
+fn pct(x: f64) -> String {
+    let p = (x * 100.0 * 1e6).round() / 1e6;
+    format!("{p} %")
+}
+
+/// A Prometheus duration: `300ms`, `45s`, `2m`, `90s`.
+fn dur(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// Words folded into lines of at most `width` characters (a `>-` block folds them back).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    // A `{{ … }}` template stays on one line.
+    let mut words: Vec<String> = Vec::new();
+    let mut open = false;
+    for w in text.split_whitespace() {
+        match words.last_mut() {
+            Some(last) if open => {
+                last.push(' ');
+                last.push_str(w);
+            }
+            _ => words.push(w.to_string()),
+        }
+        if w.contains("{{") {
+            open = true;
+        }
+        if w.contains("}}") {
+            open = false;
+        }
+    }
+    let mut lines = vec![String::new()];
+    for w in &words {
+        let last = lines.last_mut().expect("never empty");
+        if !last.is_empty() && last.len() + 1 + w.len() > width {
+            lines.push(w.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(w);
+        }
+    }
+    lines
+}
