@@ -11,6 +11,16 @@ use switchyard::stats::MeasurementView;
 use switchyard::Color;
 use switchyard::{preflight, reload};
 
+/// Operator output goes to pipes (`switchyard status | head`, `grep -q`): a reader that left
+/// early is not an error worth a panic, so the standard `println!` (which panics on a broken
+/// pipe) is replaced in this module by one that drops the write.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives while the caller is still starting up must not
 /// meet the default action, which kills the process without draining.
