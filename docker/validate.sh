@@ -48,6 +48,10 @@ print("switchyard-fleet.toml OK (switchyard.toml + [fleet])")
 PY
 echo "fleet profile: $(docker-compose -f docker/compose.yaml --profile fleet config --services | grep -c '^switchyard-') replicas"
 
+# ---------------------------------------------------------------- traces and logs
+step "jaeger + vector (compose), [tracing] and [access_log]"
+python3 docker/check_observability.py
+
 # ---------------------------------------------------------------- prometheus
 step "promtool check config"
 promtool check config docker/prometheus/prometheus.yml

@@ -14,6 +14,8 @@
 //!   `health_score` are pure arithmetic the control loop applies.
 //! - `upstream` holds pools, the client, health checks and the exchange bodies; `stats` records
 //!   on the data path and aggregates windows.
+//! - `observe` makes every request visible: request ids, W3C trace context, the access log (a
+//!   writer thread behind a bounded queue) and OTLP span export (a task behind another).
 //! - `error`, `tls`, `config` (parse, validate), `state`, `clock`; `types` at the bottom is the
 //!   vocabulary (`Color`, `ServiceKey`, `Weight`, `TriggerId`) and uses nothing in the crate.
 //!

@@ -39,7 +39,7 @@ enum Cmd {
         config: PathBuf,
         /// Worker runtimes, one thread each, sharing nothing on the request path (default: the
         /// CPUs this process may use, cgroup quota included). 1 runs everything on one thread.
-        #[arg(long)]
+        #[arg(long, env = "SWITCHYARD_THREADS")]
         threads: Option<usize>,
         /// State directory, overriding the file's `state_dir` (so a restart whose file is
         /// unreadable still finds its last good copy there).

@@ -11,7 +11,7 @@ resolve; Services select the Deployment's pods and target declared ports (one
 per 8000-8006 plus admin 9900); the NetworkPolicy selects the pods and limits
 9900 as documented; the embedded switchyard.toml parses and matches the ports
 and carries the spec's per-service triggers (auth 401 > 0.1 %, ac errors >
-0.1 %); blue (the app container) outlives Switchyard's preStop + drain within
+0.1 %) and a [tracing] endpoint with the access log on stdout; blue (the app container) outlives Switchyard's preStop + drain within
 the grace period; README.md states the switchyard container's resources as
 deployment.yaml sets them.
 
@@ -136,6 +136,15 @@ def check_triggers(where, cfg):
     ac = (svc.get("ac", {}).get("triggers") or {}).get("error_rate") or {}
     if ac.get("above") != 0.001:
         err(f"{where}: ac needs triggers.error_rate above 0.001 (spec: inference failures > 0.1 %)")
+
+
+def check_observability(where, cfg):
+    endpoint = str(cfg.get("tracing", {}).get("endpoint", ""))
+    if not endpoint.startswith(("http://", "https://")):
+        err(f"{where}: [tracing] endpoint must be the OTLP/HTTP collector URL, got {endpoint!r}")
+    log = cfg.get("access_log", {})
+    if log.get("enabled", True) is not True or "path" in log:
+        err(f"{where}: the access log must stay on stdout for the cluster's log agent")
 
 
 def check_etcd_policy(policies, pod_labels):
@@ -336,6 +345,7 @@ def main():
         if order != [s["name"] for s in cfg.get("services", [])]:
             err(f"{where}: rollout.order does not match services")
         check_triggers(where, cfg)
+        check_observability(where, cfg)
         check_shutdown(dwhere, pod, seconds(cfg.get("limits", {}).get("drain_timeout", "30s")))
     check_readme_resources(dwhere, pod)
 

@@ -223,6 +223,67 @@ fn escape(out: &mut String, v: &[u8]) {
 mod tests {
     use super::*;
 
+    fn data() -> RequestData {
+        RequestData {
+            start_unix_ns: 1_709_210_096_789_000_000,
+            service: "auth".into(),
+            method: http::Method::POST,
+            uri: "/login?user=a".parse().unwrap(),
+            version: http::Version::HTTP_2,
+            host: Some(http::HeaderValue::from_static("auth.example")),
+            user_agent: None,
+            forwarded_for: Some(http::HeaderValue::from_static("203.0.113.7")),
+            client: "10.0.0.1:5000".parse().unwrap(),
+            tls: Some("1.3"),
+            request_id: http::HeaderValue::from_static("r-1"),
+            trace: None,
+            caller_trace: None,
+            bytes_in: Some(12),
+            attempts: Vec::new(),
+            status: 503,
+            bytes_out: 80,
+            duration_us: 1500,
+            error: Some("upstream saturated"),
+        }
+    }
+
+    fn cfg(format: LogFormat, log_query: bool) -> AccessLogConfig {
+        AccessLogConfig {
+            enabled: true,
+            format,
+            path: None,
+            log_query,
+            sample: 1.0,
+            slow: std::time::Duration::from_secs(1),
+            queue: 1,
+        }
+    }
+
+    #[test]
+    fn a_json_line_names_fields_by_the_http_conventions() {
+        let line = format(&data(), &cfg(LogFormat::Json, true));
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["time"], "2024-02-29T12:34:56.789Z");
+        assert_eq!(v["url.query"], "user=a");
+        assert_eq!(v["network.protocol.version"], "2");
+        assert_eq!(v["tls.protocol.version"], "1.3");
+        assert_eq!(v["http.request.header.x-forwarded-for"], "203.0.113.7");
+        assert_eq!(v["http.request.body.size"], 12);
+        assert_eq!(v["duration_ms"], 1.5);
+        assert!(v.get("trace_id").is_none() && v.get("role").is_none());
+        assert!(!format(&data(), &cfg(LogFormat::Json, false)).contains("user=a"), "query left out by default");
+    }
+
+    #[test]
+    fn a_text_line_is_key_value_pairs() {
+        let line = format(&data(), &cfg(LogFormat::Text, false));
+        assert!(line.starts_with("time=\"2024-02-29T12:34:56.789Z\" service=\"auth\" "), "{line}");
+        assert!(line.contains(" http.response.status_code=503 "), "{line}");
+        assert!(line.contains(" error.type=\"upstream saturated\" "), "{line}");
+        assert!(line.trim_end().ends_with("attempts=\"\""), "{line}");
+    }
+
     #[test]
     fn escaping_keeps_a_line_one_valid_json_string() {
         let mut s = String::new();

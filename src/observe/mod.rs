@@ -19,6 +19,7 @@ mod writer;
 pub use record::{AttemptEnd, AttemptGuard, AttemptStart, Observed, RequestData, TraceIds, Why};
 
 use crate::config::{AccessLogConfig, Config, TracingConfig};
+use crate::stats::names;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use metrics::Counter;
 use std::net::SocketAddr;
@@ -37,8 +38,22 @@ pub struct Telemetry {
 
 struct LogSink {
     cfg: AccessLogConfig,
-    tx: std::sync::mpsc::SyncSender<String>,
+    /// `None` only while dropping (so the writer sees the channel close before it is waited for).
+    tx: Option<std::sync::mpsc::SyncSender<String>>,
     dropped: Counter,
+    /// Disconnects when the writer has finished (a `Mutex` only to make the handle `Sync`).
+    done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Drop for LogSink {
+    /// The process exits soon after the app stops: give the writer a moment to write what is
+    /// queued (bounded, so a stuck file cannot hold up the exit).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Ok(done) = self.done.get_mut() {
+            let _ = done.recv_timeout(writer::DRAIN_AT_EXIT);
+        }
+    }
 }
 
 struct Tracer {
@@ -50,8 +65,14 @@ struct Tracer {
 impl Telemetry {
     /// Starts the log writer thread and the span exporter task the config asks for.
     pub fn start(cfg: &Config) -> Arc<Telemetry> {
-        let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log));
-        let tracer = cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone()));
+        // Resolved whether or not the log and tracing are on, so that `/metrics` always lists
+        // the families (at 0) that dashboards and alerts name.
+        let log_dropped = metrics::counter!(names::ACCESS_LOG_DROPPED_TOTAL);
+        let spans_dropped = metrics::counter!(names::TRACE_SPANS_DROPPED_TOTAL);
+        let failures = metrics::counter!(names::TRACE_EXPORT_FAILURES_TOTAL);
+        let log = cfg.access_log.enabled.then(|| start_log(&cfg.access_log, log_dropped));
+        let tracer =
+            cfg.tracing.endpoint.as_ref().map(|e| start_tracer(&cfg.tracing, e.clone(), spans_dropped, failures));
         Arc::new(Telemetry {
             request_id: cfg.tracing.request_id_header.clone(),
             ui: cfg.tracing.ui.clone(),
@@ -131,7 +152,7 @@ impl Telemetry {
         if let Some(log) = &self.log {
             if log.keeps(&data) {
                 let line = line::format(&data, &log.cfg);
-                if log.tx.try_send(line).is_err() {
+                if log.tx.as_ref().is_none_or(|tx| tx.try_send(line).is_err()) {
                     log.dropped.increment(1);
                 }
             }
@@ -160,18 +181,17 @@ impl LogSink {
     }
 }
 
-fn start_log(cfg: &AccessLogConfig) -> LogSink {
+fn start_log(cfg: &AccessLogConfig, dropped: Counter) -> LogSink {
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
-    let reopen = writer::spawn(cfg.path.clone(), rx);
+    let (reopen, done) = writer::spawn(cfg.path.clone(), rx);
     if cfg.path.is_some() {
         writer::reopen_on_sigusr1(reopen);
     }
-    LogSink { cfg: cfg.clone(), tx, dropped: metrics::counter!(crate::stats::names::ACCESS_LOG_DROPPED_TOTAL) }
+    LogSink { cfg: cfg.clone(), tx: Some(tx), dropped, done: std::sync::Mutex::new(done) }
 }
 
-fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri) -> Tracer {
+fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Tracer {
     let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue);
-    let dropped = metrics::counter!(crate::stats::names::TRACE_SPANS_DROPPED_TOTAL);
-    tokio::spawn(otlp::export(rx, otlp::Exporter::new(cfg, endpoint, dropped.clone())));
+    tokio::spawn(otlp::export(rx, otlp::Exporter::new(cfg, endpoint, dropped.clone(), failures)));
     Tracer { sample: cfg.sample, tx, dropped }
 }

@@ -27,7 +27,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where and how spans go.
 pub struct Exporter {
     endpoint: http::Uri,
-    client: crate::alerts::client::WebhookClient,
+    client: Client,
     resource: Resource,
     batch: usize,
     dropped: Counter,
@@ -35,7 +35,7 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter) -> Exporter {
+    pub fn new(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Exporter {
         let resource = Resource {
             attributes: vec![
                 kv("service.name", string(&cfg.service_name)),
@@ -43,15 +43,29 @@ impl Exporter {
             ],
             ..Default::default()
         };
-        Exporter {
-            endpoint,
-            client: crate::alerts::client::build(None),
-            resource,
-            batch: cfg.batch,
-            dropped,
-            failures: metrics::counter!(crate::stats::names::TRACE_EXPORT_FAILURES_TOTAL),
-        }
+        Exporter { endpoint, client: client(), resource, batch: cfg.batch, dropped, failures }
     }
+}
+
+/// http and https (system roots) collectors through one pooled hyper client.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn client() -> Client {
+    crate::tls::install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
 }
 
 /// The export task: ends when every sender is gone and the queue is drained.

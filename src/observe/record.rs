@@ -110,7 +110,8 @@ pub struct RequestData {
 pub struct Observed {
     pub(super) tel: Arc<Telemetry>,
     pub(super) start: Instant,
-    pub data: RequestData,
+    /// Taken when the request finishes; still here when it is dropped unfinished.
+    data: Option<RequestData>,
     /// Attempts run side by side (a hedge) and report through `&self`; the lock is only ever
     /// taken by the request's own task, so it is never contended.
     attempts: Mutex<([Option<Attempt>; MAX_ATTEMPTS], usize)>,
@@ -118,7 +119,9 @@ pub struct Observed {
 
 impl std::fmt::Debug for Observed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Observed").field("request_id", &self.data.request_id).finish_non_exhaustive()
+        f.debug_struct("Observed")
+            .field("request_id", &self.data.as_ref().map(|d| &d.request_id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,29 +136,34 @@ pub struct AttemptGuard<'a> {
 
 impl Observed {
     pub(super) fn new(tel: Arc<Telemetry>, start: Instant, data: RequestData) -> Self {
-        Observed { tel, start, data, attempts: Mutex::new((Default::default(), 0)) }
+        Observed { tel, start, data: Some(data), attempts: Mutex::new((Default::default(), 0)) }
     }
 
     /// The `traceparent` an attempt with span `span_id` forwards (`None`: pass the caller's).
     pub fn traceparent(&self, span_id: &[u8; 8]) -> Option<HeaderValue> {
-        let t = self.data.trace.as_ref()?;
+        let t = self.data.as_ref()?.trace.as_ref()?;
         Some(super::w3c::header(&t.trace_id, span_id, t.sampled))
     }
 
     /// The trace id as hex: ours, or the caller's when Switchyard takes no part in traces.
     pub fn trace_id_hex(&self) -> Option<String> {
-        let id = self.data.trace.map(|t| t.trace_id).or(self.data.caller_trace)?;
+        let d = self.data.as_ref()?;
+        let id = d.trace.map(|t| t.trace_id).or(d.caller_trace)?;
         Some(String::from_utf8_lossy(&super::ids::hex16(&id)).into_owned())
     }
 
     /// Counts response body bytes sent to the client.
     pub fn sent(&mut self, n: usize) {
-        self.data.bytes_out += n as u64;
+        if let Some(d) = self.data.as_mut() {
+            d.bytes_out += n as u64;
+        }
     }
 
     /// Finishes a request answered by Switchyard itself (an error response).
     pub fn finish_now<B: http_body::Body>(mut self: Box<Self>, resp: &http::Response<B>, error: &'static str) {
-        self.data.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+        if let Some(d) = self.data.as_mut() {
+            d.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+        }
         self.finish(resp.status().as_u16(), Some(error));
     }
 
@@ -195,29 +203,45 @@ impl Observed {
     /// Finishes the request: one log line (if logged) and its spans (if sampled), both handed
     /// to their queues without waiting.
     pub fn finish(mut self: Box<Self>, status: u16, error: Option<&'static str>) {
+        self.complete(status, error);
+    }
+
+    fn complete(&mut self, status: u16, error: Option<&'static str>) {
+        let Some(mut data) = self.data.take() else { return };
         let end = micros(self.start.elapsed());
         let (list, _) = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()));
-        self.data.attempts = list.into_iter().flatten().collect();
+        data.attempts = list.into_iter().flatten().collect();
         // The winner is the answered attempt whose head came last (a retried status came
         // before its retry's; a hedge's loser was cancelled): it lasts until the body ends.
-        let winner = self
-            .data
+        let winner = data
             .attempts
             .iter()
             .enumerate()
             .filter(|(_, a)| matches!(a.end, AttemptEnd::Status(_)) && a.end_us == 0)
             .max_by_key(|(_, a)| a.start_us + a.ttfb_us.unwrap_or(0))
             .map(|(i, _)| i);
-        for (i, a) in self.data.attempts.iter_mut().enumerate() {
+        for (i, a) in data.attempts.iter_mut().enumerate() {
             if a.end_us == 0 {
                 a.end_us = if Some(i) == winner { end } else { a.start_us + a.ttfb_us.unwrap_or(0) };
             }
         }
-        self.data.status = status;
-        self.data.error = error;
-        self.data.duration_us = end;
-        let Observed { tel, data, .. } = *self;
-        tel.finish(data);
+        data.status = status;
+        data.error = error;
+        data.duration_us = end;
+        self.tel.finish(data);
+    }
+}
+
+/// Status logged for a request whose client went away before its response ended (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Observed {
+    /// A request dropped unfinished (the client closed the connection, or the listener closed it
+    /// after the drain timeout) is still logged, as nginx logs 499.
+    fn drop(&mut self) {
+        if self.data.is_some() {
+            self.complete(CLIENT_CLOSED, Some("client closed"));
+        }
     }
 }
 

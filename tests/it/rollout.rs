@@ -315,7 +315,10 @@ async fn a_new_release_clears_the_rollback_latch_and_restarts_the_plan() {
 
 /// The text `Env::write` would produce, for writing it some other way (atomically, behind symlinks).
 fn config_text(state_dir: &Path, control: &str, body: &str) -> String {
-    format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[control]\n{control}\n{body}", state_dir.display())
+    format!(
+        "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[control]\n{control}\n{body}\n[access_log]\nenabled = false\n",
+        state_dir.display()
+    )
 }
 
 /// 1-based line of the first line of `text` containing `needle`.

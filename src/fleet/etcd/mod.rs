@@ -18,11 +18,13 @@
 //! - `auth` the token: authenticate, refresh once on refusal.
 //! - `watch` the watch stream and its silence watchdog.
 //! - `backoff` reconnect delays with jitter.
+//! - `lease` a lease renewed by its own task, with a renew deadline shorter than the TTL.
 //! - `wire` the gateway's JSON shapes.
 
 mod auth;
 mod backoff;
 mod error;
+mod lease;
 mod transport;
 pub mod txn;
 mod watch;
@@ -30,6 +32,7 @@ pub mod wire;
 
 pub use backoff::Backoff;
 pub use error::StoreError;
+pub use lease::{LeaseKeeper, LeaseState};
 pub use transport::tls_config;
 pub use watch::{Event, Watch, WatchBatch};
 pub use wire::Kv;

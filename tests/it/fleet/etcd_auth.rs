@@ -11,7 +11,7 @@ use switchyard::fleet::etcd::{Cas, Etcd, Event, Options, StoreError};
 
 fn client(server: &EtcdServer, tls: FleetTls, credentials: Option<EtcdCredentials>) -> Etcd {
     let opts = Options { tls, credentials, ..Options::default() };
-    Etcd::build(vec![server.url.parse().unwrap()], Duration::from_secs(3), opts).unwrap()
+    Etcd::build(vec![server.url.parse().unwrap()], Duration::from_secs(5), opts).unwrap()
 }
 
 fn full_tls(server: &EtcdServer) -> FleetTls {
@@ -83,6 +83,7 @@ async fn username_and_password_get_a_token_that_is_renewed_when_etcd_forgets_it(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_joins_a_fleet_over_tls_with_credentials_from_the_environment() {
+    switchyard::tls::install_provider();
     let mut server = EtcdServer::start_with(ServerOptions { tls: true, ..Default::default() });
     server.enable_auth("pw-from-env");
     let pki = server.pki.as_ref().unwrap();
@@ -92,7 +93,7 @@ async fn the_binary_joins_a_fleet_over_tls_with_credentials_from_the_environment
         "state_dir = \"{state}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[services]]\nname = \"fltls\"\nlisten = \"127.0.0.1:0\"\n{pools}\
          [fleet]\nendpoints = [\"{url}\"]\nprefix = \"/tls\"\nreplica = \"a\"\nlease_ttl = \"2s\"\n\
-         ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+         ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nwatch_silence = \"1500ms\"\n",
         state = dir.path().join("state").display(),
         pools = m.pools("r1"),
         url = server.url,
@@ -114,5 +115,11 @@ async fn the_binary_joins_a_fleet_over_tls_with_credentials_from_the_environment
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(server.ctl(&["get", "/tls/leader", "--print-value-only"]).trim(), "a");
+    // A quiet prefix for several silence bounds: the progress answers keep the watch trusted,
+    // so the store is never reported unreachable.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = proxy.status().await;
+    assert_eq!(s["fleet"]["store"], "ok", "{s}");
+    assert!(!proxy.log().contains("unreachable"), "{}", proxy.log());
     assert!(!proxy.log().contains("pw-from-env"), "the password is never logged");
 }

@@ -5,7 +5,7 @@
 use super::etcd_fakes::{refused_url, FakeMember};
 use super::etcd_server::EtcdServer;
 use std::time::{Duration, Instant};
-use switchyard::fleet::etcd::{Cas, Etcd, Event, StoreError};
+use switchyard::fleet::etcd::{Cas, Etcd, Event, LeaseState, StoreError};
 
 /// Generous per-call timeout: etcd's fsync on this shared box can take hundreds of ms.
 fn client(server: &EtcdServer) -> Etcd {
@@ -192,4 +192,40 @@ async fn an_error_line_on_the_watch_stream_is_an_error() {
         assert_eq!(e, StoreError::Status { status: http, body: "etcd says no".into() });
         assert_eq!(e.fails_over(), fails_over, "{e}");
     }
+}
+
+#[tokio::test]
+async fn a_lease_keeper_renews_on_its_own_and_says_when_the_lease_is_lapsing_or_gone() {
+    let server = EtcdServer::start();
+    let etcd = Etcd::new(vec![server.url.parse().unwrap()], Duration::from_secs(1));
+    let ttl = Duration::from_secs(3);
+    let lease = etcd.lease_grant(ttl).await.unwrap();
+    etcd.put("/lk/me", b"x", lease).await.unwrap();
+    let keeper = etcd.keep_lease_alive(lease, ttl);
+    let mut state = keeper.subscribe();
+    // Longer than the TTL with nobody but the keeper renewing.
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert!(matches!(keeper.state(), LeaseState::Alive { .. }), "{:?}", keeper.state());
+    assert!(etcd.get("/lk/me").await.unwrap().is_some(), "the keeper renewed the lease");
+
+    server.pause();
+    let paused = Instant::now();
+    let lapsing = tokio::time::timeout(Duration::from_secs(5), state.wait_for(|s| matches!(s, LeaseState::Lapsing(_))))
+        .await
+        .expect("lapsing announced")
+        .is_ok();
+    assert!(lapsing);
+    // The renew deadline (2/3 TTL from the last renewal) comes before the TTL runs out.
+    assert!(paused.elapsed() < ttl, "announced after {:?}", paused.elapsed());
+    server.resume();
+    tokio::time::timeout(Duration::from_secs(5), state.wait_for(|s| matches!(s, LeaseState::Alive { .. })))
+        .await
+        .expect("alive again after the store came back")
+        .unwrap();
+
+    etcd.lease_revoke(lease).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), state.wait_for(|s| *s == LeaseState::Expired))
+        .await
+        .expect("a revoked lease is reported gone")
+        .unwrap();
 }

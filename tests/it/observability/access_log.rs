@@ -156,3 +156,23 @@ async fn sigusr1_reopens_the_access_log_file() {
     m.blue.shutdown().await;
     m.green.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_client_gave_up_on_is_logged_as_499() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let f = Fixture::builder("obs_499").service(&log_toml(&path, "format = \"json\"")).start().await;
+    f.mocks.blue.set(MockPatch { fault: Some(Fault::Hang), ..Default::default() });
+    let r = client()
+        .get(format!("http://{}/slow", f.addr))
+        .header("x-request-id", "gave-up-1")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client timed out");
+    let line = line_of(&path, "gave-up-1").await;
+    assert_eq!(line["http.response.status_code"], 499, "{line}");
+    assert_eq!(line["error.type"], "client closed");
+    assert_eq!(line["attempts"][0]["outcome"], "cancelled", "{line}");
+    f.stop().await;
+}

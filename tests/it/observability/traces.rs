@@ -126,6 +126,29 @@ async fn a_retried_request_has_two_client_spans_and_forwards_the_retry_span_once
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_request_shows_both_attempts_and_the_winner_forwards_its_own_span() {
+    let service = format!("force_header = \"{FORCE}\"\nhedge = {{ after = \"50ms\" }}");
+    let (f, col) = traced("obs_hedge", 1.0, &service, None).await;
+    f.mocks.green.set(mock_upstream::MockPatch { latency_ms: Some(800), ..Default::default() });
+    let (status, _, up) = echo(f.addr, &[(FORCE, "green")]).await;
+    assert_eq!(status, 200);
+    let (trace, parent, _) = forwarded(&up);
+    let spans = col.trace(&trace, 3).await;
+    let server = one(&spans, SpanKind::Server);
+    let clients: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Client as i32).collect();
+    assert_eq!(clients.len(), 2, "{spans:#?}");
+    let by = |color: &str| *clients.iter().find(|c| attr(c, "switchyard.color").as_deref() == Some(color)).unwrap();
+    let (green, blue) = (by("green"), by("blue"));
+    assert_eq!(attr(green, "error.type").as_deref(), Some("cancelled"), "the slow candidate lost the race");
+    assert_eq!(attr(blue, "switchyard.attempt.reason").as_deref(), Some("hedge"));
+    assert_eq!(attr(blue, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(hex(&blue.span_id), parent, "the live color saw the hedge's span id");
+    assert!(clients.iter().all(|c| c.parent_span_id == server.span_id));
+    f.stop().await;
+    col.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_flags_are_obeyed_and_unsampled_requests_export_nothing() {
     let (f, col) = traced("obs_sample", 0.0, "", None).await;
     // Not sampled by the caller: propagated with flag 00 under a new parent, never exported.
