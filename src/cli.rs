@@ -11,6 +11,16 @@ use switchyard::stats::MeasurementView;
 use switchyard::Color;
 use switchyard::{preflight, reload};
 
+/// Operator output goes to pipes (`switchyard status | head`, `grep -q`): a reader that left
+/// early is not an error worth a panic, so the standard `println!` (which panics on a broken
+/// pipe) is replaced in this module by one that drops the write.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives while the caller is still starting up must not
 /// meet the default action, which kills the process without draining.
@@ -186,7 +196,7 @@ fn percent(v: &serde_json::Value) -> String {
 
 fn print_status(doc: &StatusDoc) {
     println!(
-        "config generation {} (reloads applied; status snapshot {})  sequence: {}{}",
+        "config generation {} (reloads applied; route table {})  sequence: {}{}",
         doc.config.generation,
         doc.generation,
         doc.sequence.current.as_deref().unwrap_or("-"),
@@ -409,13 +419,18 @@ fn print_incident(i: &serde_json::Value) {
     println!("incident {}  service {}  release {}", s("id"), s("service"), s("release"));
     println!("trigger {}: value {} vs threshold {}", s("trigger"), i["value"], s("threshold"));
     match i["candidate_weight_before"].as_f64() {
-        Some(w) => println!(
-            "candidate {} had {}% before (green {}%); live {}",
-            incident_role(i, "candidate"),
-            w,
-            percent(&i["weight_before"]),
-            incident_role(i, "live")
-        ),
+        Some(w) => {
+            // Green's weight beside the candidate's share only when they differ (a blue candidate).
+            let green = match i["candidate_color"].as_str() {
+                Some("blue") => format!(" (green {}%)", percent(&i["weight_before"])),
+                _ => String::new(),
+            };
+            println!(
+                "candidate {} had {w}% before{green}; live {}",
+                incident_role(i, "candidate"),
+                incident_role(i, "live")
+            )
+        }
         None if i["live_color"].is_string() => println!("live {}", incident_role(i, "live")),
         None => println!("green weight before: {}%", percent(&i["weight_before"])),
     }

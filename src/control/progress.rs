@@ -25,13 +25,10 @@ pub fn holding(verdict: &Verdict, plan: Option<&PlanView>, samples: u64, min_sam
     }
 }
 
-/// Whole seconds (rounded up) above a second, milliseconds below: "4s", "250ms".
+/// Whole seconds, rounded up: "4s", "1s" for the last fraction of a second (never "0ms left"
+/// while something is left), "0s" when nothing is.
 pub fn fmt_left(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        humantime::format_duration(Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))).to_string()
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    humantime::format_duration(Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))).to_string()
 }
 
 #[cfg(test)]
@@ -62,5 +59,9 @@ mod tests {
         assert_eq!(holding(&bad, Some(&p), 200, 100).unwrap(), "unhealthy: p95_latency");
         assert_eq!(holding(&Verdict::Healthy, Some(&plan(3, 90)), 200, 100), None, "it advances");
         assert_eq!(holding(&Verdict::Healthy, None, 200, 100), None);
+        assert_eq!(holding(&Verdict::Healthy, Some(&plan(3, 60).clone()), 200, 100), None);
+        let almost = PlanView { at_step_for: Duration::from_millis(59_999), ..plan(3, 0) };
+        assert_eq!(holding(&Verdict::Healthy, Some(&almost), 200, 100).unwrap(), "hold: 1s left", "never 0ms left");
+        assert_eq!(fmt_left(Duration::ZERO), "0s");
     }
 }

@@ -24,7 +24,9 @@ pub struct StatusDoc {
     /// Absent without `[fleet]`: a single replica has no fleet to describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
-    /// Bumped on every publish, so a poller can tell a new snapshot from the same one.
+    /// The route table's generation, bumped on every stored change (a poller can tell a new
+    /// routing from the same one). Not the config's: that is `config.generation`, the count of
+    /// configs applied, which `switchyard status` and `switchyard_config_generation` show.
     pub generation: u64,
     /// Of the whole proxy; `None` (null) without requests.
     pub health_score: Option<f64>,
@@ -310,13 +312,16 @@ impl Controller {
         } else {
             c.holding.clone()
         };
+        // A rolled-back candidate is at no step: it gets nothing until reset or a new release.
+        let step = c.step.filter(|_| !c.latched);
+        let left = left.filter(|_| !c.latched);
         Some(ProgressStatus {
             // Healthy measurements keep counting while the hold runs; past `needed` they add nothing.
-            healthy: c.step.map(|_| format!("{}/{needed}", c.healthy_at_step.min(needed))),
+            healthy: step.map(|_| format!("{}/{needed}", c.healthy_at_step.min(needed))),
             hold_remaining: left.map(super::progress::fmt_left),
             hold_remaining_ms: left.map(|d| d.as_millis() as u64),
             reason,
-            step: c.step.map(|i| format!("{}/{steps}", i + 1)),
+            step: step.map(|i| format!("{}/{steps}", i + 1)),
         })
     }
 

@@ -62,7 +62,9 @@ async fn killing_green_under_load_loses_no_get_and_still_rolls_back() {
     assert_eq!(failed(&results), Vec::<u16>::new(), "users saw failures");
     assert!(eventually(Duration::from_secs(10), || service(&app, name)["state"] == "rolled_back").await);
     let inc = admin_get(&app, "/incidents").await;
-    assert!(["error_rate", "availability"].contains(&inc[0]["trigger"].as_str().unwrap_or("")), "{inc}");
+    // A dead candidate is hard evidence: its failing probes usually roll it back first.
+    let triggers = ["candidate_down", "error_rate", "availability"];
+    assert!(triggers.contains(&inc[0]["trigger"].as_str().unwrap_or("")), "{inc}");
     let fx = Fx {
         mocks: Mocks {
             blue: mocks.blue,

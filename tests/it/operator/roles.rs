@@ -92,6 +92,10 @@ async fn a_rolled_back_blue_candidate_is_reported_by_role() {
     );
     assert_eq!(s["green_weight"], 90.0, "green's share is the live one now");
     p.ok(&["rollback", "rb"]).await;
+    let s = wait_status(&p, "rb", |s| s["latched"] == true).await;
+    assert!(s["progress"]["step"].is_null() && s["progress"]["hold_remaining"].is_null(), "no step lit: {s:#}");
+    let table = p.ok(&["status"]).await;
+    assert!(table.contains("live green (r2) 100 % → candidate blue (r3) 0 % — rolled back"), "{table}");
     let inc = wait_incident(&p).await;
     assert_eq!(
         (inc["candidate_color"].as_str(), inc["candidate_release"].as_str()),
@@ -187,5 +191,48 @@ async fn the_state_dir_option_finds_the_last_good_copy_of_a_garbage_file() {
     };
     assert!(v["config"]["last_reload_error"].is_string(), "running the last good copy, and saying so: {v:#}");
     assert_eq!(v["services"][0]["name"], "sd");
+    p.stop().await;
+}
+
+/// `state.json` keeps green's share (`admin_weight`, as files always had) while the control state
+/// speaks the candidate's: an override of a blue candidate and a frozen hold survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_of_a_blue_candidate_and_a_paused_hold_survive_a_restart() {
+    switchyard::tls::install_provider();
+    let m = Mocks::start("ps").await;
+    let (control, body) = progressive("ps", &m, 3);
+    let env = Env::new(&control, &body);
+    let p = Proxy::start(&env.path).await.unwrap_or_else(|e| panic!("{}", e.stderr));
+    p.ok(&["promote", "ps"]).await;
+    let next = body.replace(
+        &format!("blue = {{ endpoints = [\"{}\"] }}", m.blue.addr()),
+        &format!("blue = {{ endpoints = [\"{}\"], release = \"r3\" }}", m.blue.addr()),
+    );
+    env.write(&control, &next);
+    wait_status(&p, "ps", |s| s["candidate"] == "blue").await;
+    p.ok(&["weight", "ps", "60"]).await; // green's 60 %: the blue candidate's 40 %
+    p.ok(&["pause", "ps"]).await;
+    let before = wait_status(&p, "ps", |s| s["paused"] == true).await;
+    assert_eq!(
+        (before["override_weight"].as_f64(), before["admin_weight"].as_f64()),
+        (Some(40.0), Some(60.0)),
+        "{before:#}"
+    );
+    let frozen = before["progress"]["hold_remaining_ms"].as_u64().unwrap();
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(env.dir.path().join("state/state.json")).unwrap()).unwrap();
+    assert_eq!(saved["services"]["ps"]["admin_weight"], 60.0, "the file speaks green's share: {saved:#}");
+    p.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // downtime a paused hold must not count
+
+    let p = Proxy::start(&env.path).await.unwrap_or_else(|e| panic!("{}", e.stderr));
+    let s = wait_status(&p, "ps", |s| s["candidate"] == "blue").await;
+    assert_eq!(
+        (s["live"].as_str(), s["override_weight"].as_f64(), s["candidate_weight"].as_f64(), s["paused"].as_bool()),
+        (Some("green"), Some(40.0), Some(40.0), Some(true)),
+        "{s:#}"
+    );
+    let left = s["progress"]["hold_remaining_ms"].as_u64().unwrap();
+    assert!(left.abs_diff(frozen) < 1000, "the paused hold stood still across the restart: {frozen} ms then {left} ms");
     p.stop().await;
 }
