@@ -50,6 +50,14 @@ pub struct FileFleet {
     pub replica: Option<String>,
     /// Membership and leadership lease.
     pub lease_ttl: Option<String>,
+    /// CA bundle for `https://` members (default: the system store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate for members started with `--client-cert-auth` (with `key`).
+    pub cert: Option<PathBuf>,
+    /// Key of `cert`.
+    pub key: Option<PathBuf>,
+    /// A watch silent for this long (no event, no progress answer) is re-opened.
+    pub watch_silence: Option<String>,
 }
 
 /// `[admin]`.

@@ -39,7 +39,7 @@ pub struct Config {
 /// `[fleet]`: how this replica finds the others.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetConfig {
-    /// etcd client URLs (`http://host:port`), at least one.
+    /// etcd client URLs (`http://host:port` or `https://host:port`), at least one.
     pub endpoints: Vec<http::Uri>,
     /// Key prefix without a trailing slash.
     pub prefix: String,
@@ -47,6 +47,36 @@ pub struct FleetConfig {
     pub replica: String,
     /// A replica (or leader) that stops renewing is gone after this long.
     pub lease_ttl: Duration,
+    /// TLS to `https://` members.
+    pub tls: FleetTls,
+    /// etcd user for clusters with auth enabled; from the environment, never the file.
+    pub credentials: Option<EtcdCredentials>,
+    /// A watch that delivers nothing (not even the answer to a progress request) for this long
+    /// is stuck; it ends with an error and is opened again.
+    pub watch_silence: Duration,
+}
+
+/// `fleet.ca`, `fleet.cert`, `fleet.key`: TLS to etcd members listed as `https://`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetTls {
+    /// CA bundle that signed the members' certificates (None = the system trust store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and key, for members started with `--client-cert-auth`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// SWITCHYARD_ETCD_USERNAME / SWITCHYARD_ETCD_PASSWORD. Kept out of the config file so the
+/// file can be shared and logged; `Debug` never prints the password.
+#[derive(Clone, PartialEq)]
+pub struct EtcdCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCredentials").field("username", &self.username).field("password", &"***").finish()
+    }
 }
 
 impl Config {

@@ -100,3 +100,36 @@ fn a_trigger_without_its_threshold_inherits_it() {
     assert!(!s.health.enabled);
     assert!(s.health.require_hash, "the hash trigger is still on, so probes still ask for it");
 }
+
+#[test]
+fn fleet_tls_is_accepted_for_https_members_only_and_its_files_must_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    let key = dir.path().join("client.key");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(&pem, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (p, k) = (pem.display(), key.display());
+    let ok = format!(
+        "{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nreplica = \"a\"\n\
+         ca = \"{p}\"\ncert = \"{p}\"\nkey = \"{k}\"\nwatch_silence = \"4s\"\n"
+    );
+    let f = parse(&ok, Path::new("t.toml")).unwrap().fleet.unwrap();
+    assert_eq!(f.tls.ca.as_deref(), Some(pem.as_path()));
+    assert_eq!(f.tls.identity, Some((pem.clone(), key.clone())));
+    assert_eq!(f.watch_silence, std::time::Duration::from_secs(4));
+
+    let plain = format!(
+        "{BASE}\n[fleet]\nendpoints = [\"http://127.0.0.1:2379\"]\nreplica = \"a\"\nca = \"{p}\"\ncert = \"{p}\"\n"
+    );
+    let e = parse(&plain, Path::new("t.toml")).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["fleet.ca", "fleet.cert", "fleet.cert"], "{e}");
+    let unreadable =
+        format!("{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\"]\nreplica = \"a\"\nca = \"{k}\"\n");
+    let e = parse(&unreadable, Path::new("t.toml")).unwrap_err();
+    assert_eq!(e.problems[0].key, "fleet.ca", "a key is no CA bundle: {e}");
+    let secret =
+        format!("{BASE}\n[fleet]\nendpoints = [\"https://127.0.0.1:2379\"]\nreplica = \"a\"\npassword = \"x\"\n");
+    assert!(parse(&secret, Path::new("t.toml")).is_err(), "no password in the file");
+}

@@ -134,13 +134,15 @@ fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
     let mut endpoints = Vec::with_capacity(f.endpoints.len());
     for (i, e) in f.endpoints.iter().enumerate() {
         match e.parse::<http::Uri>() {
-            Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => endpoints.push(u),
-            Ok(u) if u.scheme_str() == Some("https") => p.push(
-                format!("fleet.endpoints[{i}]"),
-                "https to etcd is not supported yet; use http on a private network",
-            ),
-            _ => p.push(format!("fleet.endpoints[{i}]"), format!("{e:?} is not an http://host:port URL")),
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => endpoints.push(u),
+            _ => p.push(format!("fleet.endpoints[{i}]"), format!("{e:?} is not an http:// or https://host:port URL")),
         }
+    }
+    let tls = fleet_tls(p, f, endpoints.iter().any(|u| u.scheme_str() == Some("https")));
+    let credentials = etcd_credentials(p);
+    let watch_silence = p.duration("fleet.watch_silence", f.watch_silence.as_deref(), Duration::from_secs(10));
+    if watch_silence < Duration::from_secs(1) {
+        p.push("fleet.watch_silence", "must be at least 1s (a progress request needs a round trip)");
     }
     let prefix = f.prefix.as_deref().unwrap_or("/switchyard").trim_end_matches('/').to_string();
     if !prefix.starts_with('/') {
@@ -154,7 +156,55 @@ fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
     if lease_ttl < Duration::from_secs(1) || lease_ttl.subsec_nanos() != 0 {
         p.push("fleet.lease_ttl", "must be whole seconds, at least 1s (etcd leases count in seconds)");
     }
-    FleetConfig { endpoints, prefix, replica, lease_ttl }
+    FleetConfig { endpoints, prefix, replica, lease_ttl, tls, credentials, watch_silence }
+}
+
+/// `fleet.ca` / `fleet.cert` / `fleet.key`: PEM files that parse, a certificate with its key,
+/// and only when some endpoint is `https://` (on plain http they would silently do nothing).
+fn fleet_tls(p: &mut Problems, f: &FileFleet, any_https: bool) -> FleetTls {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let files = [("fleet.ca", &f.ca), ("fleet.cert", &f.cert), ("fleet.key", &f.key)];
+    for (key, path) in files {
+        let Some(path) = path else { continue };
+        if !any_https {
+            p.push(key, "applies to https:// endpoints only, and every fleet.endpoints entry is http://");
+        }
+        let loaded = if key == "fleet.key" {
+            PrivateKeyDer::from_pem_file(path).map(|_| 1)
+        } else {
+            CertificateDer::pem_file_iter(path).and_then(|it| it.collect::<Result<Vec<_>, _>>()).map(|c| c.len())
+        };
+        match loaded {
+            Err(e) => p.push(key, format!("{}: {e}", path.display())),
+            Ok(0) => p.push(key, format!("{}: no PEM certificate in it", path.display())),
+            Ok(_) => {}
+        }
+    }
+    let identity = match (&f.cert, &f.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => {
+            p.push("fleet.cert", "fleet.cert and fleet.key go together (a client certificate and its key)");
+            None
+        }
+    };
+    FleetTls { ca: f.ca.clone(), identity }
+}
+
+/// Username and password come from the environment only, so the config file never holds a
+/// secret; one without the other is a mistake worth stopping for.
+fn etcd_credentials(p: &mut Problems) -> Option<EtcdCredentials> {
+    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    match (var("SWITCHYARD_ETCD_USERNAME"), var("SWITCHYARD_ETCD_PASSWORD")) {
+        (Some(username), Some(password)) => Some(EtcdCredentials { username, password }),
+        (None, None) => None,
+        (u, _) => {
+            let missing = if u.is_some() { "SWITCHYARD_ETCD_PASSWORD" } else { "SWITCHYARD_ETCD_USERNAME" };
+            p.push("fleet", format!("etcd credentials need both environment variables; {missing} is not set"));
+            None
+        }
+    }
 }
 
 fn hostname() -> String {

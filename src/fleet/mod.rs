@@ -47,7 +47,7 @@ pub fn spawn(cfg: &FleetConfig) -> (Link, mpsc::Receiver<FromFleet>) {
     let windows = Arc::new(link::Windows::default());
     // A call longer than a third of the lease would let the lease lapse while it waits.
     let timeout = (cfg.lease_ttl / 3).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
-    let store = Arc::new(etcd::Etcd::new(cfg.endpoints.clone(), timeout));
+    let store = Arc::new(etcd::Etcd::from_config(cfg, timeout));
     let renewal = Arc::new(keepalive::Renewal::new(cfg.lease_ttl));
     let rt = runtime::Runtime::new(store, cfg.clone(), out_tx, view.clone(), windows.clone(), renewal.clone());
     let task = tokio::spawn(rt.run(rx, stop.clone()));

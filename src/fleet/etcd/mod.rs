@@ -1,46 +1,46 @@
 //! An etcd v3 client over the JSON gateway (`POST /v3/...`) and the hyper client already in the
-//! tree: no protobuf toolchain, no new transport stack (see `docs/fleet.md` for the measured
-//! comparison with the `etcd-client` crate). Every call carries its own timeout, because a
-//! stopped etcd accepts connections and never answers; a failed call moves on to the next
-//! endpoint so a cluster survives the loss of one member.
+//! tree: no protobuf toolchain, no new transport stack (see `docs/fleet.md`, "Client choice",
+//! for the measured comparison with the `etcd-client` crate). It behaves like etcd's own client
+//! where the fleet depends on it:
+//! - every call carries its own timeout, because a stopped etcd accepts connections and never
+//!   answers;
+//! - a member that cannot answer (connection error, timeout, 5xx, 429) is skipped for the next
+//!   one; other 4xx are returned at once (they would fail the same everywhere);
+//! - `https://` members with a CA and a client certificate; username/password auth with the
+//!   token refreshed when etcd refuses it;
+//! - watches ask for progress notifications and notice silence ([`Watch`]), and a compacted
+//!   watch is a typed resync ([`StoreError::Compacted`]), never an outage;
+//! - [`Backoff`] spaces reconnects with jitter.
+//!
+//! # Layout
+//! - `error` [`StoreError`] and its retry classes.
+//! - `transport` the pooled http/https client, one POST, gateway error bodies.
+//! - `auth` the token: authenticate, refresh once on refusal.
+//! - `watch` the watch stream and its silence watchdog.
+//! - `backoff` reconnect delays with jitter.
+//! - `wire` the gateway's JSON shapes.
 
+mod auth;
+mod backoff;
+mod error;
+mod transport;
 pub mod txn;
 mod watch;
 pub mod wire;
 
+pub use backoff::Backoff;
+pub use error::StoreError;
+pub use transport::tls_config;
 pub use watch::{Event, Watch, WatchBatch};
 pub use wire::Kv;
 
-use bytes::Bytes;
-use http::{Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use crate::config::{EtcdCredentials, FleetConfig, FleetTls};
+use http::Uri;
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Why a store call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
-    /// No answer: refused, reset, or no reply within the timeout.
-    #[error("etcd unreachable: {0}")]
-    Unreachable(String),
-    /// etcd answered with an error status.
-    #[error("etcd answered {status}: {body}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// Error body.
-        body: String,
-    },
-    /// The answer was not what the gateway documents.
-    #[error("etcd answer unreadable: {0}")]
-    Decode(String),
-    /// The watch start revision was compacted away; read again and watch from there.
-    #[error("watch start revision compacted (oldest kept {0})")]
-    Compacted(i64),
-}
 
 /// Result of a compare-and-swap.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,67 +51,155 @@ pub enum Cas {
     Conflict(Option<Kv>),
 }
 
-/// A connection-pooled client for one etcd cluster.
+/// How to reach the cluster beyond its endpoints.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// CA and client certificate for `https://` members.
+    pub tls: FleetTls,
+    /// etcd user (clusters with auth enabled).
+    pub credentials: Option<EtcdCredentials>,
+    /// A watch silent this long (see [`Watch::next`]) ends with [`StoreError::WatchSilent`].
+    pub watch_silence: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { tls: FleetTls::default(), credentials: None, watch_silence: Duration::from_secs(10) }
+    }
+}
+
+/// A connection-pooled client for one etcd cluster. Cloning shares the pool, the current member
+/// and the auth token (a lease keep-alive task can own a clone).
+#[derive(Clone)]
 pub struct Etcd {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     endpoints: Vec<Uri>,
-    /// Index of the endpoint that answered last: calls stick to a working member.
+    /// Member that answered last (modulo the count): calls stick to a working member.
     current: AtomicUsize,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: transport::HttpClient,
     timeout: Duration,
+    watch_silence: Duration,
+    auth: Option<auth::Auth>,
+    /// TLS files that failed to load after validation passed (changed on disk since): every
+    /// call reports it, so the runtime shows why the store is away.
+    broken: Option<StoreError>,
 }
 
 impl Etcd {
-    /// A client for `endpoints` (`http://host:port`), every unary call bounded by `timeout`.
+    /// A client for plain `http://` endpoints, every unary call bounded by `timeout`.
     pub fn new(endpoints: Vec<Uri>, timeout: Duration) -> Etcd {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(timeout));
-        conn.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new()).build(conn);
-        Etcd { endpoints, current: AtomicUsize::new(0), http, timeout }
+        Etcd::with_options(endpoints, timeout, Options::default())
     }
 
-    /// Sends one request to the current endpoint, falling over to the next on failure.
+    /// The client `[fleet]` describes.
+    pub fn from_config(cfg: &FleetConfig, timeout: Duration) -> Etcd {
+        let opts =
+            Options { tls: cfg.tls.clone(), credentials: cfg.credentials.clone(), watch_silence: cfg.watch_silence };
+        Etcd::with_options(cfg.endpoints.clone(), timeout, opts)
+    }
+
+    /// Like [`Etcd::build`], but TLS files that do not load make every call fail with
+    /// [`StoreError::Tls`] instead (validation already read them; this is the rare file replaced
+    /// in between, and the proxy must keep serving).
+    pub fn with_options(endpoints: Vec<Uri>, timeout: Duration, opts: Options) -> Etcd {
+        Etcd::build(endpoints.clone(), timeout, opts.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "etcd client unusable");
+            let mut plain = Options { tls: FleetTls::default(), ..opts };
+            plain.credentials = None;
+            let mut etcd = Etcd::build(endpoints, timeout, plain).expect("a client without TLS files always builds");
+            Arc::get_mut(&mut etcd.shared).expect("not shared yet").broken = Some(e);
+            etcd
+        })
+    }
+
+    /// A client, or why its TLS files are unusable.
+    pub fn build(endpoints: Vec<Uri>, timeout: Duration, opts: Options) -> Result<Etcd, StoreError> {
+        let http = transport::client(&opts.tls, timeout)?;
+        let shared = Shared {
+            endpoints,
+            current: AtomicUsize::new(0),
+            http,
+            timeout,
+            watch_silence: opts.watch_silence,
+            auth: opts.credentials.map(auth::Auth::new),
+            broken: None,
+        };
+        Ok(Etcd { shared: Arc::new(shared) })
+    }
+
+    /// Sends one request, authenticated when credentials are set; see [`Etcd::call_as`] for
+    /// failover.
     async fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
-        let mut last = StoreError::Unreachable("no endpoints".into());
-        for _ in 0..self.endpoints.len() {
-            let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
-            match tokio::time::timeout(self.timeout, self.call_one(&self.endpoints[i], path, body)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e @ (StoreError::Status { .. } | StoreError::Decode(_)))) => return Err(e),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = StoreError::Unreachable(format!("{path}: no answer within {:?}", self.timeout)),
+        let held = self.token().await?;
+        match self.call_as(path, body, held.token()).await {
+            Err(e) if e.is_stale_token() => {
+                let fresh = self.refresh_stale(e, &held).await?;
+                self.call_as(path, body, fresh.token()).await
             }
-            self.current.store(i + 1, Ordering::Relaxed);
+            r => r,
+        }
+    }
+
+    /// Sends one request to the current member, moving on to the next while the failure is one
+    /// another member may not have ([`StoreError::fails_over`]).
+    async fn call_as(&self, path: &str, body: &Value, token: Option<&str>) -> Result<Value, StoreError> {
+        let s = &self.shared;
+        let mut last = StoreError::Unreachable("no endpoints".into());
+        for _ in 0..s.endpoints.len() {
+            let (at, base) = self.member()?;
+            let r = match tokio::time::timeout(s.timeout, self.call_one(base, path, body, token)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unreachable(format!("{base}{path}: no answer within {:?}", s.timeout))),
+            };
+            match r {
+                Err(e) if e.fails_over() => last = self.failed(at, e),
+                r => return r,
+            }
         }
         Err(last)
     }
 
-    async fn call_one(&self, base: &Uri, path: &str, body: &Value) -> Result<Value, StoreError> {
-        let resp = self.post(base, path, body).await?;
+    /// The member to try next and its position (for [`Etcd::failed`]).
+    fn member(&self) -> Result<(usize, &Uri), StoreError> {
+        let s = &self.shared;
+        if let Some(e) = &s.broken {
+            return Err(e.clone());
+        }
+        let at = s.current.load(Ordering::Relaxed);
+        Ok((at, &s.endpoints[at % s.endpoints.len()]))
+    }
+
+    /// Moves past the member at `at`; only the first of several concurrent failures moves on, so
+    /// none skips a healthy member.
+    fn failed(&self, at: usize, e: StoreError) -> StoreError {
+        let s = &self.shared;
+        tracing::debug!(endpoint = %s.endpoints[at % s.endpoints.len()], error = %e, "etcd member failed; trying the next");
+        let _ = s.current.compare_exchange(at, at.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
+        e
+    }
+
+    async fn call_one(&self, base: &Uri, path: &str, body: &Value, token: Option<&str>) -> Result<Value, StoreError> {
+        let resp = transport::post(&self.shared.http, base, path, transport::json_body(body), token, None).await?;
         let status = resp.status();
-        let bytes =
-            resp.into_body().collect().await.map_err(|e| StoreError::Unreachable(format!("{path}: {e}")))?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unreachable(format!("{base}{path}: {}", transport::chain(&e))))?
+            .to_bytes();
         if !status.is_success() {
-            return Err(StoreError::Status { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into() });
+            return Err(transport::status_error(status.as_u16(), &bytes));
         }
         // Streaming endpoints (lease keepalive) answer one JSON object per line; the first is ours.
         let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
         let v: Value = serde_json::from_slice(first).map_err(|e| StoreError::Decode(format!("{path}: {e}")))?;
+        if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+            return Err(transport::stream_error(err));
+        }
         Ok(if v.get("result").is_some() { v["result"].clone() } else { v })
-    }
-
-    async fn post(
-        &self,
-        base: &Uri,
-        path: &str,
-        body: &Value,
-    ) -> Result<http::Response<hyper::body::Incoming>, StoreError> {
-        let uri = format!("{}{}", base.to_string().trim_end_matches('/'), path);
-        let req = Request::post(uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| StoreError::Decode(format!("request: {e}")))?;
-        self.http.request(req).await.map_err(|e| StoreError::Unreachable(format!("{path}: {e}")))
     }
 
     /// Every key under `prefix`, and the revision the read reflects (watch from it + 1).
@@ -172,38 +260,5 @@ impl Etcd {
     /// Ends a lease now, deleting its keys (a clean shutdown frees leadership at once).
     pub async fn lease_revoke(&self, id: i64) -> Result<(), StoreError> {
         self.call("/v3/lease/revoke", &json!({"ID": id.to_string()})).await.map(|_| ())
-    }
-
-    /// Watches every key under `prefix` from `start_revision` (the read revision + 1, so nothing
-    /// written between the read and the watch is missed).
-    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<Watch, StoreError> {
-        let body = json!({"create_request": {
-            "key": wire::b64(prefix.as_bytes()),
-            "range_end": wire::b64(&wire::prefix_end(prefix)),
-            "start_revision": start_revision.to_string(),
-        }});
-        let mut last = StoreError::Unreachable("no endpoints".into());
-        for _ in 0..self.endpoints.len() {
-            let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
-            match tokio::time::timeout(self.timeout, self.open_watch(&self.endpoints[i], &body)).await {
-                Ok(Ok(w)) => return Ok(w),
-                Ok(Err(e @ StoreError::Compacted(_))) => return Err(e),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = StoreError::Unreachable("watch: no answer".into()),
-            }
-            self.current.store(i + 1, Ordering::Relaxed);
-        }
-        Err(last)
-    }
-
-    async fn open_watch(&self, base: &Uri, body: &Value) -> Result<Watch, StoreError> {
-        let resp = self.post(base, "/v3/watch", body).await?;
-        if !resp.status().is_success() {
-            return Err(StoreError::Status { status: resp.status().as_u16(), body: String::new() });
-        }
-        let mut w = Watch::new(resp.into_body());
-        // The first message confirms creation (or reports a compacted start revision).
-        w.next().await?;
-        Ok(w)
     }
 }

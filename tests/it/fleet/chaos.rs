@@ -193,7 +193,7 @@ async fn schedule(seed: u64) -> Vec<String> {
             Fault::EtcdRestart => etcd.restart(false),
             Fault::Compact => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                etcd.compact();
+                etcd.compact_now();
             }
         }
         if k == rollback_after {

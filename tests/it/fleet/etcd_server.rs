@@ -1,44 +1,133 @@
 //! A throw-away etcd member for tests: loopback ports, a temp data dir, killed on drop.
-//! SIGSTOP/SIGCONT simulate an unreachable store without losing its data.
+//! SIGSTOP/SIGCONT simulate an unreachable store without losing its data. Optionally served
+//! over TLS with client certificates required (`--client-cert-auth`), with a short progress
+//! notification interval, and with username/password auth enabled.
 
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct EtcdServer {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub url: String,
-    peer_url: String,
+    /// TLS material when started with [`Options::tls`].
+    pub pki: Option<Pki>,
+    /// `root`'s password once [`EtcdServer::enable_auth`] ran.
+    root_password: Option<String>,
+    /// The command line, to start the member again at the same endpoint.
+    args: Vec<std::ffi::OsString>,
+}
+
+/// How to start the member.
+#[derive(Default)]
+pub struct Options {
+    /// Serve https with a fresh CA and require client certificates.
+    pub tls: bool,
+    /// `--experimental-watch-progress-notify-interval` (etcd's default is 10 minutes).
+    pub progress_notify: Option<&'static str>,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+impl Pki {
+    /// Generates everything into `dir`. etcd's gateway calls its own gRPC server with the server
+    /// certificate as a client certificate, so that one carries both usages.
+    pub fn generate(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "switchyard test etcd CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let leaf = |name: Option<&str>, usages: Vec<Eku>| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            if let Some(cn) = name {
+                p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            }
+            p.extended_key_usages = usages;
+            (p.signed_by(&key, &ca_cert, &ca_key).unwrap().pem(), key.serialize_pem())
+        };
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let (server, server_key) = leaf(Some("etcd"), vec![Eku::ServerAuth, Eku::ClientAuth]);
+        // No CommonName: with auth enabled, etcd's gateway refuses a client certificate that has
+        // one ("CommonName of client sending a request against gateway will be ignored").
+        let (client, client_key) = leaf(None, vec![Eku::ClientAuth]);
+        Pki {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.pem", &client),
+            client_key: write("client.key", &client_key),
+        }
+    }
+}
+
 impl EtcdServer {
-    /// Starts etcd and waits until `/health` says so (about a second).
+    /// Starts plain-http etcd and waits until `/health` says so (about a second).
     pub fn start() -> EtcdServer {
+        EtcdServer::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> EtcdServer {
         // On tmpfs where there is one: fsync is then free, and a loaded test box's disk does not
         // turn into store timeouts.
-        let shm = std::path::Path::new("/dev/shm");
+        let shm = Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
         let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
+        let scheme = if opts.tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = launch(dir.path(), &url, &peer_url);
-        let server = EtcdServer { child, _dir: dir, url, peer_url };
+        let pki = opts.tls.then(|| Pki::generate(dir.path()));
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"]);
+        if let Some(p) = &pki {
+            cmd.arg("--cert-file").arg(&p.server_cert).arg("--key-file").arg(&p.server_key);
+            cmd.arg("--trusted-ca-file").arg(&p.ca).arg("--client-cert-auth");
+        }
+        if let Some(every) = opts.progress_notify {
+            cmd.args(["--experimental-watch-progress-notify-interval", every]);
+        }
+        let child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("etcd binary (Debian etcd-server) on PATH");
+        let args = cmd.get_args().map(|a| a.to_os_string()).collect();
+        let server = EtcdServer { child, dir, url, pki, root_password: None, args };
         server.wait_healthy(Duration::from_secs(20));
         server
     }
 
     fn wait_healthy(&self, limit: Duration) {
         let until = Instant::now() + limit;
-        let addr = self.url.trim_start_matches("http://").to_string();
         while Instant::now() < until {
-            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            if self.pki.is_some() {
+                if self.etcdctl(&["endpoint", "health"]).status.success() {
+                    return;
+                }
+            } else if let Ok(mut s) = std::net::TcpStream::connect(self.url.trim_start_matches("http://")) {
                 use std::io::{Read, Write};
                 s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
                 let _ = write!(s, "GET /health HTTP/1.0\r\nHost: x\r\n\r\n");
@@ -51,6 +140,47 @@ impl EtcdServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("etcd at {} not healthy within {limit:?}", self.url);
+    }
+
+    /// Runs etcdctl (API v3) against this member, with its certificates and root's password.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3").args(["--endpoints", &self.url, "--command-timeout", "5s"]);
+        if let Some(p) = &self.pki {
+            cmd.arg("--cacert").arg(&p.ca).arg("--cert").arg(&p.client_cert).arg("--key").arg(&p.client_key);
+        }
+        if let Some(pw) = &self.root_password {
+            cmd.args(["--user", &format!("root:{pw}")]);
+        }
+        cmd.args(args).output().expect("etcdctl (Debian etcd-client) on PATH")
+    }
+
+    /// etcdctl that must succeed.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates `root` with `password` and turns authentication on.
+    pub fn enable_auth(&mut self, password: &str) {
+        self.ctl(&["user", "add", &format!("root:{password}")]);
+        self.ctl(&["auth", "enable"]);
+        self.root_password = Some(password.to_string());
+    }
+
+    /// Turns auth off and on again: etcd forgets every simple token it handed out, as it does on
+    /// a restart or after `--auth-token-ttl` of disuse.
+    pub fn invalidate_tokens(&mut self) {
+        self.ctl(&["auth", "disable"]);
+        let pw = self.root_password.take();
+        self.ctl(&["auth", "enable"]);
+        self.root_password = pw;
+    }
+
+    /// Compacts history up to `rev`.
+    pub fn compact(&self, rev: i64) {
+        self.ctl(&["compact", &rev.to_string()]);
     }
 
     pub fn pid(&self) -> u32 {
@@ -72,19 +202,6 @@ impl EtcdServer {
     }
 }
 
-fn launch(dir: &std::path::Path, url: &str, peer_url: &str) -> Child {
-    Command::new("etcd")
-        .args(["--name", "t", "--data-dir"])
-        .arg(dir)
-        .args(["--listen-client-urls", url, "--advertise-client-urls", url])
-        .args(["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url])
-        .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd binary (Debian etcd-server) on PATH")
-}
-
 // Faults for the fleet-safety tests: a restart (same data), a wipe (an empty member at the same
 // endpoint, as a restore from nothing), and a compaction of the whole history.
 impl EtcdServer {
@@ -94,15 +211,19 @@ impl EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if wipe {
-            let _ = std::fs::remove_dir_all(self._dir.path());
-            std::fs::create_dir_all(self._dir.path()).unwrap();
+            let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
         }
-        self.child = launch(self._dir.path(), &self.url, &self.peer_url);
+        self.child = Command::new("etcd")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd binary (Debian etcd-server) on PATH");
         self.wait_healthy(Duration::from_secs(20));
     }
 
-    /// Compacts the history up to the current revision (`etcdctl compact`).
-    pub fn compact(&self) {
+    /// Compacts the history up to the current revision.
+    pub fn compact_now(&self) {
         let rev = Command::new("etcdctl")
             .args(["--endpoints", &self.url, "get", "x", "-w", "json"])
             .output()
@@ -110,13 +231,7 @@ impl EtcdServer {
             .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
             .and_then(|v| v["header"]["revision"].as_i64())
             .expect("etcdctl get");
-        let ok = Command::new("etcdctl")
-            .args(["--endpoints", &self.url, "compact", &rev.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "etcdctl compact {rev}");
+        self.compact(rev);
     }
 }
 

@@ -2,7 +2,10 @@
 //! JSON-gateway client, replicas in-process and as real processes, and the fleet load figures.
 
 mod chaos;
+mod etcd_auth;
+mod etcd_fakes;
 mod etcd_server;
+mod etcd_watch;
 mod kit;
 mod load;
 mod partition;

@@ -1,6 +1,8 @@
-//! The etcd JSON client against a real etcd: CAS, leases, watch resume, and timeouts when the
-//! store is frozen.
+//! The etcd JSON client against a real etcd: CAS, leases, watch resume, timeouts when the
+//! store is frozen, and which failures move on to the next member (connection errors, 5xx, 429)
+//! and which do not (other 4xx), with fake members on loopback answering on cue.
 
+use super::etcd_fakes::{refused_url, FakeMember};
 use super::etcd_server::EtcdServer;
 use std::time::{Duration, Instant};
 use switchyard::fleet::etcd::{Cas, Etcd, Event, StoreError};
@@ -72,16 +74,14 @@ async fn a_compacted_start_revision_is_reported() {
         etcd.put("/c/k", i.to_string().as_bytes(), 0).await.unwrap();
     }
     let (_, rev) = etcd.range_prefix("/c/").await.unwrap();
-    let out = std::process::Command::new("etcdctl")
-        .args(["--endpoints", &server.url, "compact", &rev.to_string()])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.compact(rev);
     // etcd confirms the watch first, then cancels it with the compaction revision.
     let mut watch = etcd.watch("/c/", 2).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap() {
-        Err(StoreError::Compacted(r)) => assert!(r >= rev, "compacted at {r}"),
+        Err(e @ StoreError::Compacted(r)) => {
+            assert!(r >= rev, "compacted at {r}");
+            assert!(e.needs_relist() && !e.is_outage(), "a compaction is a resync, not an outage");
+        }
         other => panic!("watch from a compacted revision must be cancelled: {other:?}"),
     }
 }
@@ -107,4 +107,89 @@ async fn a_frozen_store_is_unreachable_within_the_timeout() {
         }
     };
     assert_eq!(back.unwrap().value, b"v");
+}
+
+fn members(urls: &[&str]) -> Etcd {
+    Etcd::new(urls.iter().map(|u| u.parse().unwrap()).collect(), Duration::from_secs(2))
+}
+
+#[tokio::test]
+async fn a_refused_member_fails_over_to_the_next() {
+    let server = EtcdServer::start();
+    let etcd = members(&[&refused_url(), &server.url]);
+    etcd.put("/fo/k", b"v", 0).await.unwrap();
+    assert_eq!(etcd.get("/fo/k").await.unwrap().unwrap().value, b"v");
+    let mut watch = etcd.watch("/fo/", 1).await.expect("a watch fails over too");
+    let batch = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap();
+    assert!(matches!(&batch.events[..], [Event::Put(kv)] if kv.key == "/fo/k"));
+}
+
+#[tokio::test]
+async fn a_5xx_or_429_answer_fails_over_to_the_next_member() {
+    let server = EtcdServer::start();
+    for status in ["503 Service Unavailable", "500 Internal Server Error", "429 Too Many Requests"] {
+        let fake = FakeMember::start(
+            status,
+            r#"{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}"#,
+        )
+        .await;
+        let etcd = members(&[&fake.url, &server.url]);
+        etcd.put("/5xx/k", status.as_bytes(), 0).await.unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(fake.hits(), 1, "{status}: asked the failing member once");
+        // The client now sticks to the member that answered.
+        etcd.get("/5xx/k").await.unwrap();
+        assert_eq!(fake.hits(), 1, "{status}: calls stay on the working member");
+    }
+}
+
+#[tokio::test]
+async fn a_4xx_answer_is_returned_without_failing_over() {
+    let server = EtcdServer::start();
+    let fake = FakeMember::start(
+        "400 Bad Request",
+        r#"{"error":"etcdserver: request is too large","code":3,"message":"etcdserver: request is too large"}"#,
+    )
+    .await;
+    let etcd = members(&[&fake.url, &server.url]);
+    match etcd.put("/4xx/k", b"v", 0).await {
+        Err(e @ StoreError::Status { status: 400, .. }) => {
+            assert!(e.to_string().contains("request is too large"), "{e}");
+            assert!(!e.fails_over() && !e.is_outage());
+        }
+        other => panic!("a 400 is the request's fault, the same on every member: {other:?}"),
+    }
+    assert_eq!(fake.hits(), 1);
+    assert_eq!(members(&[&server.url]).get("/4xx/k").await.unwrap(), None, "the next member was never asked");
+}
+
+#[tokio::test]
+async fn an_error_line_on_the_keepalive_stream_is_an_error_not_an_expired_lease() {
+    let line = r#"{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}"#;
+    let fake = FakeMember::start("200 OK", &format!("{line}\n")).await;
+    match members(&[&fake.url]).lease_keepalive(7).await {
+        Err(e @ StoreError::Status { status: 503, .. }) => {
+            assert!(e.fails_over() && e.to_string().contains("no leader"))
+        }
+        other => panic!("an error line must not read as Ok(false), an expired lease: {other:?}"),
+    }
+    // Behind it, a working member takes over.
+    let server = EtcdServer::start();
+    let etcd = members(&[&fake.url, &server.url]);
+    let lease = etcd.lease_grant(Duration::from_secs(5)).await.unwrap();
+    assert!(etcd.lease_keepalive(lease).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_error_line_on_the_watch_stream_is_an_error() {
+    let created = r#"{"result":{"header":{"revision":"3"},"created":true}}"#;
+    for (code, http, fails_over) in [(14, 503, true), (7, 403, false)] {
+        let err = format!(
+            r#"{{"error":{{"grpc_code":{code},"http_code":{http},"message":"etcd says no","http_status":"x"}}}}"#
+        );
+        let fake = FakeMember::start("200 OK", &format!("{created}\n{err}\n")).await;
+        let mut watch = members(&[&fake.url]).watch("/e/", 1).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap_err();
+        assert_eq!(e, StoreError::Status { status: http, body: "etcd says no".into() });
+        assert_eq!(e.fails_over(), fails_over, "{e}");
+    }
 }
