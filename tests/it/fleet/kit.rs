@@ -42,7 +42,7 @@ impl Spec {
             hold: "1s".into(),
             env: Vec::new(),
             lease_ttl: "2s".into(),
-            interval: "100ms".into(),
+            interval: "250ms".into(),
         }
     }
 }

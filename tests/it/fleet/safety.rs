@@ -107,7 +107,12 @@ async fn a_replica_restarted_with_an_empty_state_dir_neither_lowers_the_step_nor
     switchyard::tls::install_provider();
     let etcd = EtcdServer::start();
     let m = Mocks::start("fs-empty").await;
-    let mut procs: Vec<Proc> = specs(3, "fs-empty", &etcd, 7, "60s").into_iter().map(|s| Proc::start(s, &m)).collect();
+    let slow = |mut s: Spec| {
+        s.interval = "500ms".into();
+        s
+    };
+    let mut procs: Vec<Proc> =
+        specs(3, "fs-empty", &etcd, 7, "60s").into_iter().map(|s| Proc::start(slow(s), &m)).collect();
     let names = procs[0].spec.services.clone();
     let started =
         wait_for(Duration::from_secs(30), async || all(&refs(&procs), |s, n| weight(s, n) == 10.0).await).await;
@@ -119,8 +124,13 @@ async fn a_replica_restarted_with_an_empty_state_dir_neither_lowers_the_step_nor
     let (st, body) = procs[2].post(&format!("/services/{}/rollback", names[0]), "").await;
     assert_eq!(st, 200, "{body}");
     let expect = |s: &Value, n: &str| weight(s, n) == if n == names[0] { 0.0 } else { 50.0 };
-    let set = wait_for(Duration::from_secs(10), async || all(&refs(&procs), expect).await).await;
-    assert!(set, "fleet at 50 % with one service rolled back");
+    let set = wait_for(Duration::from_secs(20), async || all(&refs(&procs), expect).await).await;
+    let seen: Vec<Vec<f64>> = futures_util::future::join_all(procs.iter().map(|p| async {
+        let s = p.status().await.unwrap_or_default();
+        names.iter().map(|n| weight(&s, n)).collect()
+    }))
+    .await;
+    assert!(set, "fleet at 50 % with one service rolled back: {seen:?}");
     // A rolling update: each replica in turn crashes and comes back with an empty state dir.
     for i in 0..3 {
         procs[i].restart_empty(&m);
