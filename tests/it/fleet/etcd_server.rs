@@ -231,7 +231,11 @@ impl EtcdServer {
             .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
             .and_then(|v| v["header"]["revision"].as_i64())
             .expect("etcdctl get");
-        // Compacting at an already compacted revision (nothing written since) is not a fault.
+        self.compact_upto(rev);
+    }
+
+    /// Compacts the history up to `rev`; a revision already compacted is not a fault.
+    pub fn compact_upto(&self, rev: i64) {
         let out =
             Command::new("etcdctl").args(["--endpoints", &self.url, "compact", &rev.to_string()]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
