@@ -78,7 +78,9 @@ impl Controller {
         for i in 0..self.services.len() {
             let st = self.shared_of(i);
             let name = self.services[i].cfg.name.to_string();
-            if let Some(link) = self.fleet.as_mut() {
+            // A replica whose config disagrees only follows (its rollbacks still go out as claims):
+            // what it would write is its own plan, not an intent.
+            if let Some(link) = self.fleet.as_mut().filter(|l| !l.skew.contains(&name)) {
                 link.publish(&name, st, lead);
             }
         }
@@ -170,7 +172,10 @@ impl Controller {
                 }
             }
             FromFleet::Confirmed { service, state, seq } => {
-                if let Some(link) = self.fleet.as_mut() {
+                // Only a confirmation of this replica's latest write is its base: an older one
+                // is followed by the answer to the newer write, and taking it as the base now
+                // would turn the local state (not yet brought to it) into a false intent.
+                if let Some(link) = self.fleet.as_mut().filter(|l| l.current(&service, seq)) {
                     link.confirmed.insert(service.clone(), state.clone());
                 }
                 // Brings this replica to exactly what the store took (a no-op unless a state

@@ -242,15 +242,15 @@ impl Controller {
             }
         }
         self.published.ready.store(false, Ordering::Release);
+        // HOOK(fleet): revoke the lease first, so leadership moves while this replica drains.
+        if let Some(link) = self.fleet.take() {
+            link.close().await;
+        }
         let listeners: Vec<_> = self.services.iter_mut().filter_map(|s| s.res.listener.take()).collect();
         for s in &self.services {
             s.res.health.cancel();
         }
         futures_util::future::join_all(listeners.into_iter().map(|l| l.drain())).await;
-        // HOOK(fleet): revoke the lease before the process exits (leadership moves at once).
-        if let Some(link) = self.fleet.take() {
-            link.close().await;
-        }
     }
 
     async fn on_command(&mut self, cmd: Command) {

@@ -14,13 +14,12 @@ pub struct EtcdServer {
     child: Child,
     dir: tempfile::TempDir,
     pub url: String,
-    peer_url: String,
-    /// How it was started, for a restart at the same endpoint.
-    progress_notify: Option<&'static str>,
     /// TLS material when started with [`Options::tls`].
     pub pki: Option<Pki>,
     /// `root`'s password once [`EtcdServer::enable_auth`] ran.
     root_password: Option<String>,
+    /// The command line, to start the member again at the same endpoint.
+    args: Vec<std::ffi::OsString>,
 }
 
 /// How to start the member.
@@ -93,42 +92,32 @@ impl EtcdServer {
     pub fn start_with(opts: Options) -> EtcdServer {
         // On tmpfs where there is one: fsync is then free, and a loaded test box's disk does not
         // turn into store timeouts.
-        let shm = std::path::Path::new("/dev/shm");
+        let shm = Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
         let (client, peer) = (free_port(), free_port());
         let scheme = if opts.tls { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let pki = opts.tls.then(|| Pki::generate(dir.path()));
-        let mut server = EtcdServer {
-            child: Command::new("true").spawn().unwrap(),
-            dir,
-            url,
-            peer_url,
-            progress_notify: opts.progress_notify,
-            pki,
-            root_password: None,
-        };
-        server.child = server.launch();
-        server.wait_healthy(Duration::from_secs(20));
-        server
-    }
-
-    fn launch(&self) -> Child {
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", "t", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &self.url, "--advertise-client-urls", &self.url])
-            .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
-            .args(["--initial-cluster", &format!("t={}", self.peer_url), "--log-level", "error"]);
-        if let Some(p) = &self.pki {
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"]);
+        if let Some(p) = &pki {
             cmd.arg("--cert-file").arg(&p.server_cert).arg("--key-file").arg(&p.server_key);
             cmd.arg("--trusted-ca-file").arg(&p.ca).arg("--client-cert-auth");
         }
-        if let Some(every) = self.progress_notify {
+        if let Some(every) = opts.progress_notify {
             cmd.args(["--experimental-watch-progress-notify-interval", every]);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("etcd binary (Debian etcd-server) on PATH")
+        let child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("etcd binary (Debian etcd-server) on PATH");
+        let args = cmd.get_args().map(|a| a.to_os_string()).collect();
+        let server = EtcdServer { child, dir, url, pki, root_password: None, args };
+        server.wait_healthy(Duration::from_secs(20));
+        server
     }
 
     fn wait_healthy(&self, limit: Duration) {
@@ -224,18 +213,33 @@ impl EtcdServer {
         if wipe {
             let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
         }
-        self.child = self.launch();
+        self.child = Command::new("etcd")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd binary (Debian etcd-server) on PATH");
         self.wait_healthy(Duration::from_secs(20));
     }
 
     /// Compacts the history up to the current revision.
-    pub fn compact_all(&self) {
-        let out = self.ctl(&["get", "x", "-w", "json"]);
-        let rev = serde_json::from_str::<serde_json::Value>(&out)
+    pub fn compact_now(&self) {
+        let rev = Command::new("etcdctl")
+            .args(["--endpoints", &self.url, "get", "x", "-w", "json"])
+            .output()
             .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
             .and_then(|v| v["header"]["revision"].as_i64())
             .expect("etcdctl get");
-        self.compact(rev);
+        self.compact_upto(rev);
+    }
+
+    /// Compacts the history up to `rev`; a revision already compacted is not a fault.
+    pub fn compact_upto(&self, rev: i64) {
+        let out =
+            Command::new("etcdctl").args(["--endpoints", &self.url, "compact", &rev.to_string()]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || err.contains("compacted"), "etcdctl compact {rev}: {err}");
     }
 }
 

@@ -42,7 +42,7 @@ impl Spec {
             hold: "1s".into(),
             env: Vec::new(),
             lease_ttl: "2s".into(),
-            interval: "100ms".into(),
+            interval: "250ms".into(),
         }
     }
 }
@@ -78,7 +78,35 @@ impl Proc {
         let listeners = spec.services.iter().map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
         let mut p = Proc { spec, child: None, admin, listeners, dir, _tmp: Some(tmp) };
         p.launch(m);
+        p.rebind_if_taken(m);
         p
+    }
+
+    /// Ports come from binding port 0 and letting go, so another process may take one before
+    /// this one binds it: then start again on fresh ports (a harness race, not a fleet fault).
+    fn rebind_if_taken(&mut self, m: &Mocks) {
+        for _ in 0..3 {
+            let until = Instant::now() + Duration::from_secs(10);
+            loop {
+                if std::net::TcpStream::connect(self.admin).is_ok() {
+                    return;
+                }
+                let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if exited && self.log().contains("Address already in use") {
+                    break;
+                }
+                if exited || Instant::now() > until {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.child = None;
+            let _ = std::fs::remove_file(self.dir.join("log"));
+            self.admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            self.listeners =
+                self.listeners.iter().map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
+            self.launch(m);
+        }
     }
 
     fn launch(&mut self, m: &Mocks) {

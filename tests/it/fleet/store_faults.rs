@@ -63,7 +63,7 @@ async fn compaction_is_a_resync_not_an_outage() {
         procs[0].post(&format!("/services/{svc}/pause"), "").await;
         procs[0].post(&format!("/services/{svc}/resume"), "").await;
     }
-    etcd.compact_all();
+    etcd.compact_now();
     // A restart makes every replica reconnect; the compacted history must not matter.
     etcd.restart(false);
     let t0 = Instant::now();
@@ -74,7 +74,7 @@ async fn compaction_is_a_resync_not_an_outage() {
         .await
     );
     assert!(wait_for(Duration::from_secs(10), async || all(&refs, |s, n| weight(s, n) == 50.0).await).await);
-    etcd.compact_all();
+    etcd.compact_now();
     while t0.elapsed() < Duration::from_secs(3) {
         for p in &procs {
             let s = p.status().await.unwrap();
