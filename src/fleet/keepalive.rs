@@ -54,7 +54,11 @@ pub fn spawn(
                 _ = tokio::time::sleep(every) => {}
                 _ = lost.closed() => return,
             }
-            let why = match etcd.lease_keepalive(lease).await {
+            // Bounded here too: however the client retries, a renewal that cannot finish within
+            // the deadline is a failed one.
+            let call = tokio::time::timeout(renewal.deadline, etcd.lease_keepalive(lease));
+            let r = call.await.unwrap_or_else(|_| Err(StoreError::Unreachable("lease renewal: no answer".into())));
+            let why = match r {
                 Ok(true) => {
                     renewal.mark();
                     continue;

@@ -168,7 +168,13 @@ impl Runtime {
         loop {
             let r = tokio::select! {
                 Some(e) = lost.recv() => Err(e),
-                _ = elect.tick() => if self.view.load().leader.is_none() { self.elect().await } else { Ok(()) },
+                _ = elect.tick() => if !self.renewal.fresh() {
+                    Err(StoreError::Unreachable("lease not renewed within the renew deadline".into()))
+                } else if self.view.load().leader.is_none() {
+                    self.elect().await
+                } else {
+                    Ok(())
+                },
                 b = watch.next() => match b {
                     Ok(batch) => self.on_events(batch.revision, batch.events).await,
                     Err(StoreError::Compacted(at)) => {
