@@ -36,6 +36,10 @@ fill() {
   local text; text=$(<"$tpl")
   local kv
   for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
+  # Scripts that do not choose get Switchyard's access log off, like nginx's and HAProxy's.
+  text=${text//@ACCESS_LOG_ENABLED@/false}
+  text=${text//@ACCESS_LOG_FORMAT@/json}
+  text=${text//@ACCESS_LOG_PATH@//dev/null}
   printf '%s\n' "$text" >"$out"
 }
 
