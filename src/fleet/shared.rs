@@ -84,7 +84,8 @@ impl SharedService {
 /// seen (`resets` higher) or a new release replacing a finished or rolled-back one; a latch in
 /// the intent is kept on any state of the same release not reset since; otherwise each field
 /// the intent changed relative to `base` is applied to `remote`, and every other field is the
-/// store's.
+/// store's. Without a `base` of the store's candidate nothing but a latch is an intent, so a
+/// write never carries a plan position its writer did not itself change.
 pub fn rebase(
     base: Option<&SharedService>,
     local: &SharedService,
@@ -99,7 +100,11 @@ pub fn rebase(
     } else if remote.latched {
         return None;
     } else {
-        let mut out = merge_fields(base.filter(|b| b.same_candidate(remote)).unwrap_or(remote), local, remote);
+        // Without a base for the store's candidate (a seed meeting another seed, a replica that
+        // has not applied this candidate yet) the intent is empty: taking the store's state as
+        // the base would turn every field this replica merely has not caught up on (the plan
+        // position above all) into a change. Only its latch is kept (below).
+        let mut out = merge_fields(base.filter(|b| b.same_candidate(remote)).unwrap_or(local), local, remote);
         if local.resets < remote.resets {
             // A latch decided before a reset the store has seen belongs to the old attempt.
             (out.latched, out.incident) = (remote.latched, remote.incident.clone());

@@ -72,3 +72,21 @@ fn writer_and_time_do_not_make_a_change() {
     assert!(a.same_rollout(&state(false, Some(1))));
     assert!(!a.same_rollout(&state(false, Some(2))));
 }
+
+#[test]
+fn a_write_without_a_base_for_the_stores_candidate_never_moves_the_plan() {
+    let running = SharedService { candidate: Some(crate::Color::Green), ..state(false, Some(0)) };
+    // A follower's start-up seed ("no step") meets the leader's first step.
+    let seed = SharedService { step: None, ..running.clone() };
+    assert_eq!(rebase(None, &seed, Some(&running)), None, "the leader's step 0 stands");
+    // The same with a base of another candidate (the release before, completed).
+    let before = SharedService { release: Some("r0".into()), live: Some(crate::Color::Green), ..Default::default() };
+    assert_eq!(rebase(Some(&before), &seed, Some(&running)), None);
+    // A replica's remembered step re-seeding a store another replica re-seeded first.
+    let ahead = SharedService { step: Some(2), ..running.clone() };
+    assert_eq!(rebase(None, &ahead, Some(&running)), None);
+    // Its latch still lands, on the store's step.
+    let latched = SharedService { latched: true, ..seed };
+    let r = rebase(None, &latched, Some(&running)).unwrap();
+    assert_eq!((r.latched, r.step), (true, Some(0)));
+}
