@@ -241,12 +241,24 @@ async fn schedule(seed: u64) -> Vec<String> {
     if !converged {
         violations.push(format!("replicas did not end on the store's state: {last}"));
     }
-    let store = super::safety::store_states(&etcd.url, &prefix).await;
-    if !store.iter().any(|(n, s)| *n == victim && s.latched)
-        && store.iter().any(|(n, s)| *n == victim && s.candidate.is_some())
-    {
+    let latched_in_store = async || {
+        let store = super::safety::store_states(&etcd.url, &prefix).await;
+        store.iter().any(|(n, s)| *n == victim && s.latched)
+            || !store.iter().any(|(n, s)| *n == victim && s.candidate.is_some())
+    };
+    // In a fleet an admin reply is `pending` until the store confirms it: a rollback accepted by a
+    // replica that was killed before its latch reached the store is lost with that process, and
+    // the operator sends it again (to the same replica, restarted). Any other loss is a violation.
+    let via_killed_after = faults[rollback_after + 1..].iter().any(|f| matches!(f, Fault::Restart(i) if *i == via));
+    if !latched_in_store().await && via_killed_after {
+        println!("chaos seed {seed:#x}: rollback of {victim} lost with killed replica {via}: sent again");
+        let _ = procs[via].post(&format!("/services/{victim}/rollback"), "").await;
+        wait_for(Duration::from_secs(10), async || latched_in_store().await).await;
+    }
+    if !latched_in_store().await {
         violations.push(format!("{victim} not latched in the store after the rollback"));
     }
+    let store = super::safety::store_states(&etcd.url, &prefix).await;
     let mut ids = Vec::new();
     for p in &procs {
         let mine: Vec<String> = p
