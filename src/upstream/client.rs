@@ -201,11 +201,17 @@ impl UpstreamClient {
             if !tx.is_ready() && tx.ready().await.is_err() {
                 continue;
             }
+            // The upstream may close a kept-alive connection while the request is on its way
+            // (its keep-alive timeout, or a close right after its last response): the request was
+            // written, so hyper cannot give it back. A bodiless safe request is then sent again on
+            // another connection, as browsers and Go's transport do; the head is copied first.
+            let again = resendable(&req).then(|| head_copy(&req));
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, tx)),
-                Err(mut e) => match e.take_message() {
-                    Some(r) => req = r,
-                    None => return Err(e.into_error().into()),
+                Err(mut e) => match (e.take_message(), again) {
+                    (Some(r), _) => req = r,
+                    (None, Some(r)) if closed_before_response(e.error()) => req = r,
+                    (None, _) => return Err(e.into_error().into()),
                 },
             }
         }
@@ -263,6 +269,28 @@ impl UpstreamClient {
             }
         }
     }
+}
+
+/// Safe to send twice: a safe method (RFC 9110 §9.2.1) and no body.
+fn resendable(req: &Request<RequestBody>) -> bool {
+    use http_body::Body as _;
+    matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
+        && req.body().is_end_stream()
+}
+
+/// The request again, without its (empty) body.
+fn head_copy(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut r = Request::new(RequestBody::full(bytes::Bytes::new()));
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
+}
+
+/// The connection ended before any byte of the response: nothing of it reached anyone.
+fn closed_before_response(e: &hyper::Error) -> bool {
+    e.is_incomplete_message() || e.is_canceled() || e.is_closed()
 }
 
 /// HTTP/1.1 handshake on a connected stream; the connection task (with upgrades, for
