@@ -88,7 +88,9 @@ impl Proc {
         for _ in 0..3 {
             let until = Instant::now() + Duration::from_secs(10);
             loop {
-                if std::net::TcpStream::connect(self.admin).is_ok() {
+                // Ready, not merely listening: the admin port is bound before the services', so
+                // an answering admin port does not yet say that every service port was free.
+                if self.log().contains("switchyard ready") {
                     return;
                 }
                 let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
