@@ -3,7 +3,7 @@
 //! a background task with per-attempt timeouts and bounded retries; callers only `try_send`.
 //! Escalation pages (`Alerter::page`) go through the same task to the level's own webhooks.
 
-mod client;
+pub mod client;
 
 use crate::config::AlertConfig;
 use crate::stats::names;

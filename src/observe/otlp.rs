@@ -47,25 +47,12 @@ impl Exporter {
     }
 }
 
-/// http and https (system roots) collectors through one pooled hyper client.
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+/// http and https (system roots) collectors through one pooled hyper client: the same client
+/// the alert webhooks use.
+type Client = crate::alerts::client::WebhookClient;
 
 fn client() -> Client {
-    crate::tls::install_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+    crate::alerts::client::build(None)
 }
 
 /// The export task: ends when every sender is gone and the queue is drained.

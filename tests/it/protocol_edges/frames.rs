@@ -108,18 +108,7 @@ where
 }
 
 /// Everything the server sends until it closes or `limit` passes: (bytes, closed in time).
-pub async fn drain<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => return (out, false),
-        }
-    }
-}
+pub use crate::support::read_to_eof as drain;
 
 /// Splits bytes into whole frames; `None` if they are not a sequence of HTTP/2 frames.
 pub fn parse_all(mut b: &[u8]) -> Option<Vec<Frame>> {

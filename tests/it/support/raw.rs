@@ -93,7 +93,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (TcpStream, Option
 }
 
 /// Reads until EOF or `limit`: what arrived, and whether the peer closed (EOF or reset) in time.
-pub async fn read_to_eof(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+pub async fn read_to_eof<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let end = tokio::time::Instant::now() + limit;
