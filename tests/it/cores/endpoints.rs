@@ -4,24 +4,12 @@
 
 use super::support::*;
 use crate::data_plane::support::*;
-use crate::support::{service, Mocks, FAST};
-use mock_upstream::{self, MockConfig, MockHandle};
+use crate::support::{service, FAST};
+use mock_upstream::{self, MockConfig};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// `blue` lists a live mock and a second one (`victim`) that the test kills and revives.
-async fn two_blue_endpoints(name: &str) -> (Mocks, MockHandle, String) {
-    let mocks = Mocks::start(name).await;
-    let victim =
-        mock_upstream::spawn("127.0.0.1:0".parse().unwrap(), MockConfig::new(format!("{name}-victim"))).await.unwrap();
-    let pools = format!(
-        "blue = {{ endpoints = [\"{}\", \"{}\"] }}\ngreen = {{ endpoints = [\"{}\"], release = \"r1\" }}",
-        mocks.blue.addr(),
-        victim.addr(),
-        mocks.green.addr()
-    );
-    (mocks, victim, pools)
-}
+use crate::data_plane::failures::two_blue_endpoints;
 
 fn victim_flag(f: &Fixture, name: &str, flag: &str) -> bool {
     service(&f.app, name)["endpoints"]["blue"][1][flag] == true

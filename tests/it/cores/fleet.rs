@@ -23,16 +23,7 @@ async fn two_thread_replicas_complete_a_fleet_plan_under_traffic_on_both_workers
     let m = Mocks::start(SERVICE).await;
     let procs: Vec<Proc> =
         (1..=2).map(|i| spawn_with(&etcd, &m, &format!("c{i}"), "/t/cores", &["--threads", "2"])).collect();
-    let formed = wait_for(Duration::from_secs(15), async || {
-        for p in &procs {
-            match status(p).await {
-                Some(s) if s["fleet"]["replicas"].as_array().is_some_and(|a| a.len() == 2) => {}
-                _ => return false,
-            }
-        }
-        true
-    })
-    .await;
+    let formed = crate::fleet::processes::fleet_formed(&procs, Duration::from_secs(15)).await;
     assert!(formed, "fleet of 2 processes did not form");
     for p in &procs {
         let names = thread_names(p);

@@ -43,7 +43,7 @@ async fn a_slow_upstream_answers_504_after_the_response_timeout() {
 }
 
 /// `blue` lists a live mock and a second one (`victim`) that the test kills and revives.
-async fn two_blue_endpoints(name: &str) -> (Mocks, MockHandle, String) {
+pub(crate) async fn two_blue_endpoints(name: &str) -> (Mocks, MockHandle, String) {
     let mocks = Mocks::start(name).await;
     let victim =
         mock_upstream::spawn("127.0.0.1:0".parse().unwrap(), MockConfig::new(format!("{name}-victim"))).await.unwrap();

@@ -10,7 +10,7 @@
 //! - `protocols`: h2c with prior knowledge, TLS with ALPN h2 and http/1.1, `min_version = "1.3"`.
 //! - `lifecycle`: graceful drain of the real binary on SIGTERM, `/metrics` counts.
 
-mod failures;
+pub(crate) mod failures;
 mod lifecycle;
 pub(crate) mod pooling;
 mod protocols;

@@ -63,6 +63,20 @@ pub(crate) fn spawn_with(etcd: &EtcdServer, m: &Mocks, name: &str, prefix: &str,
     Proc { name: name.into(), child, admin, service, _dir: dir }
 }
 
+/// Waits until every process lists `procs.len()` live replicas.
+pub(crate) async fn fleet_formed(procs: &[Proc], limit: Duration) -> bool {
+    wait_for(limit, async || {
+        for p in procs {
+            match status(p).await {
+                Some(s) if s["fleet"]["replicas"].as_array().is_some_and(|a| a.len() == procs.len()) => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await
+}
+
 pub(crate) async fn status(p: &Proc) -> Option<Value> {
     let r = client().get(format!("http://{}/status", p.admin)).timeout(Duration::from_millis(500)).send().await.ok()?;
     r.json().await.ok()
@@ -113,20 +127,12 @@ async fn killing_the_leader_mid_plan_lets_another_finish_it_without_going_back()
     let etcd = EtcdServer::start();
     let m = Mocks::start(SERVICE).await;
     let procs: Vec<Proc> = (1..=3).map(|i| spawn(&etcd, &m, &format!("p{i}"), "/t/kill")).collect();
-    let formed = wait_for(Duration::from_secs(15), async || {
-        for p in &procs {
-            match status(p).await {
-                Some(s) if s["fleet"]["replicas"].as_array().is_some_and(|a| a.len() == 3) => {}
-                _ => return false,
-            }
-        }
-        true
-    })
-    .await;
+    let formed = fleet_formed(&procs, Duration::from_secs(15)).await;
     assert!(formed, "fleet of 3 processes did not form");
     let mut leader = String::new();
+    // Read from the replica the CLI asks below: each replica learns the leader from its own watch.
     let elected = wait_for(Duration::from_secs(5), async || {
-        let s = status(&procs[0]).await;
+        let s = status(&procs[1]).await;
         leader = s.and_then(|s| s["fleet"]["leader"].as_str().map(String::from)).unwrap_or_default();
         !leader.is_empty()
     })
