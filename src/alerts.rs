@@ -51,6 +51,11 @@ pub struct Alert {
     pub service: Option<String>,
     /// Anything else (incident, values, thresholds).
     pub fields: serde_json::Value,
+    /// The same for every replica that reports the same event (a fleet's rollback: service,
+    /// release and reset count), so a receiver that deduplicates (PagerDuty's `dedup_key`,
+    /// Opsgenie's alias, an Alertmanager label) shows one alert even if two replicas sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
 }
 
 pub use client::read_ca;

@@ -102,6 +102,9 @@ pub struct FileFleet {
     pub key: Option<PathBuf>,
     /// A watch silent for this long (no event, no progress answer) is re-opened.
     pub watch_silence: Option<String>,
+    /// How long a rollback decided while the store is away waits to learn whether the fleet
+    /// already alerted it, before it alerts anyway.
+    pub alert_hold: Option<String>,
 }
 
 /// `[admin]`.

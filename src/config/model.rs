@@ -57,6 +57,9 @@ pub struct FleetConfig {
     /// A watch that delivers nothing (not even the answer to a progress request) for this long
     /// is stuck; it ends with an error and is opened again.
     pub watch_silence: Duration,
+    /// A rollback decided while the store is away holds its alert this long for the store to
+    /// say whether the fleet already latched (and alerted) it; `0s` = alert at once.
+    pub alert_hold: Duration,
 }
 
 /// `fleet.ca`, `fleet.cert`, `fleet.key`: TLS to etcd members listed as `https://`.

@@ -80,10 +80,13 @@ fn fleet_section_is_validated_with_key_paths() {
     );
     let f = parse(&ok, Path::new("t.toml")).unwrap().fleet.unwrap();
     assert_eq!((f.prefix.as_str(), f.replica.as_str(), f.lease_ttl.as_secs()), ("/sy/a", "pod-a", 3));
-    let bad = format!("{BASE}\n[fleet]\nstore = \"zk\"\nendpoints = [\"nope\"]\nlease_ttl = \"1500ms\"\n");
+    assert_eq!(f.alert_hold, std::time::Duration::from_secs(30), "the default hold of a cut-off rollback's alert");
+    let bad = format!(
+        "{BASE}\n[fleet]\nstore = \"zk\"\nendpoints = [\"nope\"]\nlease_ttl = \"1500ms\"\nalert_hold = \"soon\"\n"
+    );
     let e = parse(&bad, Path::new("t.toml")).unwrap_err();
     let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["fleet.store", "fleet.endpoints[0]", "fleet.lease_ttl"], "{e}");
+    assert_eq!(keys, ["fleet.store", "fleet.endpoints[0]", "fleet.lease_ttl", "fleet.alert_hold"], "{e}");
 }
 
 #[test]

@@ -161,7 +161,8 @@ fn fleet(p: &mut Problems, f: &FileFleet) -> FleetConfig {
     if lease_ttl < Duration::from_secs(1) || lease_ttl.subsec_nanos() != 0 {
         p.push("fleet.lease_ttl", "must be whole seconds, at least 1s (etcd leases count in seconds)");
     }
-    FleetConfig { endpoints, prefix, replica, lease_ttl, tls, credentials, watch_silence }
+    let alert_hold = p.duration("fleet.alert_hold", f.alert_hold.as_deref(), Duration::from_secs(30));
+    FleetConfig { endpoints, prefix, replica, lease_ttl, tls, credentials, watch_silence, alert_hold }
 }
 
 /// `fleet.ca` / `fleet.cert` / `fleet.key`: PEM files that parse, a certificate with its key,

@@ -137,5 +137,6 @@ fn page(inc: &Incident, level: usize, of: usize, after: std::time::Duration) -> 
             "incident": inc.id, "level": level, "levels": of, "after_ms": after.as_millis() as u64,
             "trigger": inc.trigger, "release": inc.release, "swapped_at": inc.swapped_at,
         }),
+        dedup_key: None,
     }
 }

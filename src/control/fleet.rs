@@ -10,6 +10,7 @@ use super::candidate::Candidate;
 use super::incident::Incident;
 use super::service::{pool_cfg, ServiceControl};
 use super::{Action, CommandError, Conflict, Controller};
+use crate::alerts::Alert;
 use crate::fleet::{Claim, FromFleet, SharedService};
 use crate::route::Weight;
 use crate::stats::window::{measure_merged, SummaryReport, WindowReport};
@@ -17,6 +18,24 @@ use crate::stats::{names, Measurement, WindowSummary};
 use crate::Color;
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::Instant;
+
+/// What the store said about a rollback this replica decided.
+#[derive(Debug, PartialEq)]
+pub(super) enum Claimed {
+    /// Our latch landed first (or there is no fleet): we own the incident and the alert.
+    Ours,
+    /// Another replica latched first: adopt its incident, send nothing.
+    Theirs(SharedService),
+    /// The store did not answer: decided locally; the alert waits for the store.
+    Unknown,
+}
+
+/// Alerts of a rollback decided while the store was away.
+pub(super) struct HeldAlerts {
+    incident: String,
+    until: Instant,
+    alerts: Vec<Alert>,
+}
 
 /// The candidate's release, as the shared state names it.
 fn candidate_release(s: &ServiceControl) -> Option<String> {
@@ -140,14 +159,73 @@ impl Controller {
     }
 
     /// HOOK(fleet) in a rollback, after the local swap: the first replica whose latch lands
-    /// owns the incident and the alert. Returns the winner's state when another replica won.
-    pub(super) async fn fleet_claim(&mut self, i: usize) -> Option<SharedService> {
+    /// owns the incident and the alert.
+    pub(super) async fn fleet_claim(&mut self, i: usize) -> Claimed {
         let st = self.shared_of(i);
         let name = self.services[i].cfg.name.to_string();
-        let link = self.fleet.as_mut()?;
+        let Some(link) = self.fleet.as_mut() else { return Claimed::Ours };
         match tokio::time::timeout(Duration::from_secs(1), link.claim(&name, st)).await {
-            Ok(Claim::Lost(remote)) => Some(remote),
-            _ => None,
+            Ok(Claim::Won) => Claimed::Ours,
+            Ok(Claim::Lost(remote)) => Claimed::Theirs(remote),
+            Ok(Claim::Offline) | Err(_) => Claimed::Unknown,
+        }
+    }
+
+    /// What every replica that reports service `i`'s rollback puts in its alerts' `dedup_key`:
+    /// the service, the candidate's release and the fleet's reset count (alone: the incident).
+    pub(super) fn rollback_dedup_key(&self, i: usize, incident: &str) -> String {
+        let s = &self.services[i];
+        if self.fleet.is_none() {
+            return format!("{}/{incident}", s.cfg.name);
+        }
+        let release = candidate_release(s).unwrap_or_else(|| "-".into());
+        format!("{}/{release}/{}", s.cfg.name, self.fleet_resets(i))
+    }
+
+    /// Sends a rollback's alerts, or holds them while the store cannot say whose rollback it
+    /// is (`unknown`): a replica cut off from the store that rolled back on its own evidence
+    /// may be rolling back what the fleet already rolled back and alerted. On heal the store
+    /// decides (`FromFleet::Owned`: send; `FromFleet::Merged`: the fleet's owner alerted, drop);
+    /// after `fleet.alert_hold` they go anyway, with the shared `dedup_key`.
+    pub(super) fn send_rollback_alerts(&mut self, incident: &str, alerts: Vec<Alert>, unknown: bool) {
+        let hold = self.cfg.fleet.as_ref().map_or(Duration::ZERO, |f| f.alert_hold);
+        if !unknown || hold.is_zero() {
+            alerts.into_iter().for_each(|a| self.alerter.send(a));
+            return;
+        }
+        tracing::warn!(
+            incident,
+            hold_ms = hold.as_millis() as u64,
+            "rollback alert held until the fleet store says whose rollback this is"
+        );
+        self.held_alerts.push(HeldAlerts { incident: incident.to_string(), until: Instant::now() + hold, alerts });
+    }
+
+    /// The store took incident `id` as the fleet's: its held alerts go now.
+    fn release_held_alerts(&mut self, id: &str) {
+        let (now, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held_alerts).into_iter().partition(|h| h.incident == id);
+        self.held_alerts = rest;
+        for h in now {
+            tracing::info!(incident = %h.incident, "rollback alert sent: the fleet store took this replica's latch");
+            h.alerts.into_iter().for_each(|a| self.alerter.send(a));
+        }
+    }
+
+    /// Sends the held alerts whose `fleet.alert_hold` ran out (called every tick): a store that
+    /// stays away must not keep a rollback from being paged.
+    pub(super) fn release_overdue_alerts(&mut self) {
+        let now = Instant::now();
+        let (due, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held_alerts).into_iter().partition(|h| h.until <= now);
+        self.held_alerts = rest;
+        for h in due {
+            tracing::warn!(incident = %h.incident, "rollback alert sent unconfirmed: the fleet store did not answer within fleet.alert_hold");
+            for mut a in h.alerts {
+                a.text +=
+                    " (fleet store unreachable: another replica may report this rollback under the same dedup_key)";
+                self.alerter.send(a);
+            }
         }
     }
 
@@ -193,6 +271,7 @@ impl Controller {
                     },
                     service: None,
                     fields: self.fleet.as_ref().map(|l| serde_json::json!(l.view.load().status())).unwrap_or_default(),
+                    dedup_key: None,
                 });
                 self.publish();
             }
@@ -203,7 +282,12 @@ impl Controller {
                 }
                 self.commit().await;
             }
+            FromFleet::Owned(id) => self.release_held_alerts(&id),
             FromFleet::Merged { ours, theirs } => {
+                if let Some(pos) = self.held_alerts.iter().position(|h| h.incident == ours) {
+                    self.held_alerts.remove(pos);
+                    tracing::warn!(%ours, %theirs, "rollback alert not sent: the fleet latched this rollback first and its replica alerted");
+                }
                 self.incidents.retain(|i| i.id != ours);
                 for s in self.services.iter_mut().filter(|s| s.incident.as_deref() == Some(ours.as_str())) {
                     s.incident = Some(theirs.clone());
@@ -216,6 +300,7 @@ impl Controller {
                 text: format!("Switchyard: {why}"),
                 service: None,
                 fields: self.fleet.as_ref().map(|l| serde_json::json!(l.status())).unwrap_or_default(),
+                dedup_key: None,
             }),
         }
     }
@@ -373,6 +458,7 @@ fn set_skew(link: &mut crate::fleet::Link, alerter: &crate::alerts::Alerter, nam
             text: format!("Switchyard replica {} follows the fleet's plan for {name}: {why}", link.view.load().replica),
             service: Some(name.to_string()),
             fields: serde_json::json!({"replica": link.view.load().replica, "skew": why}),
+            dedup_key: None,
         });
     }
 }

@@ -32,6 +32,7 @@ impl Controller {
                 text: format!("{name}: live {live} has a healthy endpoint again"),
                 service: Some(name),
                 fields: serde_json::json!({"live": s.live.as_str()}),
+                dedup_key: None,
             });
             return;
         }
@@ -44,6 +45,7 @@ impl Controller {
             text: format!("{name}: live pool has no healthy endpoint (live {live}); incident {}", inc.id),
             service: Some(name),
             fields: serde_json::to_value(&inc).unwrap_or_default(),
+            dedup_key: None,
         });
         self.persist_incident(inc).await;
     }

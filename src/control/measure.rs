@@ -17,6 +17,7 @@ use tokio::time::Instant;
 impl Controller {
     /// Closes the interval and judges every service.
     pub(super) async fn on_tick(&mut self) {
+        self.release_overdue_alerts();
         let Some((report, summaries)) = self.close_window().await else { return };
         let now = SystemTime::now();
         let at = incident::timestamp(now);
@@ -193,6 +194,7 @@ impl Controller {
                     ),
                     service: Some(s.cfg.name.to_string()),
                     fields: serde_json::json!({"color": c.as_str(), "measurement": x.view()}),
+                    dedup_key: None,
                 });
             }
         }

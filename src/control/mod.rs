@@ -150,6 +150,8 @@ pub struct Controller {
     state_error: Option<String>,
     /// `[fleet]`: the shared store's end in the loop (None = alone, state.json only).
     fleet: Option<crate::fleet::Link>,
+    /// Rollback alerts waiting for the fleet store to say whose rollback it was.
+    held_alerts: Vec<fleet::HeldAlerts>,
 }
 
 /// Channels the loop reads.
@@ -200,6 +202,7 @@ impl Controller {
             last_reload_error: None,
             state_error: None,
             fleet: None,
+            held_alerts: Vec::new(),
         };
         // HOOK(fleet): the store replaces state.json as the source of rollout state; until it
         // is read every service serves its live color only.

@@ -3,6 +3,7 @@
 //! measurement, a data-path hash alarm, or an operator.
 
 use super::decide::{self, TriggerId, Trip};
+use super::fleet::Claimed;
 use super::incident::{self, Incident, Report};
 use super::service::{pool_cfg, PendingReport};
 use super::Controller;
@@ -91,7 +92,8 @@ impl Controller {
             c.pending_report = Some(PendingReport { incident: inc.id.clone(), started_at_swap: started });
         }
         // HOOK(fleet): the first replica whose latch lands owns the incident and the alert.
-        if let Some(winner) = self.fleet_claim(i).await {
+        let claimed = self.fleet_claim(i).await;
+        if let Claimed::Theirs(winner) = claimed {
             let s = &mut self.services[i];
             s.incident = winner.incident;
             if let Some(c) = s.candidate.as_mut() {
@@ -101,10 +103,11 @@ impl Controller {
             self.persist_and_publish().await;
             return;
         }
+        let dedup_key = self.rollback_dedup_key(i, &inc.id);
         let s = &mut self.services[i];
         tracing::error!(service = %name, trigger = trip.trigger.as_str(), value = round4(trip.value), threshold = %trip.threshold,
             swap_us = swap.as_micros() as u64, incident = %inc.id, live, "ROLLBACK: all traffic to the live color");
-        self.alerter.send(Alert {
+        let mut alerts = vec![Alert {
             severity: Severity::Critical,
             alert: "rollback".into(),
             text: format!(
@@ -116,9 +119,10 @@ impl Controller {
             ),
             service: Some(name.clone()),
             fields: serde_json::to_value(&inc).unwrap_or_default(),
-        });
+            dedup_key: Some(format!("rollback/{dedup_key}")),
+        }];
         if s.cfg.mode == crate::config::Mode::Progressive && self.cfg.rollout.order.iter().any(|n| **n == *name) {
-            self.alerter.send(Alert {
+            alerts.push(Alert {
                 severity: Severity::Critical,
                 alert: "sequence_halted".into(),
                 text: format!(
@@ -126,8 +130,11 @@ impl Controller {
                 ),
                 service: Some(name.clone()),
                 fields: serde_json::json!({"incident": inc.id}),
+                dedup_key: Some(format!("sequence_halted/{dedup_key}")),
             });
         }
+        // A replica cut off from the store holds them until the store says whose rollback it is.
+        self.send_rollback_alerts(&inc.id, alerts, claimed == Claimed::Unknown);
         self.persist_incident(inc).await;
         self.persist_and_publish().await;
     }

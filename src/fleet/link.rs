@@ -111,6 +111,9 @@ pub enum FromFleet {
         /// The incident the store holds.
         theirs: String,
     },
+    /// An incident decided here was written to the store as the fleet's (its latch is the
+    /// store's): an alert held for it while the store was away may go now.
+    Owned(String),
     /// The store lost or rewound its data (new cluster id, revision went back): it was
     /// re-seeded from this replica's newest confirmed states (a latch wins).
     Rewound(String),

@@ -93,6 +93,7 @@ impl Runtime {
                 }
                 _ => {
                     self.etcd.put(&self.key("incidents", &id), v.to_string().as_bytes(), 0).await?;
+                    let _ = self.out.send(FromFleet::Owned(id)).await;
                 }
             }
             self.pending_incidents.remove(0);

@@ -149,6 +149,7 @@ async fn schedule(seed: u64) -> Vec<String> {
     let prefix = format!("/t/{tag}");
     let mut etcd = EtcdServer::start();
     let m = Mocks::start(&tag).await;
+    let hooks = crate::oncall::hooks::Hooks::start().await;
     let (history, recorded, recorder) = record(etcd.url.clone(), prefix.clone());
     let mut links = Vec::new();
     let mut procs = Vec::new();
@@ -160,6 +161,7 @@ async fn schedule(seed: u64) -> Vec<String> {
         // 7 services x 5 replicas publish a window each per interval: keep the store's and the
         // runtimes' load close to production's, not a hundred puts a second on a 2-core box.
         s.interval = "500ms".into();
+        s.extra = format!("[alerts]\ncritical = [\"http://{}/critical\"]\n", hooks.addr);
         procs.push(Proc::start(s, &m));
         links.push(link);
     }
@@ -273,6 +275,14 @@ async fn schedule(seed: u64) -> Vec<String> {
     let rolled = store.iter().any(|(n, s)| *n == victim && s.latched);
     if rolled && !ids.iter().all(|l| l.len() == 1 && *l == ids[0]) {
         violations.push(format!("not one incident for the rollback of {victim}: {ids:?}"));
+    }
+    // One alert: whoever decided it, wherever its latch landed first.
+    let alerts = || -> Vec<String> {
+        let of_victim = hooks.on("/critical").into_iter().filter(|h| h.body["service"] == victim.as_str());
+        of_victim.filter(|h| h.body["alert"] == "rollback").map(|h| h.body["fields"]["id"].to_string()).collect()
+    };
+    if rolled && !(wait_for(Duration::from_secs(10), async || !alerts().is_empty()).await && alerts().len() == 1) {
+        violations.push(format!("not one rollback alert for the rollback of {victim}: {:?}", alerts()));
     }
     drop(load);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -28,6 +28,8 @@ pub struct Spec {
     pub lease_ttl: String,
     /// `[control] interval` (windows are published to the store once per interval per service).
     pub interval: String,
+    /// Appended to the config as is (e.g. an `[alerts]` table).
+    pub extra: String,
 }
 
 impl Spec {
@@ -43,6 +45,7 @@ impl Spec {
             env: Vec::new(),
             lease_ttl: "2s".into(),
             interval: "250ms".into(),
+            extra: String::new(),
         }
     }
 }
@@ -125,7 +128,7 @@ impl Proc {
             "state_dir = \"{state}\"\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"{token}\"\n\
              [control]\ninterval = \"{interval}\"\nwindow = \"{interval}\"\nmin_samples = 0\n\
              [rollout]\nsteps = {steps}\nhold = \"{hold}\"\nhealthy_measurements = 1\nsequential = false\n{services}\
-             [fleet]\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nreplica = \"{name}\"\nlease_ttl = \"{ttl}\"\n",
+             [fleet]\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nreplica = \"{name}\"\nlease_ttl = \"{ttl}\"\n{extra}",
             state = self.dir.join("state").display(),
             token = self.dir.join("token").display(),
             admin = self.admin,
@@ -136,6 +139,7 @@ impl Proc {
             prefix = s.prefix,
             name = s.name,
             ttl = s.lease_ttl,
+            extra = s.extra,
         );
         std::fs::create_dir_all(&self.dir).unwrap();
         std::fs::write(self.dir.join("token"), TOKEN).unwrap();

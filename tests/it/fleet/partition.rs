@@ -4,31 +4,15 @@
 use super::etcd_server::EtcdServer;
 use super::kit::*;
 use super::safety::store_states;
+use crate::oncall::hooks::Hooks;
 use crate::support::{client, Mocks};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_off_replicas_queued_writes_land_on_the_fleets_state_and_its_incident_merges() {
-    switchyard::tls::install_provider();
-    let etcd = EtcdServer::start();
-    let m = Mocks::start("fs-part").await;
-    let link = FreezableLink::start(&etcd.url).await;
-    let mut procs = Vec::new();
-    for i in 1..=3 {
-        let url = if i == 3 { &link.url } else { &etcd.url };
-        let mut s = Spec::new(&format!("fs-part-{i}"), "/t/fs-part", url, 2, "fs-part");
-        s.hold = "60s".into();
-        procs.push(Proc::start(s, &m));
-    }
+async fn a_cut_off_replicas_queued_writes_land_on_the_fleets_state_and_its_incident_and_alert_merge() {
+    let (etcd, _m, hooks, link, procs) = fleet_with_one_cut_off("fs-part", "30s").await;
     let refs: Vec<&Proc> = procs.iter().collect();
     let (a, b) = (procs[0].spec.services[0].clone(), procs[0].spec.services[1].clone());
-    assert!(wait_for(Duration::from_secs(30), async || all(&refs, |s, n| weight(s, n) == 10.0).await).await);
-    link.freeze(true);
-    let cut = wait_for(Duration::from_secs(10), async || {
-        procs[2].status().await.is_some_and(|s| s["fleet"]["store"] == "unreachable")
-    })
-    .await;
-    assert!(cut, "the cut-off replica notices");
     // The fleet moves on; the cut-off replica is paused by an operator and rolls back `b` alone.
     assert_eq!(procs[0].post(&format!("/services/{a}/advance"), "").await.0, 200);
     assert_eq!(procs[2].post(&format!("/services/{a}/pause"), "").await.0, 200);
@@ -79,6 +63,67 @@ async fn a_cut_off_replicas_queued_writes_land_on_the_fleets_state_and_its_incid
     })
     .await;
     assert!(one, "one incident for the one rollback on every replica: {seen:?}");
+    // One alert: the cut-off replica held its own until the store said whose rollback it was,
+    // and the fleet's replica that won the latch sent the only one.
+    let alerts = || -> Vec<String> {
+        let of_b = hooks.on("/critical").into_iter().filter(|h| h.body["service"] == b.as_str());
+        of_b.map(|h| format!("{} {}", h.body["alert"], h.body["dedup_key"])).collect()
+    };
+    assert!(wait_for(Duration::from_secs(5), async || alerts().len() >= 2).await, "the fleet alerted: {:?}", alerts());
+    let held = wait_for(Duration::from_secs(5), async || procs[2].log().contains("rollback alert not sent")).await;
+    let sent = alerts();
+    let mut names: Vec<&str> = sent.iter().map(|a| a.split(' ').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["\"rollback\"", "\"sequence_halted\""], "one rollback, one alert of each kind: {sent:?}");
+    assert!(held, "the cut-off replica's alert was merged, not sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_decided_while_cut_off_alerts_after_alert_hold_under_the_fleets_dedup_key() {
+    let (_etcd, _m, hooks, _link, procs) = fleet_with_one_cut_off("fs-hold", "1s").await;
+    let b = procs[0].spec.services[1].clone();
+    assert_eq!(procs[1].post(&format!("/services/{b}/rollback"), "").await.0, 200);
+    let cut_off_at = Instant::now();
+    assert_eq!(procs[2].post(&format!("/services/{b}/rollback"), "").await.0, 200);
+    // The store stays away: the held alert must not wait for it past `fleet.alert_hold`.
+    let rollbacks = || -> Vec<crate::oncall::hooks::Hit> {
+        let hits = hooks.on("/critical").into_iter();
+        hits.filter(|h| h.body["alert"] == "rollback" && h.body["service"] == b.as_str()).collect()
+    };
+    assert!(wait_for(Duration::from_secs(10), async || rollbacks().len() == 2).await, "{:?}", rollbacks());
+    let hits = rollbacks();
+    let late = hits.iter().find(|h| h.body["text"].as_str().unwrap_or("").contains("fleet store unreachable"));
+    let late = late.expect("the cut-off replica's alert says the store did not confirm it");
+    assert!(late.at.into_std() >= cut_off_at + Duration::from_secs(1), "held for alert_hold");
+    assert!(hits[0].body["dedup_key"].is_string());
+    assert_eq!(hits[0].body["dedup_key"], hits[1].body["dedup_key"], "a receiver can merge them");
+}
+
+/// Three replicas of two services at their first step, the third reaching etcd through a relay
+/// that is frozen before this returns; every replica alerts to `hooks`.
+async fn fleet_with_one_cut_off(tag: &str, alert_hold: &str) -> (EtcdServer, Mocks, Hooks, FreezableLink, Vec<Proc>) {
+    switchyard::tls::install_provider();
+    let etcd = EtcdServer::start();
+    let m = Mocks::start(tag).await;
+    let hooks = Hooks::start().await;
+    let link = FreezableLink::start(&etcd.url).await;
+    let mut procs = Vec::new();
+    for i in 1..=3 {
+        let url = if i == 3 { &link.url } else { &etcd.url };
+        let mut s = Spec::new(&format!("{tag}-{i}"), &format!("/t/{tag}"), url, 2, tag);
+        s.hold = "60s".into();
+        s.extra = format!("alert_hold = \"{alert_hold}\"\n[alerts]\ncritical = [\"http://{}/critical\"]\n", hooks.addr);
+        procs.push(Proc::start(s, &m));
+    }
+    let refs: Vec<&Proc> = procs.iter().collect();
+    assert!(wait_for(Duration::from_secs(30), async || all(&refs, |s, n| weight(s, n) == 10.0).await).await);
+    link.freeze(true);
+    let cut = wait_for(Duration::from_secs(10), async || {
+        procs[2].status().await.is_some_and(|s| s["fleet"]["store"] == "unreachable")
+    })
+    .await;
+    assert!(cut, "the cut-off replica notices");
+    (etcd, m, hooks, link, procs)
 }
 
 async fn metrics(p: &Proc) -> String {
