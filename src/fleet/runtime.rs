@@ -103,6 +103,9 @@ impl Runtime {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToFleet>, stop: CancellationToken) {
+        // Reconnects back off with jitter, so a fleet does not reconnect in lockstep after an
+        // outage; the first try after a connected period is quick (100–200 ms).
+        let mut reconnect = super::etcd::Backoff::default();
         loop {
             let r = tokio::select! {
                 r = self.session(&mut rx) => r,
@@ -113,12 +116,13 @@ impl Runtime {
                 Stop::Shutdown => break,
                 Stop::Lost(e) => {
                     if self.view.load().store_up {
+                        reconnect.reset();
                         tracing::error!(error = %e, "fleet store unreachable: keeping the last weights, never raising green");
                         let _ = self.out.try_send(FromFleet::Store(false));
                         self.announced_down = true;
                     }
                     self.set_view(|v| v.store_up = false);
-                    Duration::from_millis(250)
+                    reconnect.next_delay()
                 }
                 Stop::NameTaken(why) => {
                     tracing::error!(replica = %self.cfg.replica, "{why}; waiting for it to go (serving the live color only)");
@@ -163,6 +167,7 @@ impl Runtime {
             Ok(w) => w,
             Err(e) => return Stop::Lost(e),
         };
+        let mut rewatch = super::etcd::Backoff::default();
         let mut elect = tokio::time::interval(every);
         elect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -176,10 +181,24 @@ impl Runtime {
                     Ok(())
                 },
                 b = watch.next() => match b {
-                    Ok(batch) => self.on_events(batch.revision, batch.events).await,
+                    Ok(batch) => {
+                        rewatch.reset();
+                        self.on_events(batch.revision, batch.events).await
+                    }
                     Err(StoreError::Compacted(at)) => {
                         // History before `at` is gone: read again and watch from there.
                         tracing::info!(compacted = at, "fleet watch compacted: resyncing");
+                        match self.resync().await {
+                            Ok(w) => { watch = w; Ok(()) }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) if e.needs_rewatch() => {
+                        // A stuck or canceled watch is not an outage (the lease is renewed
+                        // apart): read again, on whichever member answers, and watch again.
+                        // Only a read that fails too ends the session.
+                        tracing::warn!(error = %e, "fleet watch ended: reading and watching again");
+                        rewatch.wait().await;
                         match self.resync().await {
                             Ok(w) => { watch = w; Ok(()) }
                             Err(e) => Err(e),
