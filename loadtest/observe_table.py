@@ -21,7 +21,7 @@ MODE = "pinned" if any(s["mode"] == "pinned" for s in samples) else samples[0]["
 ORDER = ["direct", "nginx", "haproxy", "switchyard"]
 targets = sorted({s["target"] for s in samples}, key=lambda t: (ORDER.index(t) if t in ORDER else 9, t))
 variants = [t for t in targets if t.startswith("sy-") or t == "switchyard"]
-LABEL = {"switchyard": "SY off", "sy-json": "SY JSON log", "sy-text": "SY text log"}
+LABEL = {"switchyard": "SY off", "sy-json": "SY JSON log", "sy-text": "SY text log", "sy-before": "SY_BEFORE build"}
 
 
 def label(t):
@@ -123,15 +123,22 @@ for v in variants:
         line += f"; the collector took {len(posts):,} exports ({bad} not answered 200), {size / 1e6:.1f} MB of spans"
     print(line)
 log = out / "access-log.txt"
-if log.exists():
+if log.exists() and log.read_text().strip():
     print(f"- access log files: {log.read_text().strip()}")
 print()
 
 print("Targets (requests per proxy CPU-second, paired median against SY off; `*`: busy samples only):")
+if "sy-before" in variants:
+    r, flag = paired("switchyard", "sy-before", "req_per_cpu_s")
+    if r:
+        print(f"- {'NOT MEASURED (busy machine)' if flag else 'reported'}: SY off ÷ SY_BEFORE build, no measurable "
+              f"change wanted ({statistics.median(r):.3f}×{flag}, {', '.join(f'{x:.3f}' for x in r)})")
 for v, floor in (("sy-json", 0.90), ("sy-trace1", 0.97), ("sy-trace100", None)):
     r, flag = paired(v, "switchyard", "req_per_cpu_s")
     if r:
         m = statistics.median(r)
         verdict = "reported" if floor is None else ("HOLDS" if m >= floor else "MISSES")
+        if flag:
+            verdict = "NOT MEASURED (busy machine)"
         need = "" if floor is None else f" ≥ {floor:.2f} × SY off"
         print(f"- {verdict}: {label(v)}{need} ({m:.3f}×{flag})")
