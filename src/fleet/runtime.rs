@@ -161,7 +161,11 @@ impl Runtime {
         }
         let (lost_tx, mut lost) = mpsc::channel(1);
         let every = self.cfg.lease_ttl / 3;
-        let ka = keepalive::spawn(self.etcd.clone(), self.lease, every, self.renewal.clone(), lost_tx);
+        // Renewing every quarter of the TTL leaves room for one member that does not answer (a
+        // call waits a third of the TTL before the next member is asked) inside the renew
+        // deadline (two thirds): a paused etcd member is failed over to, not a step-down.
+        let renew = self.cfg.lease_ttl / 4;
+        let ka = keepalive::spawn(self.etcd.clone(), self.lease, renew, self.renewal.clone(), lost_tx);
         let _ka = AbortOnDrop(ka);
         let mut watch = match self.resync().await {
             Ok(w) => w,

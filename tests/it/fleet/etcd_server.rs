@@ -121,11 +121,15 @@ impl EtcdServer {
     }
 
     fn wait_healthy(&self, limit: Duration) {
+        assert!(self.healthy_within(limit), "etcd at {} not healthy within {limit:?}", self.url);
+    }
+
+    fn healthy_within(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         while Instant::now() < until {
             if self.pki.is_some() {
                 if self.etcdctl(&["endpoint", "health"]).status.success() {
-                    return;
+                    return true;
                 }
             } else if let Ok(mut s) = std::net::TcpStream::connect(self.url.trim_start_matches("http://")) {
                 use std::io::{Read, Write};
@@ -134,12 +138,12 @@ impl EtcdServer {
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out);
                 if out.contains("\"health\":\"true\"") {
-                    return;
+                    return true;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("etcd at {} not healthy within {limit:?}", self.url);
+        false
     }
 
     /// Runs etcdctl (API v3) against this member, with its certificates and root's password.
@@ -249,4 +253,50 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A cluster of `n` plain-http members on loopback, each its own process and data dir, as a
+/// production fleet runs etcd (three members: one can be lost without losing quorum).
+pub fn cluster(n: usize) -> Vec<EtcdServer> {
+    // Ports come from binding port 0 and letting go, so another process may take one first:
+    // then the cluster never forms, and it is started again on fresh ports.
+    for _ in 0..3 {
+        let members = start_cluster(n);
+        if members.iter().all(|m| m.healthy_within(Duration::from_secs(20))) {
+            return members;
+        }
+    }
+    panic!("an etcd cluster of {n} did not form in three tries");
+}
+
+fn start_cluster(n: usize) -> Vec<EtcdServer> {
+    let shm = Path::new("/dev/shm");
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> =
+        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+    let initial = initial.join(",");
+    let members: Vec<EtcdServer> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (client, peer))| {
+            let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let mut cmd = Command::new("etcd");
+            cmd.args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial, "--initial-cluster-state", "new", "--log-level", "error"]);
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd binary (Debian etcd-server) on PATH");
+            let args = cmd.get_args().map(|a| a.to_os_string()).collect();
+            EtcdServer { child, dir, url, pki: None, root_password: None, args }
+        })
+        .collect();
+    // A member reports healthy once the cluster has a leader: every member is started first.
+    members
 }

@@ -250,6 +250,11 @@ pub async fn all(procs: &[&Proc], f: impl Fn(&Value, &str) -> bool) -> bool {
 }
 
 /// The leader's name as `p` sees it.
+/// `Spec::etcd` for several members: the config writes it inside one quoted list item.
+pub fn endpoints(urls: &[&str]) -> String {
+    urls.join("\", \"")
+}
+
 pub async fn leader(p: &Proc) -> Option<String> {
     p.status().await?["fleet"]["leader"].as_str().map(String::from)
 }

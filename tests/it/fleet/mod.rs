@@ -8,6 +8,7 @@ pub(crate) mod etcd_server;
 mod etcd_watch;
 mod kit;
 mod load;
+mod members;
 mod partition;
 pub(crate) mod processes;
 mod replicas;
