@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use crate::support::{client, free_port, Mocks, TOKEN};
+use crate::support::{client, Mocks, TOKEN};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,13 +72,21 @@ impl Drop for Proc {
     }
 }
 
+/// An admin address and `n` service addresses, all different: bound at once before being let
+/// go (ports taken one at a time can repeat, and the config then refuses the collision).
+fn ports(n: usize) -> (SocketAddr, Vec<SocketAddr>) {
+    let held: Vec<std::net::TcpListener> =
+        (0..=n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let mut addrs = held.iter().map(|l| l.local_addr().unwrap());
+    (addrs.next().unwrap(), addrs.collect())
+}
+
 impl Proc {
     /// Starts a process with a fresh (empty) state dir.
     pub fn start(spec: Spec, m: &Mocks) -> Proc {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let listeners = spec.services.iter().map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
+        let (admin, listeners) = ports(spec.services.len());
         let mut p = Proc { spec, child: None, admin, listeners, dir, _tmp: Some(tmp) };
         p.launch(m);
         p.rebind_if_taken(m);
@@ -107,9 +115,7 @@ impl Proc {
             }
             self.child = None;
             let _ = std::fs::remove_file(self.dir.join("log"));
-            self.admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            self.listeners =
-                self.listeners.iter().map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
+            (self.admin, self.listeners) = ports(self.listeners.len());
             self.launch(m);
         }
     }
