@@ -261,19 +261,20 @@ async fn schedule(seed: u64) -> Vec<String> {
         violations.push(format!("{victim} not latched in the store after the rollback"));
     }
     let store = super::safety::store_states(&etcd.url, &prefix).await;
-    let mut ids = Vec::new();
-    for p in &procs {
-        let mine: Vec<String> = p
-            .incidents()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|i| i.ends_with(&format!("-{victim}")))
-            .collect();
-        ids.push(mine);
-    }
     let rolled = store.iter().any(|(n, s)| *n == victim && s.latched);
-    if rolled && !ids.iter().all(|l| l.len() == 1 && *l == ids[0]) {
+    // Read until every replica answers with one and the same incident (an unanswered read on a
+    // loaded box is not an empty list), for at most 10 s.
+    let mut ids: Vec<Option<Vec<String>>> = Vec::new();
+    let one = async |ids: &mut Vec<Option<Vec<String>>>| {
+        ids.clear();
+        for p in &procs {
+            let mine =
+                p.incidents().await.map(|l| l.into_iter().filter(|i| i.ends_with(&format!("-{victim}"))).collect());
+            ids.push(mine);
+        }
+        ids.iter().all(|l| l.as_ref().is_some_and(|l| l.len() == 1) && *l == ids[0])
+    };
+    if rolled && !wait_for(Duration::from_secs(10), async || one(&mut ids).await).await {
         violations.push(format!("not one incident for the rollback of {victim}: {ids:?}"));
     }
     // One alert: whoever decided it, wherever its latch landed first.
