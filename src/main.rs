@@ -123,6 +123,7 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     allocator::init();
+    allocator::init_knob();
     allocator::start_heap_report();
     let args = Args::parse();
     match args.cmd {
@@ -136,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Rules { config } => rules::print(&config),
         Cmd::Run { config, threads, state_dir } => {
             init_logging(args.log_json);
+            switchyard::workers::set_housekeeping(allocator::collect_when_quiet);
             if let Some(dir) = state_dir {
                 switchyard::config::override_state_dir(dir);
             }
