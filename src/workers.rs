@@ -211,4 +211,25 @@ mod tests {
         let (h, _) = s.iter().next().unwrap();
         assert_eq!(h.id(), Handle::current().id());
     }
+
+    static KEPT_ON: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+    fn record() {
+        KEPT_ON.lock().unwrap().push(current_index());
+    }
+
+    #[tokio::test]
+    async fn housekeeping_runs_on_every_worker_thread() {
+        set_housekeeping(record);
+        let _w = Workers::spawn(2).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = KEPT_ON.lock().unwrap().clone();
+            if seen.contains(&1) && seen.contains(&2) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "housekeeping ran on workers {seen:?} only");
+            tokio::time::sleep(HOUSEKEEPING_TICK).await;
+        }
+    }
 }
