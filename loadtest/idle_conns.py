@@ -191,7 +191,7 @@ def main():
         watch = watched(sampler.samples, before, args.n, t_last, args.tolerance)
         after = before + round(watch["steady_kib_per_conn"] * args.n)
     if args.hold:
-        # For loadtest/idle_watch: the proxy's heap report is read while every connection is open.
+        # Keeps every connection open a while longer, for whatever else is watching the proxy.
         print("reading taken; holding", file=sys.stderr, flush=True)
         time.sleep(args.hold)
     # Every connection must still be open: a proxy that closed them would look cheap.
