@@ -54,43 +54,43 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// CPU time per [`HOUSEKEEPING_TICK`](switchyard::workers::HOUSEKEEPING_TICK) above the tick's
-/// own cost (tens of µs): the worker did something (served a few requests, parked a few
-/// connections) and may have freed pages, and it is not idle, so it is not interrupted.
-const WORK_CPU_NS: u64 = 100_000;
+/// CPU time per [`HOUSEKEEPING_TICK`](switchyard::workers::HOUSEKEEPING_TICK) from which a worker
+/// counts as busy (2 % of the tick): no collect then, the allocator's own purging keeps up.
+const BUSY_CPU_NS: u64 = 2_000_000;
+/// CPU time per tick above the tick's own cost (tens of µs): the worker did something, such as
+/// parking a few connections, and may have freed pages.
+const ACTIVE_CPU_NS: u64 = 100_000;
 
 thread_local! {
-    /// This thread's CPU time at its last tick, and whether it worked since its last collect.
+    /// This thread's CPU time at its last tick, and whether it was busy since its last collect.
     static QUIET: std::cell::Cell<(u64, bool)> = const { std::cell::Cell::new((0, false)) };
 }
 
-/// The workers' housekeeping hook (`workers::set_housekeeping`): on the first idle tick after
-/// work, force this thread's heap to return what it holds free. mimalloc hands freed pages back
-/// to the OS only `purge_delay` (1 s) after they were freed *and* on a later allocation or
-/// collect by some thread; a worker that goes quiet once its connections have parked makes no
-/// such call, so the parked connections' freed buffers stayed resident for 2 to 20 s after the
-/// last request, depending on when something next allocated. A forced collect purges at once.
-/// It runs only on a tick in which the worker did nothing else, so it never delays a request
-/// (below ~40 requests per second a worker has such ticks between requests, and a collect
-/// there costs it nothing it was waiting for).
+/// The workers' housekeeping hook (`workers::set_housekeeping`): on a tick that is not busy but
+/// follows work, force this thread's heap to return what it holds free. mimalloc hands freed
+/// pages back to the OS only `purge_delay` (1 s) after they were freed *and* on a later
+/// allocation or collect by some thread; a worker that goes quiet once its connections have
+/// parked makes no such call, so the parked connections' freed buffers stayed resident for 4 to
+/// 20 s after the last request, depending on when something next allocated. A forced collect
+/// purges at once; it never runs while the thread is busy.
 pub fn collect_when_quiet() {
     let now = thread_cpu_ns();
-    let (last, worked_before) = QUIET.with(|q| q.get());
-    let (collect_now, worked) = decide(now.saturating_sub(last), worked_before);
+    let (last, busy_before) = QUIET.with(|q| q.get());
+    let (collect_now, busy) = decide(now.saturating_sub(last), busy_before);
     if collect_now {
         collect();
     }
     // The collect's own CPU time does not count as work.
-    QUIET.with(|q| q.set((if collect_now { thread_cpu_ns() } else { now }, worked)));
+    QUIET.with(|q| q.set((if collect_now { thread_cpu_ns() } else { now }, busy)));
 }
 
-/// One tick's decision from the CPU time the thread used since the last tick and whether it
-/// worked before: (collect now, worked since the last collect).
-fn decide(used_ns: u64, worked_before: bool) -> (bool, bool) {
-    if used_ns >= WORK_CPU_NS {
+/// One tick's decision from the CPU time the thread used since the last tick and whether it was
+/// busy before: (collect now, busy since the last collect).
+fn decide(used_ns: u64, busy_before: bool) -> (bool, bool) {
+    if used_ns >= BUSY_CPU_NS {
         return (false, true);
     }
-    (worked_before, false)
+    (busy_before || used_ns >= ACTIVE_CPU_NS, false)
 }
 
 /// Returns the calling thread's free pages to the OS now (a forced collect purges at once,
@@ -135,22 +135,24 @@ mod tests {
     }
 
     #[test]
-    fn collects_on_the_first_idle_tick_after_work_and_never_on_a_tick_with_work() {
-        // Ticks with work never collect, however little or much.
-        assert_eq!(decide(WORK_CPU_NS, false), (false, true));
-        assert_eq!(decide(500 * WORK_CPU_NS, true), (false, true));
-        // The first idle tick after work collects, once.
-        assert_eq!(decide(WORK_CPU_NS - 1, true), (true, false));
+    fn collects_on_the_first_tick_that_is_not_busy_after_work_and_never_while_busy() {
+        // Busy ticks never collect, however long the work lasts.
+        assert_eq!(decide(BUSY_CPU_NS, false), (false, true));
+        assert_eq!(decide(50 * BUSY_CPU_NS, true), (false, true));
+        // The first tick after work that is not busy collects (work tailing off included).
         assert_eq!(decide(0, true), (true, false));
-        // Idle ticks without work since the last collect do nothing.
-        assert_eq!(decide(WORK_CPU_NS - 1, false), (false, false));
+        assert_eq!(decide(BUSY_CPU_NS - 1, true), (true, false));
+        // A little work on its own (a few connections parking) collects too.
+        assert_eq!(decide(ACTIVE_CPU_NS, false), (true, false));
+        // An idle tick (the tick's own cost) does nothing.
+        assert_eq!(decide(ACTIVE_CPU_NS - 1, false), (false, false));
         assert_eq!(decide(0, false), (false, false));
     }
 
     #[test]
     fn a_thread_s_cpu_clock_moves_with_its_work() {
         let start = thread_cpu_ns();
-        while thread_cpu_ns() - start < WORK_CPU_NS {}
+        while thread_cpu_ns() - start < ACTIVE_CPU_NS {}
         assert!(thread_cpu_ns() > start);
         // Collecting with nothing to return is harmless.
         collect_when_quiet();
