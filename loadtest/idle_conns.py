@@ -13,10 +13,17 @@ connections, closed again, runs the same code paths before the first reading.
 
     idle_conns.py --port 18001 --pids 1234 -n 10000 [--tls] [--h2] [--src 127.0.0.2]
 
+With --watch SECONDS the reading is watched instead of taken once: RssAnon is sampled every
+--every seconds from the first connection until SECONDS after the last response, and the JSON
+line adds the burst's peak, the series (seconds after the last response, KiB per connection),
+the steady figure (mean of the last second; it is also `kib_per_conn`) and `settle_s`: the
+first moment from which every later sample stays within --tolerance KiB per connection of
+steady (0 if it never rose above that after the last response).
+
 Needs no third-party module: HTTP/2 is spoken by hand (preface, SETTINGS, one HEADERS frame
 with static-table HPACK, SETTINGS ACK), enough for a proxy to serve one stream.
 """
-import argparse, json, resource, socket, ssl, struct, sys, time
+import argparse, json, resource, socket, ssl, struct, sys, threading, time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -104,6 +111,37 @@ def open_one(args, ctx):
     return s
 
 
+class Sampler(threading.Thread):
+    """RssAnon of the pids every `every` seconds, as (monotonic time, kB), until stopped."""
+
+    def __init__(self, pids, every):
+        super().__init__(daemon=True)
+        self.pids, self.every, self.samples, self.stop = pids, every, [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.monotonic(), rss_kb(self.pids, "RssAnon")))
+            self.stop.wait(self.every)
+
+
+def watched(samples, before, n, t_last, tolerance):
+    """The watch's figures from the samples (see the module doc)."""
+    per = lambda kb: (kb - before) / n
+    after = [(t - t_last, per(kb)) for t, kb in samples if t >= t_last]
+    last_second = [k for t, k in after if t >= after[-1][0] - 1.0] or [after[-1][1]]
+    steady = sum(last_second) / len(last_second)
+    settle = 0.0
+    for t, k in after:
+        if k > steady + tolerance:
+            settle = None
+        elif settle is None:
+            settle = t
+    return dict(peak_kib_per_conn=round(max(per(kb) for _, kb in samples), 3), steady_kib_per_conn=round(steady, 3),
+                settle_s=round(settle if settle is not None else after[-1][0], 2),
+                kib_per_conn_at_2s=round(min(after, key=lambda s: abs(s[0] - 2.0))[1], 3),
+                series=[[round(t, 2), round(k, 3)] for t, k in after])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -116,6 +154,9 @@ def main():
     ap.add_argument("--src", default="127.0.0.1", help="source address (spread runs over 127.0.0.x to dodge TIME_WAIT)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds between the last connection and each reading")
     ap.add_argument("--label", default="")
+    ap.add_argument("--watch", type=float, default=0, help="seconds to sample RssAnon after the last response")
+    ap.add_argument("--every", type=float, default=0.1, help="sampling period of --watch, seconds")
+    ap.add_argument("--tolerance", type=float, default=0.25, help="KiB per connection that counts as settled")
     ap.add_argument("--hold", type=float, default=0, help="seconds to keep the connections open after the reading")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -134,13 +175,23 @@ def main():
         s.close()
     time.sleep(args.settle)
     before, before_rss = rss_kb(pids, "RssAnon"), rss_kb(pids)
+    sampler = Sampler(pids, args.every)
+    if args.watch:
+        sampler.start()
     t0 = time.time()
     conns = [open_one(args, ctx) for _ in range(args.n)]
     opened_s = time.time() - t0
-    time.sleep(args.settle)
+    t_last = time.monotonic()
+    time.sleep(args.watch or args.settle)
     after, after_rss = rss_kb(pids, "RssAnon"), rss_kb(pids)
+    watch = {}
+    if args.watch:
+        sampler.stop.set()
+        sampler.join()
+        watch = watched(sampler.samples, before, args.n, t_last, args.tolerance)
+        after = before + round(watch["steady_kib_per_conn"] * args.n)
     if args.hold:
-        # For loadtest/idle_watch: the proxy's heap report is read while every connection is open.
+        # Keeps every connection open a while longer, for whatever else is watching the proxy.
         print("reading taken; holding", file=sys.stderr, flush=True)
         time.sleep(args.hold)
     # Every connection must still be open: a proxy that closed them would look cheap.
@@ -158,7 +209,7 @@ def main():
     out = dict(label=args.label, n=args.n, tls=args.tls, h2=args.h2, rss_before_kb=before, rss_after_kb=after,
                kib_per_conn=round((after - before) / args.n, 3), vmrss_before_kb=before_rss,
                vmrss_after_kb=after_rss, vmrss_kib_per_conn=round((after_rss - before_rss) / args.n, 3),
-               alive=alive, open_s=round(opened_s, 1))
+               alive=alive, open_s=round(opened_s, 1), **watch)
     print(json.dumps(out))
     if alive != args.n:
         sys.exit(f"only {alive} of {args.n} connections were still open")

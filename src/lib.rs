@@ -37,7 +37,6 @@ pub mod escalation;
 pub mod fleet;
 pub mod health_score;
 pub mod listener;
-pub mod memory;
 pub mod observe;
 pub mod preflight;
 pub mod proxy;

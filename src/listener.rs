@@ -3,7 +3,6 @@
 //! tracked and told to finish gracefully when the listener stops.
 
 use crate::config::Limits;
-use crate::memory::LongLived;
 use crate::proxy::{ConnCtx, ServiceCtx};
 use crate::serve::{self, ServeCfg};
 use crate::workers::{Sockets, Workers};
@@ -58,11 +57,9 @@ impl Listener {
             closing: CancellationToken::new(),
             cfg: Arc::new(ServeCfg::new(&limits)),
         });
-        // What an accept loop allocates (each connection's task, context and reactor
-        // registration) lasts as long as the connection: kept on pages of its own (`memory`).
         let loops: Vec<_> = sockets
             .iter()
-            .map(|(rt, socket)| rt.spawn(LongLived::new(accept_loop(socket.clone(), shared.clone(), stop.clone()))))
+            .map(|(rt, socket)| rt.spawn(accept_loop(socket.clone(), shared.clone(), stop.clone())))
             .collect();
         let done = tokio::spawn(async move {
             for l in loops {

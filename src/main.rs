@@ -15,8 +15,7 @@ use std::path::PathBuf;
 /// mimalloc, because glibc's malloc never gives back memory freed in the middle of its heap: a
 /// burst of busy connections that then go idle (and free hyper's 16 KiB of buffers each, see
 /// `serve::h1`) would keep their peak resident for the life of the process. mimalloc returns
-/// freed pages to the OS within milliseconds, and `memory` keeps connections' lasting state on
-/// pages of its own so that those pages can all be returned (issue 15: RSS per idle connection).
+/// whole free pages, and each worker collects its heap once it goes quiet (`allocator`).
 #[global_allocator]
 static ALLOC: allocator::Allocator = allocator::Allocator;
 
@@ -123,7 +122,6 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     allocator::init();
-    allocator::start_heap_report();
     let args = Args::parse();
     match args.cmd {
         Cmd::Check { config } => {
@@ -136,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Rules { config } => rules::print(&config),
         Cmd::Run { config, threads, state_dir } => {
             init_logging(args.log_json);
+            switchyard::workers::set_housekeeping(allocator::collect_when_quiet);
             if let Some(dir) = state_dir {
                 switchyard::config::override_state_dir(dir);
             }

@@ -15,7 +15,8 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,39 @@ thread_local! {
     /// This thread's worker index (0 on threads that are not workers, and on the one worker of a
     /// one-thread process): what per-worker state such as idle upstream connections is keyed by.
     static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How often each worker runs the [housekeeping](set_housekeeping) hook.
+pub const HOUSEKEEPING_TICK: Duration = Duration::from_millis(100);
+
+/// What every worker runs on its own thread each [`HOUSEKEEPING_TICK`]. The binary sets it: its
+/// allocator's per-thread heaps can only be collected by their own thread, and a worker that
+/// goes quiet after a burst makes no further allocation that would return what it freed.
+static HOUSEKEEPING: OnceLock<fn()> = OnceLock::new();
+
+thread_local! {
+    /// Whether this thread's runtime already runs the housekeeping task (`Workers::current` may
+    /// be called more than once on one runtime).
+    static KEEPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets the per-worker housekeeping hook (once, before the workers start; later calls are
+/// ignored). Without it workers run no housekeeping task.
+pub fn set_housekeeping(hook: fn()) {
+    let _ = HOUSEKEEPING.set(hook);
+}
+
+/// Spawns the housekeeping task on `handle` (whose tasks run on one thread) if a hook is set.
+fn start_housekeeping(handle: &Handle) {
+    let Some(&hook) = HOUSEKEEPING.get() else { return };
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            hook();
+        }
+    });
 }
 
 /// The current thread's worker index; see [`WORKER`].
@@ -56,7 +90,11 @@ impl std::fmt::Debug for Workers {
 impl Workers {
     /// One worker: the runtime this is called on (no threads are started).
     pub fn current() -> Workers {
-        Workers { handles: Arc::from([Handle::current()]), _stop: None }
+        let handle = Handle::current();
+        if !KEEPING.with(|k| k.replace(true)) {
+            start_housekeeping(&handle);
+        }
+        Workers { handles: Arc::from([handle]), _stop: None }
     }
 
     /// `n` workers, each a `current_thread` runtime on its own thread named `switchyard-w{i}`;
@@ -70,6 +108,7 @@ impl Workers {
         for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             handles.push(rt.handle().clone());
+            start_housekeeping(rt.handle());
             let stop = stop.clone();
             std::thread::Builder::new().name(format!("switchyard-w{i}")).spawn(move || {
                 // 1-based so that index 0 keeps meaning "not a worker thread".
@@ -171,5 +210,32 @@ mod tests {
         let s = w.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let (h, _) = s.iter().next().unwrap();
         assert_eq!(h.id(), Handle::current().id());
+    }
+
+    static KEPT_ON: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+    /// Set for the whole test binary once the test below runs, so other tests' runtimes run it
+    /// too: it keeps each worker index once.
+    fn record() {
+        let mut kept = KEPT_ON.lock().unwrap();
+        let i = current_index();
+        if !kept.contains(&i) {
+            kept.push(i);
+        }
+    }
+
+    #[tokio::test]
+    async fn housekeeping_runs_on_every_worker_thread() {
+        set_housekeeping(record);
+        let _w = Workers::spawn(2).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = KEPT_ON.lock().unwrap().clone();
+            if seen.contains(&1) && seen.contains(&2) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "housekeeping ran on workers {seen:?} only");
+            tokio::time::sleep(HOUSEKEEPING_TICK).await;
+        }
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn serve<S: Socket>(
     stop: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + use<S> {
     async move {
-        let signals = crate::memory::long_lived(|| Arc::new(Signals::default()));
+        let signals = Arc::new(Signals::default());
         let mut pre = Bytes::new();
         let mut wait = cfg.header_read_timeout;
         let mut head_deadline: Option<Instant> = None;

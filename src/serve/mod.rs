@@ -10,7 +10,6 @@ mod h2;
 mod io;
 
 use crate::config::Limits;
-use crate::memory::{long_lived, LongLived};
 use crate::proxy::ConnCtx;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
@@ -119,10 +118,8 @@ pub fn connection(
     async move {
         let Some(acceptor) = tls else { return plain(stream, conn, cfg, stop).await };
         // Everything but cleartext HTTP/1.1 is boxed: the task's own future is as large as its
-        // largest state, and it should be sized for a parked cleartext HTTP/1.1 connection. The
-        // session the handshake builds, and the boxed connection holding it, last as long as the
-        // connection (`memory`).
-        let handshake = LongLived::new(long_lived(|| Box::pin(acceptor.accept(stream))));
+        // largest state, and it should be sized for a parked cleartext HTTP/1.1 connection.
+        let handshake = Box::pin(acceptor.accept(stream));
         // The stream is moved out of a block before anything else is awaited: a local that was
         // matched on or borrowed keeps its storage (1.2 KiB, the TLS session) in the task's
         // future across every later await, i.e. for the life of every connection of the listener.
@@ -139,10 +136,10 @@ pub fn connection(
             (s, h2)
         };
         if h2 {
-            long_lived(|| Box::pin(h2::serve(s, conn, cfg, stop))).await
+            Box::pin(h2::serve(s, conn, cfg, stop)).await
         } else {
             let s = framing::Watched::new(s, conn.framing.clone());
-            long_lived(|| Box::pin(h1::serve(s, conn, cfg, stop))).await
+            Box::pin(h1::serve(s, conn, cfg, stop)).await
         }
     }
 }
