@@ -17,9 +17,13 @@ use super::io::{ParkIo, Signals};
 use super::{ServeCfg, Socket};
 use crate::proxy::{self, ConnCtx};
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +88,37 @@ pub(super) fn serve<S: Socket>(
     }
 }
 
+/// What woke the connection task, as far as `hyper_conn` cares.
+enum Event {
+    /// hyper's connection future finished.
+    Conn(hyper::Result<()>),
+    /// The listener is draining.
+    Stop,
+    /// An idle-grace period passed.
+    Tick,
+}
+
+/// Wakes the connection task on behalf of the futures beside hyper's connection (the idle tick
+/// and the stop signal) and remembers that it did. hyper wakes the task two or more times per
+/// request; polling the tick and the cancellation future on each of those wake-ups (a
+/// `select!`) cost ~540 instructions per request under callgrind, this ~60.
+#[derive(Default)]
+struct SideWake {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// Runs one hyper connection on `io` until it ends or has been idle for a grace period.
 async fn hyper_conn<S: Socket>(
     io: S,
@@ -106,10 +141,33 @@ async fn hyper_conn<S: Socket>(
     let mut seen = first;
     let tick = tokio::time::sleep(cfg.idle_grace);
     tokio::pin!(tick);
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    let side = Arc::new(SideWake::default());
+    let side_waker = Waker::from(side.clone());
     let mut stopping = false;
     loop {
-        tokio::select! {
-            r = c.as_mut() => {
+        // Poll the side futures at least once per turn: a reset tick must register again.
+        side.fired.store(true, Ordering::Relaxed);
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = c.as_mut().poll(cx) {
+                return Poll::Ready(Event::Conn(r));
+            }
+            side.task.register(cx.waker());
+            if side.fired.swap(false, Ordering::Acquire) {
+                let mut side_cx = Context::from_waker(&side_waker);
+                if !stopping && stopped.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::Stop);
+                }
+                if !stopping && !signals.parking() && tick.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::Tick);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Conn(r) => {
                 if let Err(e) = r {
                     tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
                     return Ended::Done;
@@ -121,12 +179,12 @@ async fn hyper_conn<S: Socket>(
                 let (io, unread) = parts.io.into_inner().into_parts();
                 return Ended::Parked(io, join(parts.read_buf, unread));
             }
-            _ = stop.cancelled(), if !stopping => {
+            Event::Stop => {
                 stopping = true;
                 signals.set_parking(false);
                 c.as_mut().graceful_shutdown();
             }
-            _ = &mut tick, if !stopping && !signals.parking() => {
+            Event::Tick => {
                 let started = signals.started();
                 if started == first && head_deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::debug!(peer = %conn.peer, "request head not complete within the header read timeout");
