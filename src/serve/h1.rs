@@ -10,8 +10,10 @@
 //! write and flush.
 //!
 //! Timeouts fall out of the same loop: waiting for the first byte of a connection is bounded by
-//! `header_read_timeout`, waiting while parked by `idle_timeout`, and a request head is bounded
-//! by hyper's `header_read_timeout` (a head split across a park keeps its original deadline).
+//! `header_read_timeout`, waiting while parked by `idle_timeout`, and a request head by
+//! `header_read_timeout` too: a connection waiting on a partial head is idle, parks with the bytes
+//! it has, and the head keeps its deadline across every later park (checked at each grace tick,
+//! so a head is cut off within one grace period after its deadline).
 
 use super::io::{ParkIo, Signals};
 use super::{ServeCfg, Socket};
@@ -120,6 +122,13 @@ impl std::task::Wake for SideWake {
 }
 
 /// Runs one hyper connection on `io` until it ends or has been idle for a grace period.
+///
+/// hyper's own header read timer is off (`ServeCfg`): it armed, boxed and dropped a timer for
+/// every request head (~720 instructions per request). A head is bounded here instead, at the
+/// grace tick: a connection waiting on a partial head is idle, so it is asked to park. hyper
+/// then stops at once if it had served a request (the head's bytes go with the parked socket,
+/// and the head keeps its deadline, `serve`), or else finishes the head first, and the tick
+/// gives the head its deadline and closes the connection when it passes.
 async fn hyper_conn<S: Socket>(
     io: S,
     pre: Bytes,
@@ -127,7 +136,7 @@ async fn hyper_conn<S: Socket>(
     conn: &Arc<ConnCtx>,
     cfg: &ServeCfg,
     stop: &CancellationToken,
-    head_deadline: Option<Instant>,
+    mut head_deadline: Option<Instant>,
 ) -> Ended<S> {
     signals.set_parking(false);
     let service = {
@@ -159,7 +168,7 @@ async fn hyper_conn<S: Socket>(
                 if !stopping && stopped.as_mut().poll(&mut side_cx).is_ready() {
                     return Poll::Ready(Event::Stop);
                 }
-                if !stopping && !signals.parking() && tick.as_mut().poll(&mut side_cx).is_ready() {
+                if tick.as_mut().poll(&mut side_cx).is_ready() {
                     return Poll::Ready(Event::Tick);
                 }
             }
@@ -185,12 +194,22 @@ async fn hyper_conn<S: Socket>(
                 c.as_mut().graceful_shutdown();
             }
             Event::Tick => {
+                let now = Instant::now();
+                tick.as_mut().reset(now + cfg.idle_grace);
                 let started = signals.started();
-                if started == first && head_deadline.is_some_and(|d| Instant::now() >= d) {
+                if started == first && head_deadline.is_some_and(|d| now >= d) {
                     tracing::debug!(peer = %conn.peer, "request head not complete within the header read timeout");
                     return Ended::Done;
                 }
-                if started == seen && signals.idle() {
+                if stopping || signals.parking() {
+                    // Asked to stop a grace period ago and still running with no request
+                    // started: hyper is inside a request head (a fresh hyper connection finishes
+                    // a partial head before it stops). The head had been pending for a grace
+                    // period before that, so it began at least two grace periods ago.
+                    if started == first && head_deadline.is_none() {
+                        head_deadline = Some(now + cfg.header_read_timeout.saturating_sub(2 * cfg.idle_grace));
+                    }
+                } else if started == seen && signals.idle() {
                     // hyper closes an idle connection at once on graceful shutdown; had a
                     // request slipped in, it would finish it with `Connection: close` and the
                     // client would see an ordinary close.
@@ -198,7 +217,6 @@ async fn hyper_conn<S: Socket>(
                     c.as_mut().graceful_shutdown();
                 } else {
                     seen = started;
-                    tick.as_mut().reset(Instant::now() + cfg.idle_grace);
                 }
             }
         }
