@@ -22,7 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Longest wait between idle checks of an HTTP/1.1 connection; shorter when the header read
-/// timeout is short, so that a connection parks before hyper's head timer closes it.
+/// timeout is short: the check also enforces that timeout on request heads, so a head is cut
+/// off at most a quarter of the timeout (and a second) after its deadline.
 const MAX_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// What decides a cleartext connection's protocol: the method RFC 9113 §3.4 reserves for the
