@@ -20,6 +20,7 @@ pub use record::{AttemptEnd, AttemptGuard, AttemptStart, Observed, RequestData, 
 
 use crate::config::{AccessLogConfig, Config, TracingConfig};
 use crate::stats::names;
+use http::header::Entry;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use metrics::Counter;
 use std::net::SocketAddr;
@@ -87,16 +88,23 @@ impl Telemetry {
     }
 
     /// The request's id: the client's when sane, else a new one written into `headers` (so it
-    /// goes upstream).
+    /// goes upstream). One hashed lookup of the (custom, so hashed byte by byte) name, not a
+    /// `get` and then an `insert`.
     pub fn request_id(&self, headers: &mut HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get(&self.request_id) {
-            if ids::sane_request_id(v.as_bytes()) {
-                return v.clone();
+        let fresh = || HeaderValue::from_bytes(&ids::new_request_id()).expect("hex is a valid header value");
+        match headers.entry(&self.request_id) {
+            Entry::Occupied(e) if ids::sane_request_id(e.get().as_bytes()) => e.get().clone(),
+            Entry::Occupied(mut e) => {
+                let v = fresh();
+                e.insert(v.clone());
+                v
+            }
+            Entry::Vacant(e) => {
+                let v = fresh();
+                e.insert(v.clone());
+                v
             }
         }
-        let v = HeaderValue::from_bytes(&ids::new_request_id()).expect("hex is a valid header value");
-        headers.insert(self.request_id.clone(), v.clone());
-        v
     }
 
     /// Starts observing a request, or `None` when neither the log nor tracing is on.
@@ -106,8 +114,9 @@ impl Telemetry {
         tls: Option<&'static str>,
         service: &Arc<str>,
         req: &Request<B>,
-        request_id: HeaderValue,
+        request_id: &HeaderValue,
     ) -> Option<Box<Observed>> {
+        // Off: not even the id is copied.
         if self.log.is_none() && self.tracer.is_none() {
             return None;
         }
@@ -134,7 +143,7 @@ impl Telemetry {
             forwarded_for: h.get("x-forwarded-for").cloned(),
             client: peer,
             tls,
-            request_id,
+            request_id: request_id.clone(),
             trace,
             caller_trace: caller.map(|c| c.trace_id),
             bytes_in: h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),

@@ -4,7 +4,7 @@
 
 use crate::error::ProxyError;
 use crate::route::Route;
-use http::{header, Method, Request, Version};
+use http::{header, HeaderValue, Method, Request, Version};
 
 /// Marks a request whose head had both `Content-Length` and `Transfer-Encoding` (hyper drops
 /// the length before the headers reach us; the listener sees the raw head and says so).
@@ -51,9 +51,9 @@ pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
         if req.extensions().get::<AmbiguousFraming>().is_some() {
             return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
         }
-        framing(req.headers())?;
-        host(req)?;
-        authority(req)?;
+        let host = framing(req.headers())?;
+        self::host(req, host)?;
+        authority(req, host)?;
     }
     if let (Some(limit), Some(len)) = (route.policy.max_body_bytes, content_length(req.headers())) {
         if len > limit {
@@ -63,14 +63,19 @@ pub fn admit<B>(req: &Request<B>, route: &Route) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// One `Host`, and a body framed one way only: `Transfer-Encoding` (ending in a single
+/// One `Host` (returned), and a body framed one way only: `Transfer-Encoding` (ending in a single
 /// `chunked`) or `Content-Length`, never both.
-fn framing(h: &http::HeaderMap) -> Result<(), ProxyError> {
-    if h.get_all(header::HOST).iter().nth(1).is_some() {
+///
+/// `Host` is looked up once here for every later check (the HTTP/1.1 requirement, the
+/// absolute-form comparison), which each looked the name up again.
+fn framing(h: &http::HeaderMap) -> Result<Option<&HeaderValue>, ProxyError> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("more than one Host header"));
     }
     if !h.contains_key(header::TRANSFER_ENCODING) {
-        return Ok(());
+        return Ok(host);
     }
     if h.contains_key(header::CONTENT_LENGTH) {
         return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
@@ -89,24 +94,24 @@ fn framing(h: &http::HeaderMap) -> Result<(), ProxyError> {
     if codings.len() > 1 {
         return Err(ProxyError::Unsupported("transfer codings other than chunked"));
     }
-    Ok(())
+    Ok(host)
 }
 
 /// HTTP/1.1 requires `Host` (RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
 /// status code to any HTTP/1.1 request message that lacks a Host header field"); forwarded
 /// without one, the upstream would see the proxy's idea of its address instead. HTTP/1.0 had no
 /// such rule and its clients are still served.
-fn host<B>(req: &Request<B>) -> Result<(), ProxyError> {
-    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+fn host<B>(req: &Request<B>, host: Option<&HeaderValue>) -> Result<(), ProxyError> {
+    if req.version() == Version::HTTP_11 && host.is_none() {
         return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
     }
     Ok(())
 }
 
 /// An absolute-form target must name the host the client also put in `Host`.
-fn authority<B>(req: &Request<B>) -> Result<(), ProxyError> {
+fn authority<B>(req: &Request<B>, host: Option<&HeaderValue>) -> Result<(), ProxyError> {
     if let Some(auth) = req.uri().authority() {
-        let host = req.headers().get(header::HOST).map(|h| h.as_bytes());
+        let host = host.map(HeaderValue::as_bytes);
         // Without a Host line there is nothing to check the authority against (and HTTP/1.1
         // requires one): only a forward-proxy client sends that, so refuse it too.
         if host.is_none_or(|h| !h.eq_ignore_ascii_case(auth.as_str().as_bytes())) {
@@ -158,6 +163,7 @@ mod tests {
             }
             b.body(()).unwrap()
         };
+        let host = |r: &Request<()>| super::host(r, r.headers().get(header::HOST));
         assert!(matches!(host(&req(Version::HTTP_11, None)), Err(ProxyError::BadRequest(_))));
         assert!(host(&req(Version::HTTP_11, Some("a"))).is_ok());
         assert!(host(&req(Version::HTTP_10, None)).is_ok());

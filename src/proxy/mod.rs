@@ -82,7 +82,7 @@ pub async fn handle(
     let tel = &conn.svc.telemetry;
     let request_id = tel.request_id(req.headers_mut());
     let tls = conn.tls_version.get().copied();
-    let obs = tel.begin(conn.peer, tls, &conn.svc.name, &req, request_id.clone());
+    let obs = tel.begin(conn.peer, tls, &conn.svc.name, &req, &request_id);
     // A body still arriving when the response has ended is no longer relayed (`BodyCut`).
     let cut = (!http_body::Body::is_end_stream(req.body()) && !headers::is_upgrade(req.headers())).then(BodyCut::new);
     if let Some(c) = &cut {

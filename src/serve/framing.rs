@@ -121,7 +121,13 @@ fn header(line: &[u8], cl: Option<u64>, te: bool, chunked_last: bool, upgrade: b
         return State::Off; // obs-fold: hyper refuses the request
     }
     let Some(colon) = line.iter().position(|&b| b == b':') else { return State::Off };
-    let (name, value) = (&line[..colon], std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim());
+    let name = &line[..colon];
+    // By length first: most names are none of the three, and skip the value's UTF-8 check and
+    // trim (~60 instructions a line, under callgrind).
+    if !matches!(name.len(), 7 | 14 | 17) {
+        return State::Headers { cl, te, chunked_last, upgrade };
+    }
+    let value = std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim();
     let mut next = (cl, te, chunked_last, upgrade);
     if name.eq_ignore_ascii_case(b"content-length") {
         match value.parse() {

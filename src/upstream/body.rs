@@ -192,15 +192,21 @@ impl Recording {
     /// The response was read to its end: hand `conn` (the connection it came on) back to the
     /// endpoint's keep-alive pool, then record the exchange.
     pub fn finish_exchange(self, conn: Option<crate::upstream::client::Sender>) {
+        let now = Instant::now();
         if let Some(tx) = conn {
-            self.endpoint.idle.put(tx);
+            self.endpoint.idle.put(tx, now);
         }
-        self.finish(None);
+        self.finish_at(None, now);
     }
 
     /// Records the exchange now.
-    pub fn finish(mut self, error: Option<UpstreamErrorKind>) {
-        self.sample.latency_us = self.start.elapsed().as_micros() as u64;
+    pub fn finish(self, error: Option<UpstreamErrorKind>) {
+        self.finish_at(error, Instant::now());
+    }
+
+    /// Records the exchange as ended at `now` (one clock read for the latency and the pool).
+    fn finish_at(mut self, error: Option<UpstreamErrorKind>, now: Instant) {
+        self.sample.latency_us = now.saturating_duration_since(self.start).as_micros() as u64;
         if error.is_some() {
             self.sample.error = error;
         }
