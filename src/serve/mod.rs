@@ -22,8 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest wait between idle checks of an HTTP/1.1 connection; shorter when the header read
 /// timeout is short: the check also enforces that timeout on request heads, so a head is cut
-/// off at most a quarter of the timeout (and a second) after its deadline.
-const MAX_IDLE_GRACE: Duration = Duration::from_secs(1);
+/// off at most a quarter of the timeout (and half a second) after its deadline. A connection
+/// parks one to two checks after its last request, and gives back hyper's buffers (~16 KiB)
+/// then: at 1 s, 8 000 idle connections took 2.07–2.19 s to settle; at 500 ms the extra check
+/// is one wake-up per second per busy connection.
+const MAX_IDLE_GRACE: Duration = Duration::from_millis(500);
 
 /// What decides a cleartext connection's protocol: the method RFC 9113 §3.4 reserves for the
 /// HTTP/2 preface. No HTTP/1.1 request starts with it, and a connection that does must be
