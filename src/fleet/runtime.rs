@@ -224,13 +224,26 @@ impl Runtime {
     /// Keeps the lease if it still lives (a short outage), else grants one; then creates the
     /// membership key only if absent: a second process with a live name is refused.
     async fn register(&mut self) -> Result<(), Stop> {
-        let kept = self.lease != 0 && matches!(self.etcd.lease_keepalive(self.lease).await, Ok(true));
+        let old = self.lease;
+        let kept = old != 0 && matches!(self.etcd.lease_keepalive(old).await, Ok(true));
         if !kept {
             self.lease = self.etcd.lease_grant(self.cfg.lease_ttl).await.map_err(Stop::Lost)?;
         }
         self.renewal.mark();
         let me = self.cfg.replica.clone();
-        match self.etcd.create(&self.key("replicas", &me), me.as_bytes(), self.lease).await.map_err(Stop::Lost)? {
+        let key = self.key("replicas", &me);
+        let mut created = self.etcd.create(&key, me.as_bytes(), self.lease).await.map_err(Stop::Lost)?;
+        if let Err(kv) = &created {
+            if !kept && old != 0 && kv.lease == old {
+                // Our own name under this process's earlier lease, which the store still keeps
+                // (a restarted etcd restores leases with a fresh TTL): it is not another
+                // process. Revoking it drops our old membership (and leadership) at once.
+                tracing::info!(lease = old, "fleet: revoking this replica's earlier lease, still alive in the store");
+                self.etcd.lease_revoke(old).await.map_err(Stop::Lost)?;
+                created = self.etcd.create(&key, me.as_bytes(), self.lease).await.map_err(Stop::Lost)?;
+            }
+        }
+        match created {
             Ok(_) => {}
             Err(kv) if kv.lease == self.lease => {}
             Err(kv) => {
