@@ -203,9 +203,7 @@ impl Controller {
 
     /// The store took incident `id` as the fleet's: its held alerts go now.
     fn release_held_alerts(&mut self, id: &str) {
-        let (now, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held_alerts).into_iter().partition(|h| h.incident == id);
-        self.held_alerts = rest;
+        let now: Vec<_> = self.held_alerts.extract_if(.., |h| h.incident == id).collect();
         for h in now {
             tracing::info!(incident = %h.incident, "rollback alert sent: the fleet store took this replica's latch");
             h.alerts.into_iter().for_each(|a| self.alerter.send(a));
@@ -216,9 +214,7 @@ impl Controller {
     /// stays away must not keep a rollback from being paged.
     pub(super) fn release_overdue_alerts(&mut self) {
         let now = Instant::now();
-        let (due, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held_alerts).into_iter().partition(|h| h.until <= now);
-        self.held_alerts = rest;
+        let due: Vec<_> = self.held_alerts.extract_if(.., |h| h.until <= now).collect();
         for h in due {
             tracing::warn!(incident = %h.incident, "rollback alert sent unconfirmed: the fleet store did not answer within fleet.alert_hold");
             for mut a in h.alerts {
@@ -284,8 +280,7 @@ impl Controller {
             }
             FromFleet::Owned(id) => self.release_held_alerts(&id),
             FromFleet::Merged { ours, theirs } => {
-                if let Some(pos) = self.held_alerts.iter().position(|h| h.incident == ours) {
-                    self.held_alerts.remove(pos);
+                if self.held_alerts.extract_if(.., |h| h.incident == ours).count() > 0 {
                     tracing::warn!(%ours, %theirs, "rollback alert not sent: the fleet latched this rollback first and its replica alerted");
                 }
                 self.incidents.retain(|i| i.id != ours);
