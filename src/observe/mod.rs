@@ -99,11 +99,7 @@ impl Telemetry {
                 e.insert(v.clone());
                 v
             }
-            Entry::Vacant(e) => {
-                let v = fresh();
-                e.insert(v.clone());
-                v
-            }
+            Entry::Vacant(e) => e.insert(fresh()).clone(),
         }
     }
 
@@ -170,10 +166,11 @@ impl Telemetry {
             if data.trace.is_some_and(|t| t.sampled) {
                 let spans = 1 + data.attempts.len() as u64;
                 // A full queue (collector slow or down) drops it before the copy.
-                if t.tx.capacity() == 0 || {
+                let sent = t.tx.capacity() > 0 && {
                     data.detach();
-                    t.tx.try_send(data).is_err()
-                } {
+                    t.tx.try_send(data).is_ok()
+                };
+                if !sent {
                     t.dropped.increment(spans);
                 }
             }
