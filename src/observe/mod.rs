@@ -40,7 +40,7 @@ pub struct Telemetry {
 struct LogSink {
     cfg: AccessLogConfig,
     /// `None` only while dropping (so the writer sees the channel close before it is waited for).
-    tx: Option<std::sync::mpsc::SyncSender<String>>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     dropped: Counter,
     /// Disconnects when the writer has finished (a `Mutex` only to make the handle `Sync`).
     done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
@@ -125,31 +125,37 @@ impl Telemetry {
             parent: caller.map(|c| c.span_id),
             sampled: caller.map_or_else(|| ids::chance(t.sample), |c| c.sampled),
         });
-        let data = RequestData {
-            start_unix_ns: time::unix_nanos(),
-            service: service.clone(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            host: h
-                .get(header::HOST)
-                .cloned()
-                .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
-            user_agent: h.get(header::USER_AGENT).cloned(),
-            forwarded_for: h.get("x-forwarded-for").cloned(),
-            client: peer,
-            tls,
-            request_id: request_id.clone(),
-            trace,
-            caller_trace: caller.map(|c| c.trace_id),
-            bytes_in: h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
-            attempts: Vec::new(),
-            status: 0,
-            bytes_out: 0,
-            duration_us: 0,
-            error: None,
-        };
-        Some(Box::new(Observed::new(self.clone(), start, data)))
+        // Nothing will be written for an unsampled request when the log is off: keep its ids only.
+        let keep = self.log.is_some() || trace.is_some_and(|t| t.sampled);
+        let data = keep.then(|| {
+            let mut d = RequestData {
+                start_unix_ns: time::unix_nanos_at(start.into_std()),
+                service: service.clone(),
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                host: None,
+                user_agent: None,
+                forwarded_for: None,
+                client: peer,
+                tls,
+                request_id: request_id.clone(),
+                trace,
+                caller_trace: caller.map(|c| c.trace_id),
+                bytes_in: None,
+                attempts: Vec::new(),
+                status: 0,
+                bytes_out: 0,
+                duration_us: 0,
+                error: None,
+            };
+            read_headers(&mut d, h);
+            if d.host.is_none() {
+                d.host = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            }
+            d
+        });
+        Some(Box::new(Observed::new(self.clone(), start, trace, data)))
     }
 
     /// Logs and exports a finished request, without waiting on either queue.
@@ -174,6 +180,29 @@ impl Telemetry {
                     t.dropped.increment(spans);
                 }
             }
+        }
+    }
+}
+
+/// The logged request headers, in one pass over the few a request has (four hashed lookups,
+/// two of them of names hashed byte by byte, cost more than walking them).
+fn read_headers(d: &mut RequestData, h: &HeaderMap) {
+    for (name, value) in h {
+        let slot = if name == header::HOST {
+            &mut d.host
+        } else if name == header::USER_AGENT {
+            &mut d.user_agent
+        } else if name == header::CONTENT_LENGTH {
+            d.bytes_in = d.bytes_in.or_else(|| value.to_str().ok()?.parse().ok());
+            continue;
+        } else if name.as_str() == "x-forwarded-for" {
+            &mut d.forwarded_for
+        } else {
+            continue;
+        };
+        // The first of a repeated header, as `HeaderMap::get` gives.
+        if slot.is_none() {
+            *slot = Some(value.clone());
         }
     }
 }

@@ -11,6 +11,9 @@ use tokio::time::Instant;
 /// Attempts kept per request: a first attempt, a hedge and a retry at most; more are not logged.
 pub const MAX_ATTEMPTS: usize = 4;
 
+/// Room for the usual one or two attempts, reserved with the first.
+const ATTEMPTS_RESERVED: usize = 2;
+
 /// Why an attempt was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -110,11 +113,16 @@ pub struct RequestData {
 pub struct Observed {
     pub(super) tel: Arc<Telemetry>,
     pub(super) start: Instant,
+    /// Our trace ids (tracing configured): an unsampled request still forwards its context.
+    trace: Option<TraceIds>,
+    /// What the log line and the spans are made of, `None` when neither will be written (the
+    /// log off and the trace not sampled): such a request costs its ids and nothing more.
     /// Taken when the request finishes; still here when it is dropped unfinished.
     data: Option<RequestData>,
     /// Attempts run side by side (a hedge) and report through `&self`; the lock is only ever
-    /// taken by the request's own task, so it is never contended.
-    attempts: Mutex<([Option<Attempt>; MAX_ATTEMPTS], usize)>,
+    /// taken by the request's own task, so it is never contended. Moved into the record at the
+    /// end, so the list is allocated once.
+    attempts: Mutex<Vec<Attempt>>,
 }
 
 impl std::fmt::Debug for Observed {
@@ -135,20 +143,20 @@ pub struct AttemptGuard<'a> {
 }
 
 impl Observed {
-    pub(super) fn new(tel: Arc<Telemetry>, start: Instant, data: RequestData) -> Self {
-        Observed { tel, start, data: Some(data), attempts: Mutex::new((Default::default(), 0)) }
+    /// `data`: `None` when nothing will be written for the request (see [`Observed::data`]).
+    pub(super) fn new(tel: Arc<Telemetry>, start: Instant, trace: Option<TraceIds>, data: Option<RequestData>) -> Self {
+        Observed { tel, start, trace, data, attempts: Mutex::new(Vec::new()) }
     }
 
     /// The `traceparent` an attempt with span `span_id` forwards (`None`: pass the caller's).
     pub fn traceparent(&self, span_id: &[u8; 8]) -> Option<HeaderValue> {
-        let t = self.data.as_ref()?.trace.as_ref()?;
+        let t = self.trace.as_ref()?;
         Some(super::w3c::header(&t.trace_id, span_id, t.sampled))
     }
 
-    /// The trace id as hex: ours, or the caller's when Switchyard takes no part in traces.
+    /// The trace id as hex: ours, or the caller's when Switchyard does not take part in traces.
     pub fn trace_id_hex(&self) -> Option<String> {
-        let d = self.data.as_ref()?;
-        let id = d.trace.map(|t| t.trace_id).or(d.caller_trace)?;
+        let id = self.trace.map(|t| t.trace_id).or(self.data.as_ref().and_then(|d| d.caller_trace))?;
         Some(String::from_utf8_lossy(&super::ids::hex16(&id)).into_owned())
     }
 
@@ -169,8 +177,12 @@ impl Observed {
 
     /// Records the start of an attempt.
     pub fn attempt(&self, a: AttemptStart) -> AttemptGuard<'_> {
-        let started = Instant::now();
         let span_id = super::ids::span_id();
+        if self.data.is_none() {
+            // Nothing is written: the attempt only needs its span id for `traceparent`.
+            return AttemptGuard { obs: self, index: MAX_ATTEMPTS, started: self.start, span_id, done: true };
+        }
+        let started = Instant::now();
         let entry = Attempt {
             color: a.color,
             role: a.role,
@@ -184,18 +196,20 @@ impl Observed {
             end_us: 0,
             end: AttemptEnd::Open,
         };
-        let mut g = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        let index = g.1;
+        let mut list = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let index = list.len();
         if index < MAX_ATTEMPTS {
-            g.0[index] = Some(entry);
-            g.1 += 1;
+            if index == 0 {
+                list.reserve_exact(ATTEMPTS_RESERVED);
+            }
+            list.push(entry);
         }
         AttemptGuard { obs: self, index, started, span_id, done: false }
     }
 
     fn set(&self, index: usize, f: impl FnOnce(&mut Attempt)) {
-        let mut g = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Some(a)) = g.0.get_mut(index) {
+        let mut list = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = list.get_mut(index) {
             f(a)
         }
     }
@@ -209,8 +223,7 @@ impl Observed {
     fn complete(&mut self, status: u16, error: Option<&'static str>) {
         let Some(mut data) = self.data.take() else { return };
         let end = micros(self.start.elapsed());
-        let (list, _) = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()));
-        data.attempts = list.into_iter().flatten().collect();
+        data.attempts = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()));
         // The winner is the answered attempt whose head came last (a retried status came
         // before its retry's; a hedge's loser was cancelled): it lasts until the body ends.
         let winner = data

@@ -24,7 +24,7 @@ pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(1);
 
 /// Starts the writer. Returns the flag that asks it to reopen `path`, and a receiver that
 /// disconnects once the writer has written everything queued after the last sender went away.
-pub fn spawn(path: Option<PathBuf>, rx: Receiver<String>) -> (Arc<AtomicBool>, Receiver<()>) {
+pub fn spawn(path: Option<PathBuf>, rx: Receiver<Vec<u8>>) -> (Arc<AtomicBool>, Receiver<()>) {
     let reopen = Arc::new(AtomicBool::new(false));
     let flag = reopen.clone();
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
@@ -52,7 +52,7 @@ pub fn reopen_on_sigusr1(flag: Arc<AtomicBool>) {
     });
 }
 
-fn run(path: Option<PathBuf>, rx: Receiver<String>, reopen: &AtomicBool) {
+fn run(path: Option<PathBuf>, rx: Receiver<Vec<u8>>, reopen: &AtomicBool) {
     let mut out = open(path.as_ref());
     loop {
         std::thread::sleep(TICK);
@@ -65,7 +65,7 @@ fn run(path: Option<PathBuf>, rx: Receiver<String>, reopen: &AtomicBool) {
         loop {
             match rx.try_recv() {
                 Ok(line) => {
-                    let _ = out.write_all(line.as_bytes());
+                    let _ = out.write_all(&line);
                     wrote = true;
                 }
                 Err(TryRecvError::Empty) => break,
