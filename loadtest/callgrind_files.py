@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Self cost (Ir) of a callgrind.out file grouped by source file (inlined code counted in its own
-file, via fi=/fe=), and optionally by file:line. Usage: cgfiles.py FILE [N_REQUESTS] [--lines]"""
+"""Self cost (instructions) of a callgrind.out file by source file, inlined code counted in its
+own file (callgrind's fi=/fe= records), and with --lines by file:line; divided by N_REQUESTS.
+Used by loadtest/profile (CALLGRIND=1).
+Usage: callgrind_files.py FILE [N_REQUESTS] [top=45] [--lines [ltop=60]]"""
 import sys, re, collections
 path = sys.argv[1]; n = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 1
 lines_mode = '--lines' in sys.argv
@@ -42,7 +44,7 @@ total = sum(by_file.values())
 print(f'total {total/n:.0f} per request')
 def short(f):
     f = re.sub(r'.*/registry/src/[^/]+/', '', f); f = re.sub(r'/rustc/[0-9a-f]+/', 'std:', f)
-    return f.replace('/work/main/', '').replace('/work/wt/percore/', '')
+    return re.sub(r'^.*?/src/', 'src/', f) if '/registry/' not in f and f.startswith('/') and '/src/' in f else f
 for f, v in by_file.most_common(int(dict(a.split('=') for a in sys.argv if a.startswith('top=')).get('top', 45))):
     print(f'{v/n:9.0f}  {short(f)}')
 if lines_mode:
