@@ -37,7 +37,7 @@ fn request(id: Option<&str>) -> Request<()> {
 fn one(tel: &Arc<Telemetry>, req: &mut Request<()>, service: &Arc<str>, peer: SocketAddr, ep: &http::uri::Authority) {
     let id = tel.request_id(req.headers_mut());
     let Some(obs) = tel.begin(peer, None, service, req, &id) else { return };
-    let g = obs.attempt(AttemptStart {
+    let g = obs.attempt(|| AttemptStart {
         color: Color::Blue,
         role: "live",
         release: None,

@@ -175,14 +175,16 @@ impl Observed {
         self.finish(resp.status().as_u16(), Some(error));
     }
 
-    /// Records the start of an attempt.
-    pub fn attempt(&self, a: AttemptStart) -> AttemptGuard<'_> {
+    /// Records the start of an attempt. `a` is called only when the attempt is recorded (an
+    /// unsampled request with the log off only needs a span id).
+    pub fn attempt(&self, a: impl FnOnce() -> AttemptStart) -> AttemptGuard<'_> {
         let span_id = super::ids::span_id();
         if self.data.is_none() {
             // Nothing is written: the attempt only needs its span id for `traceparent`.
             return AttemptGuard { obs: self, index: MAX_ATTEMPTS, started: self.start, span_id, done: true };
         }
         let started = Instant::now();
+        let a = a();
         let entry = Attempt {
             color: a.color,
             role: a.role,
@@ -270,6 +272,9 @@ pub struct AttemptStart {
 impl AttemptGuard<'_> {
     /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
     pub fn answered(mut self, status: u16, connect_us: u64) {
+        if self.index >= MAX_ATTEMPTS {
+            return; // not recorded: no clock read
+        }
         let ttfb = micros(self.started.elapsed());
         self.obs.set(self.index, |a| {
             a.ttfb_us = Some(ttfb);
@@ -281,6 +286,9 @@ impl AttemptGuard<'_> {
 
     /// No response head.
     pub fn failed(mut self, reason: &'static str) {
+        if self.index >= MAX_ATTEMPTS {
+            return;
+        }
         let end = micros(self.obs.start.elapsed());
         self.obs.set(self.index, |a| {
             a.end_us = end.max(1);

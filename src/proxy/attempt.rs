@@ -127,7 +127,7 @@ impl Exchange<'_> {
     fn observe(&self, color: Color, ep: &Endpoint, why: Why, headers: &mut HeaderMap) -> Option<AttemptGuard<'_>> {
         let obs = self.obs.as_deref()?;
         let route = &self.route;
-        let g = obs.attempt(AttemptStart {
+        let g = obs.attempt(|| AttemptStart {
             color,
             role: if route.judged(color) { "candidate" } else { "live" },
             release: route.policy.releases[color.index()].clone(),
