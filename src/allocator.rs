@@ -54,44 +54,43 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// CPU time per [`HOUSEKEEPING_TICK`](switchyard::workers::HOUSEKEEPING_TICK) above the tick's
-/// own cost (tens of µs): the worker did something (served requests, parked connections) and
-/// may have freed pages. Below it the tick is quiet.
+/// CPU time per [`HOUSEKEEPING_TICK`](switchyard::workers::HOUSEKEEPING_TICK) from which a worker
+/// counts as busy (2 % of the tick): no collect then, the allocator's own purging keeps up.
+const BUSY_CPU_NS: u64 = 2_000_000;
+/// CPU time per tick above the tick's own cost (tens of µs): the worker did something, such as
+/// parking a few connections, and may have freed pages.
 const ACTIVE_CPU_NS: u64 = 100_000;
 
 thread_local! {
-    /// This thread's CPU time at its last tick, and whether it worked since its last collect.
+    /// This thread's CPU time at its last tick, and whether it was busy since its last collect.
     static QUIET: std::cell::Cell<(u64, bool)> = const { std::cell::Cell::new((0, false)) };
 }
 
-/// The workers' housekeeping hook (`workers::set_housekeeping`): on a quiet tick that follows
-/// work, force this thread's heap to return what it holds free. mimalloc hands freed
+/// The workers' housekeeping hook (`workers::set_housekeeping`): on a tick that is not busy but
+/// follows work, force this thread's heap to return what it holds free. mimalloc hands freed
 /// pages back to the OS only `purge_delay` (1 s) after they were freed *and* on a later
 /// allocation or collect by some thread; a worker that goes quiet once its connections have
 /// parked makes no such call, so the parked connections' freed buffers stayed resident for 4 to
 /// 20 s after the last request, depending on when something next allocated. A forced collect
-/// purges at once. A worker serving steady traffic, however light, never collects: an earlier
-/// rule (collect on any tick under 2 ms of CPU after work) also collected on the lighter ticks
-/// of steady traffic, where a forced collect stalls the worker and the next allocations fault
-/// pages back in.
+/// purges at once; it never runs while the thread is busy.
 pub fn collect_when_quiet() {
     let now = thread_cpu_ns();
-    let (last, worked_before) = QUIET.with(|q| q.get());
-    let (collect_now, worked) = decide(now.saturating_sub(last), worked_before);
+    let (last, busy_before) = QUIET.with(|q| q.get());
+    let (collect_now, busy) = decide(now.saturating_sub(last), busy_before);
     if collect_now {
         collect();
     }
     // The collect's own CPU time does not count as work.
-    QUIET.with(|q| q.set((if collect_now { thread_cpu_ns() } else { now }, worked)));
+    QUIET.with(|q| q.set((if collect_now { thread_cpu_ns() } else { now }, busy)));
 }
 
-/// One tick's decision from the CPU time the thread used since the last tick and whether it
-/// worked before: (collect now, worked since the last collect).
-fn decide(used_ns: u64, worked_before: bool) -> (bool, bool) {
-    if used_ns >= ACTIVE_CPU_NS {
+/// One tick's decision from the CPU time the thread used since the last tick and whether it was
+/// busy before: (collect now, busy since the last collect).
+fn decide(used_ns: u64, busy_before: bool) -> (bool, bool) {
+    if used_ns >= BUSY_CPU_NS {
         return (false, true);
     }
-    (worked_before, false)
+    (busy_before || used_ns >= ACTIVE_CPU_NS, false)
 }
 
 /// Returns the calling thread's free pages to the OS now (a forced collect purges at once,
@@ -136,16 +135,16 @@ mod tests {
     }
 
     #[test]
-    fn collects_on_the_first_quiet_tick_after_work_and_never_while_working() {
-        // A tick with work never collects, however much or little: steady traffic of any rate
-        // (a light tick of it included) is left to the allocator's own purging.
-        assert_eq!(decide(ACTIVE_CPU_NS, false), (false, true));
-        assert_eq!(decide(2_000_000 - 1, true), (false, true));
-        assert_eq!(decide(50_000_000, true), (false, true));
-        // The first quiet tick after work collects, once.
-        assert_eq!(decide(ACTIVE_CPU_NS - 1, true), (true, false));
+    fn collects_on_the_first_tick_that_is_not_busy_after_work_and_never_while_busy() {
+        // Busy ticks never collect, however long the work lasts.
+        assert_eq!(decide(BUSY_CPU_NS, false), (false, true));
+        assert_eq!(decide(50 * BUSY_CPU_NS, true), (false, true));
+        // The first tick after work that is not busy collects (work tailing off included).
         assert_eq!(decide(0, true), (true, false));
-        // Quiet ticks with no work before them do nothing.
+        assert_eq!(decide(BUSY_CPU_NS - 1, true), (true, false));
+        // A little work on its own (a few connections parking) collects too.
+        assert_eq!(decide(ACTIVE_CPU_NS, false), (true, false));
+        // An idle tick (the tick's own cost) does nothing.
         assert_eq!(decide(ACTIVE_CPU_NS - 1, false), (false, false));
         assert_eq!(decide(0, false), (false, false));
     }
