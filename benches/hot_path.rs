@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the hot pieces named in issue #5: route pick, stats record, one control
+//! Micro-benchmarks of the hot pieces of the request path and the control loop: route pick, stats record, one control
 //! decision over a full window, config parse+validate. Targets: pick ≤ 50 ns, record ≤ 100 ns.
 //!
 //! Run: `cargo bench --bench hot_path` (each group measures for ~2 s).

@@ -109,7 +109,7 @@ impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
 ///
 /// This and the cleartext path below are functions returning `async move` blocks, not `async
 /// fn`s: an `async fn` keeps its arguments twice in its future (as arguments, and again as the
-/// body's locals), and these futures are what every idle connection costs (issue 15).
+/// body's locals), and these futures are what every idle connection costs.
 #[allow(clippy::manual_async_fn)] // not an `async fn`: see above
 pub fn connection(
     stream: TcpStream,

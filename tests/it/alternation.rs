@@ -1,4 +1,4 @@
-//! Issue #12: blue and green alternate. A release goes into the idle pool, its plan moves traffic
+//! Blue and green alternate. A release goes into the idle pool, its plan moves traffic
 //! from the live color to it, and when the plan completes it becomes live; a rollback returns all
 //! traffic to the live color; a retired release never gets a request again. Also: the force
 //! header never reaches a rolled-back or paused candidate and can require a token, and `/status`

@@ -1,4 +1,4 @@
-//! `switchyard check` is `run`'s judge: each case the issue names, run through the real binary.
+//! `switchyard check` is `run`'s judge: each case it must judge, run through the real binary.
 //! A refusal must name the key and line; an acceptance must say OK.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Upstream faults and retries onto blue (issue #6, points 3 and 4). Green is killed under
+//! Upstream faults and retries onto blue. Green is killed under
 //! load, hangs, resets, returns garbage, or closes keep-alive connections; the proxy keeps
 //! serving, idempotent requests are retried on blue within the budget so users see no failure,
 //! the failed green attempts still count against green (scraped from `/metrics`), and the

@@ -1,4 +1,4 @@
-//! Hostile clients (issue #6, points 1 and 2): every case goes over a raw `TcpStream` to a real
+//! Hostile clients: every case goes over a raw `TcpStream` to a real
 //! in-process app, then checks the status, that the connection was closed where it must be, and
 //! that a normal request on a fresh connection still succeeds (nothing else was hurt).
 

@@ -1,4 +1,4 @@
-//! Idle keep-alive client connections (issue 12 §4): they stay open for `limits.idle_timeout`,
+//! Idle keep-alive client connections: they stay open for `limits.idle_timeout`,
 //! not `header_read_timeout`, survive being parked (hyper's state freed while idle), and the
 //! head timeout still bounds a request head, even one split across a park.
 //!

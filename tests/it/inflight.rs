@@ -1,4 +1,4 @@
-//! Nothing in flight is lost (issue #13), with the shipped defaults unless a test says otherwise:
+//! Nothing in flight is lost, with the shipped defaults unless a test says otherwise:
 //! green killed or frozen under load, a slow green hedged, statuses passed through as sent, and
 //! ambiguous framing refused before anything reaches an upstream. Real mocks on 127.0.0.1:0, the
 //! real app in-process, real clients.

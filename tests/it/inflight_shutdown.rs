@@ -1,4 +1,4 @@
-//! Structured shutdown (issue #13 §6): with an upgrade tunnel open, idle keep-alive
+//! Structured shutdown: with an upgrade tunnel open, idle keep-alive
 //! connections and traffic just served, `App::shutdown` returns within the drain timeout and
 //! leaves no task of its own running. Its own test binary, so the runtime's task count belongs
 //! to this test alone.

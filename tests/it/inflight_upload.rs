@@ -1,5 +1,5 @@
 //! A 64 MiB upload to a green that refuses connections is retried on blue without being
-//! buffered ahead of the first attempt (issue #13 §4). Its own test binary, so the process's
+//! buffered ahead of the first attempt. Its own test binary, so the process's
 //! peak RSS (`VmHWM`) belongs to this one upload.
 
 use crate::support::Fixture as Fx;

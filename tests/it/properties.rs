@@ -1,4 +1,4 @@
-//! Property tests (issue #6, point 5): the router's split and stickiness, weight parsing, the
+//! Property tests: the router's split and stickiness, weight parsing, the
 //! hop-by-hop filter, and config parsing on arbitrary input.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};

@@ -1,4 +1,4 @@
-//! Issue #4: progressive rollout plans, the migration sequence, operator actions, hot reload
+//! Progressive rollout plans, the migration sequence, operator actions, hot reload
 //! under load, and persisted state across restarts (including `kill -9` of the real binary).
 //!
 //! Every test runs the real app against real mock upstreams on 127.0.0.1. Measurements need

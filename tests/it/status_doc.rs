@@ -1,4 +1,4 @@
-//! Issue 14 item 3: `/status` is a typed document. Its field names and shapes are an external
+//! `/status` is a typed document. Its field names and shapes are an external
 //! contract (scripts, the status page, `switchyard status`), so the key set of the top level and
 //! of a service mid-plan is pinned here against what the untyped `json!` builder produced, plus
 //! the role fields added since (`candidate_weight`, `live_weight`, `override_weight`, `live_down`).

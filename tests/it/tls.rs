@@ -1,4 +1,4 @@
-//! TLS on listeners (issue #6, point 6): certificate and key reloaded when their files change
+//! TLS on listeners: certificate and key reloaded when their files change
 //! (a broken new pair keeps the old one), and optional client-certificate verification (mTLS).
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Integration tests of the control loop (issue #3): real mock upstreams, the real app, real
+//! Integration tests of the control loop: real mock upstreams, the real app, real
 //! sockets on 127.0.0.1:0, one temp dir and unique service names per test.
 //!
 //! Timing is never asserted as a race against the clock where it can be avoided. "Trips when and

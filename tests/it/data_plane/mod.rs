@@ -1,4 +1,4 @@
-//! Integration tests for the data plane (issue #2), against real sockets on 127.0.0.1: an
+//! Integration tests for the data plane, against real sockets on 127.0.0.1: an
 //! in-process app (or the real binary, for SIGTERM) in front of in-process mock upstreams.
 //!
 //! - `routing`: exact split, monotone stickiness, force header, weight change under load.

@@ -1,4 +1,4 @@
-//! On-call (issue 16, issue 12 §4): escalation of unacknowledged critical incidents through local
+//! On-call: escalation of unacknowledged critical incidents through local
 //! webhook receivers with short configured delays, acknowledgement over the API and the CLI,
 //! persistence of the schedule across a restart, and https webhooks verified against a test CA.
 

@@ -1,4 +1,4 @@
-//! Operator experience (issue #7): the status page in headless Chromium matches `/status`, a live
+//! Operator experience: the status page in headless Chromium matches `/status`, a live
 //! `/metrics` scrape passes `promtool check metrics` and names exactly `docker/metric-names.txt`,
 //! the shipped configs are valid, and the operator CLI against the real binary.
 //!
