@@ -200,7 +200,7 @@ impl Exchange<'_> {
         // The send future is built where it stays pinned: built by the caller and passed in, it
         // was copied (hundreds of bytes) on its way into this future.
         let mut send = std::pin::pin!(client.send(ep, req, connect_us, self.start));
-        let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
+        let mut timer = ep.timers.due(tokio::time::Instant::now() + self.route.policy.response_timeout);
         loop {
             let signal = async {
                 match abandoned.as_mut() {
@@ -213,7 +213,7 @@ impl Exchange<'_> {
             tokio::select! {
                 biased;
                 r = &mut send => return r.map_err(send_error),
-                _ = &mut timeout => {
+                _ = timer.sleep() => {
                     return Err(upstream(UpstreamErrorKind::Timeout, Progress::SentNoResponse, "response timeout"))
                 }
                 live = signal => {
