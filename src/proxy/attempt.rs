@@ -202,7 +202,7 @@ impl Exchange<'_> {
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
         // The send future is built where it stays pinned: built by the caller and passed in, it
         // was copied (hundreds of bytes) on its way into this future.
-        let mut send = std::pin::pin!(client.send(ep, req, connect_us, self.start));
+        let mut send = std::pin::pin!(client.send(ep, req, connect_us, self.start, (&self.method, &self.uri)));
         let mut timer = ep.timers.due(sent + self.route.policy.response_timeout);
         loop {
             let signal = async {
