@@ -89,7 +89,9 @@ impl Exchange<'_> {
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
         let connect_us = std::sync::atomic::AtomicU64::new(0);
-        let (resp, conn) = match self.wait(client, ep, req, abandoned, &connect_us).await {
+        // The first attempt starts as the request does: its clock read will do.
+        let sent = if why == Why::First { self.start } else { tokio::time::Instant::now() };
+        let (resp, conn) = match self.wait(client, ep, req, abandoned, &connect_us, sent).await {
             Ok(r) => r,
             Err(err) => {
                 if err.upstream_kind().is_some_and(|k| k != UpstreamErrorKind::Abandoned) {
@@ -196,11 +198,12 @@ impl Exchange<'_> {
         req: Request<RequestBody>,
         mut abandoned: Option<tokio::sync::watch::Receiver<u64>>,
         connect_us: &std::sync::atomic::AtomicU64,
+        sent: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Sender), ProxyError> {
         // The send future is built where it stays pinned: built by the caller and passed in, it
         // was copied (hundreds of bytes) on its way into this future.
-        let mut send = std::pin::pin!(client.send(ep, req, connect_us, self.start));
-        let mut timeout = std::pin::pin!(tokio::time::sleep(self.route.policy.response_timeout));
+        let mut send = std::pin::pin!(client.send(ep, req, connect_us, self.start, (&self.method, &self.uri)));
+        let mut timer = ep.timers.due(sent + self.route.policy.response_timeout);
         loop {
             let signal = async {
                 match abandoned.as_mut() {
@@ -213,7 +216,7 @@ impl Exchange<'_> {
             tokio::select! {
                 biased;
                 r = &mut send => return r.map_err(send_error),
-                _ = &mut timeout => {
+                _ = timer.sleep() => {
                     return Err(upstream(UpstreamErrorKind::Timeout, Progress::SentNoResponse, "response timeout"))
                 }
                 live = signal => {

@@ -76,7 +76,7 @@ fn settle(conn: &ConnCtx, mut route: Arc<Route>) -> (Arc<Route>, Option<watch::R
 pub(super) async fn run(
     conn: &ConnCtx,
     route: Arc<Route>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     obs: Option<Box<Observed>>,
     request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
@@ -85,11 +85,11 @@ pub(super) async fn run(
     route.stats.budget.deposit();
     let in_flight = Some(InFlight::enter(&route.stats));
     let color = route.pick(req.headers(), conn.peer);
-    let upgrade = headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let body = crate::body::ClientBody::new(body, parts.extensions.get::<crate::body::BodyCut>().cloned());
-    let (headers, has_host) = forwarded_headers(conn, parts.headers, &parts.uri, upgrade, route.policy.via);
+    let (headers, has_host, upgrade) = forwarded_headers(conn, parts.headers, &parts.uri, route.policy.via);
+    // What `hyper::upgrade::on` does, on the parts.
+    let client_upgrade = if upgrade { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
     let retry = &route.policy.retry;
     let limit = route.policy.max_body_bytes;
     let source = if retry.enabled && route.judged(color) && !upgrade {
@@ -273,13 +273,13 @@ impl Exchange<'_> {
     }
 }
 
-/// Hop-by-hop headers stripped, `Host` kept (or taken from an absolute-form target),
-/// `X-Forwarded-*` and (unless `[proxy] via = false`) `Via` added; and whether the result has a
-/// `Host`.
-fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool, via: bool) -> (HeaderMap, bool) {
-    headers::strip_hop_by_hop(&mut h, upgrade);
-    let host = match h.get(header::HOST) {
-        Some(v) => Some(v.clone()),
+/// Hop-by-hop headers stripped (the upgrade pair kept for an upgrade), `Host` kept (or taken
+/// from an absolute-form target), `X-Forwarded-*` and (unless `[proxy] via = false`) `Via`
+/// added; whether the result has a `Host`, and whether the request asks for an upgrade.
+fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, via: bool) -> (HeaderMap, bool, bool) {
+    let seen = headers::strip_request(&mut h);
+    let host = match seen.host {
+        Some(v) => Some(v),
         None => {
             let v = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
             if let Some(v) = &v {
@@ -290,7 +290,7 @@ fn forwarded_headers(conn: &ConnCtx, mut h: HeaderMap, uri: &Uri, upgrade: bool,
     };
     let has_host = host.is_some();
     headers::add_forwarded_via(&mut h, &conn.peer_value, &conn.svc.proto, host, via);
-    (h, has_host)
+    (h, has_host, seen.upgrade)
 }
 
 /// The request target sent upstream: origin-form (`/path?query`), which is what an HTTP/1.1

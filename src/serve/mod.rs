@@ -53,6 +53,10 @@ impl ServeCfg {
         // No timer and no head timer of hyper's: `h1` bounds request heads with the idle tick it
         // runs anyway (hyper's boxed a timer per request head, ~720 instructions per request).
         h1.header_read_timeout(None).max_buf_size(limits.max_header_bytes.max(8192)).keep_alive(true);
+        // One buffer per write: a response head and a small body are copied together instead
+        // of queued for `writev` (the queue's bookkeeping cost more than the copy; see
+        // `upstream::client::handshake`).
+        h1.writev(false);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_h2_streams)

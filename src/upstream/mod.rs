@@ -6,5 +6,6 @@ pub mod body;
 pub mod client;
 pub mod health;
 pub mod pool;
+pub mod timers;
 
 pub use pool::{Endpoint, Pool};

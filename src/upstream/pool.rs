@@ -25,6 +25,8 @@ pub struct Endpoint {
     pub in_flight: AtomicU32,
     /// Keep-alive connections to it, ready for the next request.
     pub idle: crate::upstream::client::IdleConns,
+    /// Response timers of finished attempts, for the next ones.
+    pub timers: crate::upstream::timers::ResponseTimers,
 }
 
 impl Endpoint {
@@ -36,6 +38,7 @@ impl Endpoint {
             healthy: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             idle: Default::default(),
+            timers: Default::default(),
         }
     }
 
