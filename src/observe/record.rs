@@ -206,7 +206,8 @@ impl Observed {
             }
             list.push(entry);
         }
-        AttemptGuard { obs: self, index, started, span_id, done: false }
+        // Past `MAX_ATTEMPTS` the attempt is not recorded: nothing to do when it ends.
+        AttemptGuard { obs: self, index, started, span_id, done: index >= MAX_ATTEMPTS }
     }
 
     fn set(&self, index: usize, f: impl FnOnce(&mut Attempt)) {
@@ -272,7 +273,7 @@ pub struct AttemptStart {
 impl AttemptGuard<'_> {
     /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
     pub fn answered(mut self, status: u16, connect_us: u64) {
-        if self.index >= MAX_ATTEMPTS {
+        if self.done {
             return; // not recorded: no clock read
         }
         let ttfb = micros(self.started.elapsed());
@@ -286,8 +287,8 @@ impl AttemptGuard<'_> {
 
     /// No response head.
     pub fn failed(mut self, reason: &'static str) {
-        if self.index >= MAX_ATTEMPTS {
-            return;
+        if self.done {
+            return; // not recorded: no clock read
         }
         let end = micros(self.obs.start.elapsed());
         self.obs.set(self.index, |a| {

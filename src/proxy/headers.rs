@@ -239,6 +239,11 @@ mod tests {
     }
 
     #[test]
+    fn the_upgrade_bit_is_the_place_of_upgrade_among_the_hop_by_hop_names() {
+        assert_eq!(HOP_BY_HOP[UPGRADE_BIT.trailing_zeros() as usize], header::UPGRADE);
+    }
+
+    #[test]
     fn a_request_pass_finds_the_upgrade_and_host_as_the_lookups_did() {
         let cases: &[&[(&str, &str)]] = &[
             &[("host", "a.example"), ("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")],
