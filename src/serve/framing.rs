@@ -143,25 +143,10 @@ fn header(line: &[u8], cl: Option<u64>, te: bool, chunked_last: bool, upgrade: b
     State::Headers { cl: next.0, te: next.1, chunked_last: next.2, upgrade: next.3 }
 }
 
-/// Index of the first `needle` in `hay`, eight bytes at a time (the has-zero-byte test on the
-/// bytes XORed with the needle; a borrow can only mark bytes after the first match, so the lowest
-/// marked byte is it). A byte-by-byte `position` cost ~4 instructions a byte, and every request
-/// head passes through here.
+/// Index of the first `needle` in `hay`: `memchr`, a word or vector at a time (a byte-by-byte
+/// `position` cost ~4 instructions a byte, and every request head passes through here).
 fn find(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
-    let mut chunks = hay.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().expect("chunks of eight")) ^ pattern;
-        let marked = x.wrapping_sub(LO) & !x & HI;
-        if marked != 0 {
-            return Some(at + (marked.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks.remainder().iter().position(|&b| b == needle).map(|i| at + i)
+    memchr::memchr(needle, hay)
 }
 
 fn chunk_size(line: &[u8]) -> State {
@@ -243,26 +228,6 @@ mod tests {
             f.feed(piece);
         }
         ((0..f.heads).find(|&i| found.is(i)), f.heads)
-    }
-
-    #[test]
-    fn find_agrees_with_position_everywhere() {
-        // Every length up to 40, the needle at each place or absent, next to bytes whose XOR with
-        // it borrows (0x0b, 0x09, 0x8a, 0x00) and high bytes.
-        for len in 0..40 {
-            for at in 0..=len {
-                for fill in [b'a', 0x0b, 0x09, 0x8a, 0x00, 0xff] {
-                    let mut hay = vec![fill; len];
-                    if at < len {
-                        hay[at] = b'\n';
-                    }
-                    if at + 1 < len {
-                        hay[at + 1] = b'\n';
-                    }
-                    assert_eq!(find(&hay, b'\n'), hay.iter().position(|&b| b == b'\n'), "{hay:?}");
-                }
-            }
-        }
     }
 
     #[test]
