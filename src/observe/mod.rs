@@ -116,7 +116,6 @@ impl Telemetry {
         if self.log.is_none() && self.tracer.is_none() {
             return None;
         }
-        let start = Instant::now();
         let h = req.headers();
         let caller = h.get(w3c::TRACEPARENT).and_then(|v| w3c::parse(v.as_bytes()));
         let trace = self.tracer.as_ref().map(|t| TraceIds {
@@ -128,6 +127,7 @@ impl Telemetry {
         // Nothing will be written for an unsampled request when the log is off: keep its ids only.
         let keep = self.log.is_some() || trace.is_some_and(|t| t.sampled);
         let data = keep.then(|| {
+            let start = Instant::now();
             let mut d = RequestData {
                 start_unix_ns: time::unix_nanos_at(start.into_std()),
                 service: service.clone(),
@@ -153,9 +153,9 @@ impl Telemetry {
             if d.host.is_none() {
                 d.host = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
             }
-            d
+            (start, d)
         });
-        Some(Box::new(Observed::new(self.clone(), start, trace, data)))
+        Some(Box::new(Observed::new(self, trace, data)))
     }
 
     /// Logs and exports a finished request, without waiting on either queue.

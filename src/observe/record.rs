@@ -109,16 +109,24 @@ pub struct RequestData {
     pub error: Option<&'static str>,
 }
 
-/// A request being observed.
+/// A request being observed. Small: an unsampled request with the log off, the common case at a
+/// low sampling share, carries its trace ids and nothing else (no clock read, no copy of its
+/// head, no reference to the telemetry).
 pub struct Observed {
-    pub(super) tel: Arc<Telemetry>,
-    pub(super) start: Instant,
     /// Our trace ids (tracing configured): an unsampled request still forwards its context.
     trace: Option<TraceIds>,
     /// What the log line and the spans are made of, `None` when neither will be written (the
-    /// log off and the trace not sampled): such a request costs its ids and nothing more.
-    /// Taken when the request finishes; still here when it is dropped unfinished.
-    data: Option<RequestData>,
+    /// log off and the trace not sampled). Taken when the request finishes; still here when it
+    /// is dropped unfinished.
+    rec: Option<Box<Recorded>>,
+}
+
+/// The part of an [`Observed`] that is written out: only built for a request that will be
+/// logged or exported.
+struct Recorded {
+    tel: Arc<Telemetry>,
+    start: Instant,
+    data: RequestData,
     /// Attempts run side by side (a hedge) and report through `&self`; the lock is only ever
     /// taken by the request's own task, so it is never contended. Moved into the record at the
     /// end, so the list is allocated once.
@@ -128,24 +136,27 @@ pub struct Observed {
 impl std::fmt::Debug for Observed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observed")
-            .field("request_id", &self.data.as_ref().map(|d| &d.request_id))
+            .field("request_id", &self.rec.as_ref().map(|r| &r.data.request_id))
             .finish_non_exhaustive()
     }
 }
 
 /// An attempt in progress; dropped before `end`, it is recorded as cancelled.
 pub struct AttemptGuard<'a> {
-    obs: &'a Observed,
+    /// The record and when the attempt started; `None`: the attempt is not recorded (nothing is
+    /// written for the request, or it is past `MAX_ATTEMPTS`), so its end costs nothing.
+    rec: Option<(&'a Recorded, Instant)>,
     index: usize,
-    started: Instant,
     pub span_id: [u8; 8],
-    done: bool,
 }
 
 impl Observed {
-    /// `data`: `None` when nothing will be written for the request (see [`Observed::data`]).
-    pub(super) fn new(tel: Arc<Telemetry>, start: Instant, trace: Option<TraceIds>, data: Option<RequestData>) -> Self {
-        Observed { tel, start, trace, data, attempts: Mutex::new(Vec::new()) }
+    /// `data`: `None` when nothing will be written for the request (see [`Observed::rec`]).
+    pub(super) fn new(tel: &Arc<Telemetry>, trace: Option<TraceIds>, data: Option<(Instant, RequestData)>) -> Self {
+        let rec = data.map(|(start, data)| {
+            Box::new(Recorded { tel: tel.clone(), start, data, attempts: Mutex::new(Vec::new()) })
+        });
+        Observed { trace, rec }
     }
 
     /// The `traceparent` an attempt with span `span_id` forwards (`None`: pass the caller's).
@@ -156,21 +167,21 @@ impl Observed {
 
     /// The trace id as hex: ours, or the caller's when Switchyard does not take part in traces.
     pub fn trace_id_hex(&self) -> Option<String> {
-        let id = self.trace.map(|t| t.trace_id).or(self.data.as_ref().and_then(|d| d.caller_trace))?;
+        let id = self.trace.map(|t| t.trace_id).or(self.rec.as_ref().and_then(|r| r.data.caller_trace))?;
         Some(String::from_utf8_lossy(&super::ids::hex16(&id)).into_owned())
     }
 
     /// Counts response body bytes sent to the client.
     pub fn sent(&mut self, n: usize) {
-        if let Some(d) = self.data.as_mut() {
-            d.bytes_out += n as u64;
+        if let Some(r) = self.rec.as_mut() {
+            r.data.bytes_out += n as u64;
         }
     }
 
     /// Finishes a request answered by Switchyard itself (an error response).
-    pub fn finish_now<B: http_body::Body>(mut self: Box<Self>, resp: &http::Response<B>, error: &'static str) {
-        if let Some(d) = self.data.as_mut() {
-            d.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+    pub fn finish_now<B: http_body::Body>(mut self, resp: &http::Response<B>, error: &'static str) {
+        if let Some(r) = self.rec.as_mut() {
+            r.data.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
         }
         self.finish(resp.status().as_u16(), Some(error));
     }
@@ -179,10 +190,10 @@ impl Observed {
     /// unsampled request with the log off only needs a span id).
     pub fn attempt(&self, a: impl FnOnce() -> AttemptStart) -> AttemptGuard<'_> {
         let span_id = super::ids::span_id();
-        if self.data.is_none() {
+        let Some(rec) = self.rec.as_deref() else {
             // Nothing is written: the attempt only needs its span id for `traceparent`.
-            return AttemptGuard { obs: self, index: MAX_ATTEMPTS, started: self.start, span_id, done: true };
-        }
+            return AttemptGuard { rec: None, index: MAX_ATTEMPTS, span_id };
+        };
         let started = Instant::now();
         let a = a();
         let entry = Attempt {
@@ -192,13 +203,13 @@ impl Observed {
             endpoint: a.endpoint,
             why: a.why,
             span_id,
-            start_us: micros(started - self.start),
+            start_us: micros(started - rec.start),
             ttfb_us: None,
             connect_us: None,
             end_us: 0,
             end: AttemptEnd::Open,
         };
-        let mut list = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = rec.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let index = list.len();
         if index < MAX_ATTEMPTS {
             if index == 0 {
@@ -207,26 +218,20 @@ impl Observed {
             list.push(entry);
         }
         // Past `MAX_ATTEMPTS` the attempt is not recorded: nothing to do when it ends.
-        AttemptGuard { obs: self, index, started, span_id, done: index >= MAX_ATTEMPTS }
-    }
-
-    fn set(&self, index: usize, f: impl FnOnce(&mut Attempt)) {
-        let mut list = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = list.get_mut(index) {
-            f(a)
-        }
+        AttemptGuard { rec: (index < MAX_ATTEMPTS).then_some((rec, started)), index, span_id }
     }
 
     /// Finishes the request: one log line (if logged) and its spans (if sampled), both handed
     /// to their queues without waiting.
-    pub fn finish(mut self: Box<Self>, status: u16, error: Option<&'static str>) {
+    pub fn finish(mut self, status: u16, error: Option<&'static str>) {
         self.complete(status, error);
     }
 
     fn complete(&mut self, status: u16, error: Option<&'static str>) {
-        let Some(mut data) = self.data.take() else { return };
-        let end = micros(self.start.elapsed());
-        data.attempts = std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(rec) = self.rec.take() else { return };
+        let Recorded { tel, start, mut data, attempts } = *rec;
+        let end = micros(start.elapsed());
+        data.attempts = attempts.into_inner().unwrap_or_else(|e| e.into_inner());
         // The winner is the answered attempt whose head came last (a retried status came
         // before its retry's; a hedge's loser was cancelled): it lasts until the body ends.
         let winner = data
@@ -244,7 +249,16 @@ impl Observed {
         data.status = status;
         data.error = error;
         data.duration_us = end;
-        self.tel.finish(data);
+        tel.finish(data);
+    }
+}
+
+impl Recorded {
+    fn set(&self, index: usize, f: impl FnOnce(&mut Attempt)) {
+        let mut list = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = list.get_mut(index) {
+            f(a)
+        }
     }
 }
 
@@ -255,7 +269,7 @@ impl Drop for Observed {
     /// A request dropped unfinished (the client closed the connection, or the listener closed it
     /// after the drain timeout) is still logged, as nginx logs 499.
     fn drop(&mut self) {
-        if self.data.is_some() {
+        if self.rec.is_some() {
             self.complete(CLIENT_CLOSED, Some("client closed"));
         }
     }
@@ -273,37 +287,31 @@ pub struct AttemptStart {
 impl AttemptGuard<'_> {
     /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
     pub fn answered(mut self, status: u16, connect_us: u64) {
-        if self.done {
-            return; // not recorded: no clock read
-        }
-        let ttfb = micros(self.started.elapsed());
-        self.obs.set(self.index, |a| {
+        let Some((rec, started)) = self.rec.take() else { return }; // not recorded: no clock read
+        let ttfb = micros(started.elapsed());
+        rec.set(self.index, |a| {
             a.ttfb_us = Some(ttfb);
             a.connect_us = (connect_us > 0).then_some(connect_us);
             a.end = AttemptEnd::Status(status);
         });
-        self.done = true;
     }
 
     /// No response head.
     pub fn failed(mut self, reason: &'static str) {
-        if self.done {
-            return; // not recorded: no clock read
-        }
-        let end = micros(self.obs.start.elapsed());
-        self.obs.set(self.index, |a| {
+        let Some((rec, _)) = self.rec.take() else { return }; // not recorded: no clock read
+        let end = micros(rec.start.elapsed());
+        rec.set(self.index, |a| {
             a.end_us = end.max(1);
             a.end = AttemptEnd::Failed(reason);
         });
-        self.done = true;
     }
 }
 
 impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            let end = micros(self.obs.start.elapsed());
-            self.obs.set(self.index, |a| {
+        if let Some((rec, _)) = self.rec.take() {
+            let end = micros(rec.start.elapsed());
+            rec.set(self.index, |a| {
                 a.end_us = end.max(1);
                 a.end = AttemptEnd::Cancelled;
             });
