@@ -143,10 +143,11 @@ impl std::fmt::Debug for Observed {
 
 /// An attempt in progress; dropped before `end`, it is recorded as cancelled.
 pub struct AttemptGuard<'a> {
-    /// The record and when the attempt started; `None`: the attempt is not recorded (nothing is
-    /// written for the request, or it is past `MAX_ATTEMPTS`), so its end costs nothing.
-    rec: Option<(&'a Recorded, Instant)>,
-    index: usize,
+    /// The record, the attempt's place in it and when it started; `None`: the attempt is not
+    /// recorded (nothing is written for the request, or it is past `MAX_ATTEMPTS`), so its end
+    /// costs nothing.
+    rec: Option<(&'a Recorded, usize, Instant)>,
+    /// The attempt's client span (zero when tracing is off: the log names it only with a trace).
     pub span_id: [u8; 8],
 }
 
@@ -189,10 +190,10 @@ impl Observed {
     /// Records the start of an attempt. `a` is called only when the attempt is recorded (an
     /// unsampled request with the log off only needs a span id).
     pub fn attempt(&self, a: impl FnOnce() -> AttemptStart) -> AttemptGuard<'_> {
-        let span_id = super::ids::span_id();
+        let span_id = if self.trace.is_some() { super::ids::span_id() } else { [0; 8] };
         let Some(rec) = self.rec.as_deref() else {
             // Nothing is written: the attempt only needs its span id for `traceparent`.
-            return AttemptGuard { rec: None, index: MAX_ATTEMPTS, span_id };
+            return AttemptGuard { rec: None, span_id };
         };
         let started = Instant::now();
         let a = a();
@@ -218,7 +219,7 @@ impl Observed {
             list.push(entry);
         }
         // Past `MAX_ATTEMPTS` the attempt is not recorded: nothing to do when it ends.
-        AttemptGuard { rec: (index < MAX_ATTEMPTS).then_some((rec, started)), index, span_id }
+        AttemptGuard { rec: (index < MAX_ATTEMPTS).then_some((rec, index, started)), span_id }
     }
 
     /// Finishes the request: one log line (if logged) and its spans (if sampled), both handed
@@ -287,9 +288,9 @@ pub struct AttemptStart {
 impl AttemptGuard<'_> {
     /// The response head arrived; `connect_us` is 0 when a kept-alive connection was reused.
     pub fn answered(mut self, status: u16, connect_us: u64) {
-        let Some((rec, started)) = self.rec.take() else { return }; // not recorded: no clock read
+        let Some((rec, index, started)) = self.rec.take() else { return }; // not recorded: no clock read
         let ttfb = micros(started.elapsed());
-        rec.set(self.index, |a| {
+        rec.set(index, |a| {
             a.ttfb_us = Some(ttfb);
             a.connect_us = (connect_us > 0).then_some(connect_us);
             a.end = AttemptEnd::Status(status);
@@ -298,9 +299,9 @@ impl AttemptGuard<'_> {
 
     /// No response head.
     pub fn failed(mut self, reason: &'static str) {
-        let Some((rec, _)) = self.rec.take() else { return }; // not recorded: no clock read
+        let Some((rec, index, _)) = self.rec.take() else { return }; // not recorded: no clock read
         let end = micros(rec.start.elapsed());
-        rec.set(self.index, |a| {
+        rec.set(index, |a| {
             a.end_us = end.max(1);
             a.end = AttemptEnd::Failed(reason);
         });
@@ -309,9 +310,9 @@ impl AttemptGuard<'_> {
 
 impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
-        if let Some((rec, _)) = self.rec.take() {
+        if let Some((rec, index, _)) = self.rec.take() {
             let end = micros(rec.start.elapsed());
-            rec.set(self.index, |a| {
+            rec.set(index, |a| {
                 a.end_us = end.max(1);
                 a.end = AttemptEnd::Cancelled;
             });
