@@ -49,4 +49,4 @@ for f, v in by_file.most_common(int(dict(a.split('=') for a in sys.argv if a.sta
     print(f'{v/n:9.0f}  {short(f)}')
 if lines_mode:
     print('--- lines')
-    for f, v in by_line.most_common(60): print(f'{v/n:9.0f}  {short(f)}')
+    for f, v in by_line.most_common(int(dict(a.split("=") for a in sys.argv if a.startswith("ltop=")).get("ltop", 60))): print(f'{v/n:9.0f}  {short(f)}')

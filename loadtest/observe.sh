@@ -4,7 +4,7 @@
 
 # sy_config FILE LISTEN_PORT ADMIN_PORT STATE_DIR LOG SAMPLE ENDPOINT: the bench config
 # (loadtest/conf/switchyard-bench.toml.in, 90/10 manual split to BLUE_PORT/GREEN_PORT) with the
-# access log LOG (off|json|text, every request to RUN/access-<config name>.log) and, unless SAMPLE is
+# access log LOG (off|json|text, every request to RUN/logs/access-<config name>.log) and, unless SAMPLE is
 # empty, `[tracing]` sampling SAMPLE of the requests (none carry a traceparent) to ENDPOINT.
 sy_config() {
   local file=$1 listen=$2 admin=$3 state=$4 log=$5 sample=$6 endpoint=$7
@@ -13,7 +13,9 @@ sy_config() {
   fill "$ROOT/loadtest/conf/switchyard-bench.toml.in" "$file" STATE_DIR="$state" ADMIN_PORT="$admin" \
     INTERVAL=1s WINDOW=10s MIN_SAMPLES=100 LISTEN_PORT="$listen" GREEN_WEIGHT=10 \
     BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" ACCESS_LOG_ENABLED=$on ACCESS_LOG_FORMAT="$fmt" \
-    ACCESS_LOG_PATH="$RUN/access-$(basename "$file" .toml).log"
+    ACCESS_LOG_PATH="$RUN/logs/access-$(basename "$file" .toml).log"
+  # Out of the config's directory, as in a deployment: the reload watcher watches that directory.
+  mkdir -p "$RUN/logs"
   if [[ -n $sample ]]; then
     # A table after the [[services]] entry: valid TOML, it closes the array entry.
     printf '\n[tracing]\nendpoint = "%s"\nsample = %s\n' "$endpoint" "$sample" >>"$file"

@@ -387,7 +387,7 @@ pub struct AccessLogConfig {
     pub sample: f64,
     /// Requests at least this slow are always logged.
     pub slow: Duration,
-    /// Lines queued for the writer thread before new ones are dropped.
+    /// Lines each worker may have queued for the writer thread before new ones are dropped.
     pub queue: usize,
 }
 

@@ -14,15 +14,14 @@ use std::net::IpAddr;
 /// Bytes reserved for a line: a typical line with one attempt is ~560.
 const LINE_CAPACITY: usize = 768;
 
-/// The line for `d`, ending in `\n`.
-pub fn format(d: &RequestData, cfg: &AccessLogConfig) -> Vec<u8> {
-    let mut out = Vec::with_capacity(LINE_CAPACITY);
+/// Appends the line for `d`, ending in `\n`, to `out`.
+pub fn format(out: &mut Vec<u8>, d: &RequestData, cfg: &AccessLogConfig) {
+    out.reserve(LINE_CAPACITY);
     match cfg.format {
-        LogFormat::Json => line(&mut Fields::<true> { out: &mut out }, d, cfg.log_query),
-        LogFormat::Text => line(&mut Fields::<false> { out: &mut out }, d, cfg.log_query),
+        LogFormat::Json => line(&mut Fields::<true> { out }, d, cfg.log_query),
+        LogFormat::Text => line(&mut Fields::<false> { out }, d, cfg.log_query),
     }
     out.push(b'\n');
-    out
 }
 
 /// One format's line: monomorphized per format, so every key is a constant the compiler copies
@@ -35,7 +34,8 @@ fn line<const JSON: bool>(w: &mut Fields<'_, JSON>, d: &RequestData, log_query: 
 
 fn fields<const JSON: bool>(w: &mut Fields<'_, JSON>, d: &RequestData, log_query: bool) {
     w.time(d.start_unix_ns);
-    w.str(key!("service"), &d.service);
+    // Validated at config load: letters, digits, '-' and '_'.
+    w.plain(key!("service"), &d.service);
     // The attempt whose response the client got (else the last one tried) names who answered.
     let answered = d.attempts.iter().rev().find(|a| matches!(a.end, AttemptEnd::Status(_))).or(d.attempts.last());
     if let Some(a) = answered {
@@ -55,7 +55,8 @@ fn fields<const JSON: bool>(w: &mut Fields<'_, JSON>, d: &RequestData, log_query
     w.num(key!("http.response.body.size"), d.bytes_out);
     w.ms(key!("duration_ms"), d.duration_us);
     if let Some(a) = answered {
-        w.str(key!("upstream.address"), a.endpoint.as_str());
+        // A parsed URI authority holds no quote, backslash, control or non-ASCII byte.
+        w.plain(key!("upstream.address"), a.endpoint.as_str());
         if let Some(c) = a.connect_us {
             w.ms(key!("upstream.connect_ms"), c);
         }
@@ -73,7 +74,8 @@ fn fields<const JSON: bool>(w: &mut Fields<'_, JSON>, d: &RequestData, log_query
     if let Some(t) = d.tls {
         w.plain(key!("tls.protocol.version"), t);
     }
-    w.bytes(key!("request_id"), Some(d.request_id.as_bytes()));
+    // Kept from the client only when sane (no quote, backslash or control), else ours: hex.
+    w.plain_bytes(key!("request_id"), d.request_id.as_bytes());
     let trace_id = d.trace.map(|t| t.trace_id).or(d.caller_trace);
     if let Some(t) = trace_id {
         w.bytes(key!("trace_id"), Some(&hex16(&t)));
@@ -110,9 +112,9 @@ fn attempts<const JSON: bool>(w: &mut Fields<'_, JSON>, d: &RequestData) {
                 out.extend_from_slice(b",\"release\":");
                 escape(out, r.as_bytes());
             }
-            out.extend_from_slice(b",\"upstream.address\":");
-            escape(out, a.endpoint.as_str().as_bytes());
-            out.extend_from_slice(b",\"outcome\":\"");
+            out.extend_from_slice(b",\"upstream.address\":\"");
+            out.extend_from_slice(a.endpoint.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"outcome\":\"");
             out.extend_from_slice(outcome.as_bytes());
             out.push(b'"');
             if let Some(s) = status {
@@ -205,9 +207,13 @@ impl<const JSON: bool> Fields<'_, JSON> {
 
     /// A value Switchyard itself wrote or validated as a token: quoted, not escaped.
     fn plain(&mut self, k: Key, v: &str) {
+        self.plain_bytes(k, v.as_bytes());
+    }
+
+    fn plain_bytes(&mut self, k: Key, v: &[u8]) {
         self.key(k);
         self.out.push(b'"');
-        self.out.extend_from_slice(v.as_bytes());
+        self.out.extend_from_slice(v);
         self.out.push(b'"');
     }
 
@@ -361,9 +367,29 @@ mod tests {
         }
     }
 
+    fn to_vec(d: &RequestData, cfg: &AccessLogConfig) -> Vec<u8> {
+        let mut out = Vec::new();
+        format(&mut out, d, cfg);
+        out
+    }
+
+    #[test]
+    fn lines_appended_to_one_buffer_stay_whole_lines() {
+        let (d, c) = (data(), cfg(LogFormat::Json, false));
+        let mut out = b"earlier\n".to_vec();
+        format(&mut out, &d, &c);
+        format(&mut out, &d, &c);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "earlier");
+        assert_eq!(lines[1], lines[2]);
+        assert!(serde_json::from_str::<serde_json::Value>(lines[2]).is_ok(), "{text}");
+    }
+
     #[test]
     fn a_json_line_names_fields_by_the_http_conventions() {
-        let line = String::from_utf8(format(&data(), &cfg(LogFormat::Json, true))).unwrap();
+        let line = String::from_utf8(to_vec(&data(), &cfg(LogFormat::Json, true))).unwrap();
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
         assert_eq!(v["time"], "2024-02-29T12:34:56.789Z");
@@ -374,13 +400,13 @@ mod tests {
         assert_eq!(v["http.request.body.size"], 12);
         assert_eq!(v["duration_ms"], 1.5);
         assert!(v.get("trace_id").is_none() && v.get("role").is_none());
-        let without = String::from_utf8(format(&data(), &cfg(LogFormat::Json, false))).unwrap();
+        let without = String::from_utf8(to_vec(&data(), &cfg(LogFormat::Json, false))).unwrap();
         assert!(!without.contains("user=a"), "query left out by default");
     }
 
     #[test]
     fn a_text_line_is_key_value_pairs() {
-        let line = String::from_utf8(format(&data(), &cfg(LogFormat::Text, false))).unwrap();
+        let line = String::from_utf8(to_vec(&data(), &cfg(LogFormat::Text, false))).unwrap();
         assert!(line.starts_with("time=\"2024-02-29T12:34:56.789Z\" service=\"auth\" "), "{line}");
         assert!(line.contains(" http.response.status_code=503 "), "{line}");
         assert!(line.contains(" error.type=\"upstream saturated\" "), "{line}");

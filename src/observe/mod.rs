@@ -39,8 +39,7 @@ pub struct Telemetry {
 
 struct LogSink {
     cfg: AccessLogConfig,
-    /// `None` only while dropping (so the writer sees the channel close before it is waited for).
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    queue: Arc<writer::Queue>,
     dropped: Counter,
     /// Disconnects when the writer has finished (a `Mutex` only to make the handle `Sync`).
     done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
@@ -50,7 +49,7 @@ impl Drop for LogSink {
     /// The process exits soon after the app stops: give the writer a moment to write what is
     /// queued (bounded, so a stuck file cannot hold up the exit).
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.queue.close();
         if let Ok(done) = self.done.get_mut() {
             let _ = done.recv_timeout(writer::DRAIN_AT_EXIT);
         }
@@ -111,7 +110,7 @@ impl Telemetry {
         service: &Arc<str>,
         req: &Request<B>,
         request_id: &HeaderValue,
-    ) -> Option<Box<Observed>> {
+    ) -> Option<Observed> {
         // Off: not even the id is copied.
         if self.log.is_none() && self.tracer.is_none() {
             return None;
@@ -155,17 +154,14 @@ impl Telemetry {
             }
             (start, d)
         });
-        Some(Box::new(Observed::new(self, trace, data)))
+        Some(Observed::new(self, trace, data))
     }
 
     /// Logs and exports a finished request, without waiting on either queue.
     fn finish(&self, mut data: RequestData) {
         if let Some(log) = &self.log {
-            if log.keeps(&data) {
-                let line = line::format(&data, &log.cfg);
-                if log.tx.as_ref().is_none_or(|tx| tx.try_send(line).is_err()) {
-                    log.dropped.increment(1);
-                }
+            if log.keeps(&data) && !log.queue.push(|out| line::format(out, &data, &log.cfg)) {
+                log.dropped.increment(1);
             }
         }
         if let Some(t) = &self.tracer {
@@ -221,12 +217,11 @@ impl LogSink {
 }
 
 fn start_log(cfg: &AccessLogConfig, dropped: Counter) -> LogSink {
-    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
-    let (reopen, done) = writer::spawn(cfg.path.clone(), rx);
+    let (queue, reopen, done) = writer::spawn(cfg.path.clone(), cfg.queue);
     if cfg.path.is_some() {
         writer::reopen_on_sigusr1(reopen);
     }
-    LogSink { cfg: cfg.clone(), tx: Some(tx), dropped, done: std::sync::Mutex::new(done) }
+    LogSink { cfg: cfg.clone(), queue, dropped, done: std::sync::Mutex::new(done) }
 }
 
 fn start_tracer(cfg: &TracingConfig, endpoint: http::Uri, dropped: Counter, failures: Counter) -> Tracer {

@@ -85,12 +85,12 @@ impl Exchange<'_> {
         route.stats.started(color);
         let mut rec = self.recording(color, slot);
         let ep: &std::sync::Arc<Endpoint> = &rec.endpoint;
-        let seen = self.observe(color, ep, why, &mut headers);
+        // The first attempt starts as the request does: its clock read will do.
+        let sent = if why == Why::First { self.start } else { tokio::time::Instant::now() };
+        let seen = self.observe(color, ep, why, sent, &mut headers);
         let req = self.upstream_request(ep, headers, body);
         let client = pool.tls_client.as_ref().unwrap_or(&self.conn.svc.client);
         let connect_us = std::sync::atomic::AtomicU64::new(0);
-        // The first attempt starts as the request does: its clock read will do.
-        let sent = if why == Why::First { self.start } else { tokio::time::Instant::now() };
         let (resp, conn) = match self.wait(client, ep, req, abandoned, &connect_us, sent).await {
             Ok(r) => r,
             Err(err) => {
@@ -126,10 +126,17 @@ impl Exchange<'_> {
 
     /// Opens the attempt's client span and forwards its `traceparent` (replacing any other, so
     /// exactly one goes upstream).
-    fn observe(&self, color: Color, ep: &Endpoint, why: Why, headers: &mut HeaderMap) -> Option<AttemptGuard<'_>> {
-        let obs = self.obs.as_deref()?;
+    fn observe(
+        &self,
+        color: Color,
+        ep: &Endpoint,
+        why: Why,
+        sent: tokio::time::Instant,
+        headers: &mut HeaderMap,
+    ) -> Option<AttemptGuard<'_>> {
+        let obs = self.obs.as_ref()?;
         let route = &self.route;
-        let g = obs.attempt(|| AttemptStart {
+        let g = obs.attempt(sent, || AttemptStart {
             color,
             role: if route.judged(color) { "candidate" } else { "live" },
             release: route.policy.releases[color.index()].clone(),
@@ -149,7 +156,7 @@ impl Exchange<'_> {
         if !upstream {
             return;
         }
-        let trace = self.obs.as_deref().and_then(|o| o.trace_id_hex());
+        let trace = self.obs.as_ref().and_then(|o| o.trace_id_hex());
         self.route.stats.examples.offer(self.request_id.to_str().unwrap_or(""), trace.as_deref());
     }
 

@@ -48,7 +48,7 @@ pub(super) struct Exchange<'a> {
     /// when the route cannot send to green).
     pub abandon: Option<watch::Receiver<u64>>,
     /// The request as the access log and the trace see it (`None`: both off).
-    pub obs: Option<Box<Observed>>,
+    pub obs: Option<Observed>,
     pub request_id: &'a HeaderValue,
 }
 
@@ -77,10 +77,11 @@ pub(super) async fn run(
     conn: &ConnCtx,
     route: Arc<Route>,
     req: Request<Incoming>,
-    obs: Option<Box<Observed>>,
+    obs: Option<Observed>,
     request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
-    let start = Instant::now();
+    // A recorded request read the clock as it began: one read serves both.
+    let start = obs.as_ref().and_then(Observed::started).unwrap_or_else(Instant::now);
     let (route, abandon) = settle(conn, route);
     route.stats.budget.deposit();
     let in_flight = Some(InFlight::enter(&route.stats));

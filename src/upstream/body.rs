@@ -185,7 +185,7 @@ pub struct Recording {
     pub candidate_slot: Option<CandidateSlot>,
     /// The request's access log and trace record, held by the attempt whose response reaches
     /// the client and finished with the exchange.
-    pub observed: Option<Box<crate::observe::Observed>>,
+    pub observed: Option<crate::observe::Observed>,
 }
 
 impl Recording {
@@ -211,7 +211,7 @@ impl Recording {
             self.sample.error = error;
         }
         if let Some(o) = self.observed.take() {
-            o.finish(self.sample.status, error.map(UpstreamErrorKind::as_str));
+            o.finish_at(self.sample.status, error.map(UpstreamErrorKind::as_str), now);
         }
         self.stats.record(self.sample);
     }
