@@ -405,6 +405,15 @@ mod tests {
     }
 
     #[test]
+    fn the_values_written_unescaped_cannot_hold_what_json_escapes() {
+        // Upstream addresses are URI authorities; request ids pass `sane_request_id` or are ours.
+        for bad in ["a\"b:80", "a\\b:80", "a\u{1}b:80", "é:80"] {
+            assert!(bad.parse::<http::uri::Authority>().is_err(), "{bad:?}");
+            assert!(!super::super::ids::sane_request_id(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_text_line_is_key_value_pairs() {
         let line = String::from_utf8(to_vec(&data(), &cfg(LogFormat::Text, false))).unwrap();
         assert!(line.starts_with("time=\"2024-02-29T12:34:56.789Z\" service=\"auth\" "), "{line}");

@@ -365,11 +365,6 @@ impl RequestData {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn an_observed_request_stays_small() {
-        assert!(std::mem::size_of::<super::Observed>() <= 48, "{}", std::mem::size_of::<super::Observed>());
-    }
-
     use super::*;
     use bytes::Bytes;
 
@@ -412,5 +407,10 @@ mod tests {
             assert!(!inside(v.as_bytes().as_ptr()), "{v:?} still points into the read buffer");
         }
         assert!(!inside(d.uri.path().as_ptr()), "the URI still points into the read buffer");
+    }
+
+    #[test]
+    fn an_observed_request_stays_small() {
+        assert!(std::mem::size_of::<Observed>() <= 48, "{}", std::mem::size_of::<Observed>());
     }
 }
