@@ -45,8 +45,11 @@ print(f'total {total/n:.0f} per request')
 def short(f):
     f = re.sub(r'.*/registry/src/[^/]+/', '', f); f = re.sub(r'/rustc/[0-9a-f]+/', 'std:', f)
     return re.sub(r'^.*?/src/', 'src/', f) if '/registry/' not in f and f.startswith('/') and '/src/' in f else f
-for f, v in by_file.most_common(int(dict(a.split('=') for a in sys.argv if a.startswith('top=')).get('top', 45))):
+def opt(name, default):
+    """`name=N` from the command line, else `default`."""
+    return int(dict(a.split('=', 1) for a in sys.argv[2:] if '=' in a).get(name, default))
+for f, v in by_file.most_common(opt('top', 45)):
     print(f'{v/n:9.0f}  {short(f)}')
 if lines_mode:
     print('--- lines')
-    for f, v in by_line.most_common(int(dict(a.split("=") for a in sys.argv if a.startswith("ltop=")).get("ltop", 60))): print(f'{v/n:9.0f}  {short(f)}')
+    for f, v in by_line.most_common(opt('ltop', 60)): print(f'{v/n:9.0f}  {short(f)}')

@@ -110,8 +110,8 @@ impl Batch {
     /// The `ExportTraceServiceRequest` holding the batch: one `ResourceSpans` with one
     /// `ScopeSpans`, the envelope's lengths written around the encoded spans (prost's own
     /// key and varint encoders; a message's fields may come in any order, so the spans can
-    /// follow the scope as they are).
-    /// `resource` and `scope`: the encoded fields, as [`Exporter`] keeps them.
+    /// follow the scope as they are). `resource` and `scope` are the encoded fields, as
+    /// [`Exporter`] keeps them.
     fn request(&mut self, resource: &[u8], scope: &[u8]) -> (Bytes, u64) {
         use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
         let scope_spans = scope.len() + self.spans.len();

@@ -163,25 +163,29 @@ mod tests {
 
     #[test]
     fn a_full_shard_refuses_lines_until_the_writer_takes_them_and_close_writes_the_rest() {
+        use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        let (queue, _reopen, done) = spawn(Some(path.clone()), 2);
-        let line = |n: u8| move |out: &mut Vec<u8>| out.extend_from_slice(&[b'a' + n, b'\n']);
-        assert!(queue.push(line(0)));
-        assert!(queue.push(line(1)));
-        // Two lines a shard: a third waits for the writer, unless it has already taken the two.
-        let third = queue.push(line(2));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::fs::read(&path).unwrap_or_default().len() < 4 {
-            assert!(std::time::Instant::now() < deadline, "the writer wrote the queued lines");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(queue.push(line(3)), "taken lines free the shard");
+        let fifo = dir.path().join("stuck.log");
+        // A FIFO nobody reads yet: the writer blocks opening it, so it takes nothing until then.
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let (queue, _reopen, done) = spawn(Some(fifo.clone()), 2);
+        let line = |c: u8| move |out: &mut Vec<u8>| out.extend_from_slice(&[c, b'\n']);
+        assert!(queue.push(line(b'a')));
+        assert!(queue.push(line(b'b')));
+        assert!(!queue.push(line(b'c')), "two lines a shard: the third is refused");
+        let mut reader = BufReader::new(std::fs::File::open(&fifo).unwrap());
+        let mut next = || {
+            let mut l = String::new();
+            reader.read_line(&mut l).unwrap();
+            l
+        };
+        assert_eq!((next(), next()), ("a\n".to_string(), "b\n".to_string()));
+        // The writer emptied the shard before writing what it took.
+        assert!(queue.push(line(b'd')), "taken lines free the shard");
         queue.close();
+        assert_eq!(next(), "d\n", "close writes what is queued");
         let stopped = done.recv_timeout(Duration::from_secs(10));
         assert_eq!(stopped, Err(std::sync::mpsc::RecvTimeoutError::Disconnected), "the writer stops after close");
-        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
-        let expected = if third { "a\nb\nc\nd\n" } else { "a\nb\nd\n" };
-        assert_eq!(text, expected);
+        assert_eq!(next(), "", "and nothing else: the refused line is gone");
     }
 }
