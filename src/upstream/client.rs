@@ -318,9 +318,27 @@ impl Head {
     }
 }
 
-/// The connection ended before any byte of the response: nothing of it reached anyone.
+/// The connection ended before any byte of the response: nothing of it reached anyone. An
+/// upstream that closes a kept-alive connection with our request already unread in its socket
+/// makes the kernel answer with a reset, not a clean end: the request fails with
+/// `ECONNRESET` (or `EPIPE` while writing) instead of an incomplete message. Under load that
+/// was 3 to 6 in 60 runs of `a_pooled_connection_the_upstream_closed_never_fails_a_request`
+/// (four at once), each a 502 whose log line named the first attempt's outcome `reset`; counted
+/// as closed, 0 in 100 runs of the `data_plane::pooling` tests four at once.
 fn closed_before_response(e: &hyper::Error) -> bool {
-    e.is_incomplete_message() || e.is_canceled() || e.is_closed()
+    e.is_incomplete_message() || e.is_canceled() || e.is_closed() || reset_by_peer(e)
+}
+
+fn reset_by_peer(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// HTTP/1.1 handshake on a connected stream; the connection task (with upgrades, for
@@ -436,6 +454,28 @@ mod tests {
         assert_eq!(idle.len(), 1, "the connection idle for 300 ms goes, the fresh one stays");
         assert!(idle.take(Instant::now()).is_some());
         assert!(idle.take(Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reset_before_the_response_counts_as_closed_before_it() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (mut tx, server) = connection(&listener).await;
+        let upstream = tokio::spawn(async move {
+            // Read the request, then close with it answered by nothing: linger 0 sends a reset.
+            let mut buf = [0u8; 1024];
+            let mut server = server;
+            let _ = server.read(&mut buf).await;
+            server.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(server);
+        });
+        let mut req = Request::new(RequestBody::full(bytes::Bytes::new()));
+        *req.uri_mut() = "/".parse().unwrap();
+        req.headers_mut().insert(http::header::HOST, "upstream".parse().unwrap());
+        let err = tx.try_send_request(req).await.expect_err("the upstream reset the connection");
+        upstream.await.unwrap();
+        assert!(err.message().is_none(), "written before the reset: hyper cannot give it back");
+        assert!(closed_before_response(err.error()), "{:?}", err.error());
     }
 
     #[tokio::test]
