@@ -466,7 +466,7 @@ mod tests {
             let mut buf = [0u8; 1024];
             let mut server = server;
             let _ = server.read(&mut buf).await;
-            server.set_linger(Some(Duration::ZERO)).unwrap();
+            socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO)).unwrap();
             drop(server);
         });
         let mut req = Request::new(RequestBody::full(bytes::Bytes::new()));
